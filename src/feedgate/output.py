@@ -1,0 +1,89 @@
+"""Writers that print observables as JSON lines, CSV or a text table.
+
+Shared by every command that lists observables (``stix extract`` now, ``observables`` later), so
+the same columns mean the same thing everywhere. Each writer streams: nothing is held back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from typing import Any, Final, TextIO
+
+from feedgate.observables import Observable
+
+#: Context keys in the order CSV columns and tables show them.
+CONTEXT_COLUMNS: Final = (
+    "package_id",
+    "package_title",
+    "package_short_description",
+    "indicator_id",
+    "indicator_title",
+    "indicator_type",
+    "description",
+    "confidence",
+    "valid_from",
+    "valid_until",
+    "produced",
+    "tlp",
+    "composition",
+)
+CSV_COLUMNS: Final = ("kind", "value", "type", *CONTEXT_COLUMNS)
+FORMATS: Final = ("jsonl", "table", "csv")
+
+Writer = Callable[[Observable], None]
+
+
+def jsonl_writer(out: TextIO) -> Writer:
+    def write(obs: Observable) -> None:
+        out.write(json.dumps(obs.to_dict(), ensure_ascii=False, default=str))
+        out.write("\n")
+
+    return write
+
+
+def csv_writer(out: TextIO) -> Writer:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+
+    def write(obs: Observable) -> None:
+        ctx = obs.context
+        writer.writerow(
+            [str(obs.kind), obs.value, obs.original_type or "", *_cells(ctx, CONTEXT_COLUMNS)]
+        )
+
+    return write
+
+
+def _cells(ctx: Any, keys: tuple[str, ...]) -> list[str]:
+    return ["" if ctx.get(k) is None else str(ctx.get(k)) for k in keys]
+
+
+_VALUE_WIDTH: Final = 48
+
+
+def table_writer(out: TextIO) -> Writer:
+    """A plain aligned table, streamed row by row (a rich table would hold every row)."""
+    out.write(f"{'KIND':<7} {'VALUE':<{_VALUE_WIDTH}} SOURCE\n")
+
+    def write(obs: Observable) -> None:
+        ctx = obs.context
+        where = ctx.get("indicator_title") or ctx.get("package_title") or ""
+        kind = str(obs.kind) if obs.original_type is None else f"other:{obs.original_type}"
+        if obs.original_type is not None:
+            out.write(f"{'other':<7} {obs.value:<{_VALUE_WIDTH}} [{obs.original_type}] {where}\n")
+        else:
+            out.write(f"{kind:<7} {obs.value:<{_VALUE_WIDTH}} {where}\n")
+
+    return write
+
+
+def make_writer(fmt: str, out: TextIO) -> Writer:
+    if fmt == "jsonl":
+        return jsonl_writer(out)
+    if fmt == "csv":
+        return csv_writer(out)
+    if fmt == "table":
+        return table_writer(out)
+    raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

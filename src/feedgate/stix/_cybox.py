@@ -1,0 +1,305 @@
+"""CybOX 2.x objects → raw (kind, value) candidates.
+
+This module knows CybOX object shapes only: which property of which object type is an indicator
+value and of what kind, how ``condition``/``apply_condition`` and ``##comma##`` lists work, and
+which conditions describe a pattern rather than a value. It does not normalise (that is
+:mod:`feedgate.observables`) and does not know STIX (that is :mod:`._stix1`).
+
+Property namespaces differ between CybOX releases (``AddressObject-2``, ...), so properties are
+matched by local name and object types by the local part of ``xsi:type``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from lxml import etree
+
+from feedgate.observables import Kind
+
+from ._stats import ReadStats
+
+CYBOX: Final = "http://cybox.mitre.org/cybox-2"
+XSI_TYPE: Final = "{http://www.w3.org/2001/XMLSchema-instance}type"
+
+T_OBSERVABLE: Final = f"{{{CYBOX}}}Observable"
+T_OBJECT: Final = f"{{{CYBOX}}}Object"
+T_RELATED_OBJECT: Final = f"{{{CYBOX}}}Related_Object"
+T_RELATED_OBJECTS: Final = f"{{{CYBOX}}}Related_Objects"
+T_PROPERTIES: Final = f"{{{CYBOX}}}Properties"
+T_COMPOSITION: Final = f"{{{CYBOX}}}Observable_Composition"
+
+#: Conditions under which a property's text is the value itself.
+_EXACT: Final = frozenset({None, "Equals"})
+#: The longest text kept as the value of an ``other`` observable.
+_OTHER_MAX: Final = 1024
+_LIST_SEP: Final = "##comma##"
+
+#: A kind, or "auto" when the value itself must say (an Address without ``category``).
+KindHint = Kind | str
+
+
+@dataclass(slots=True)
+class Candidate:
+    """A raw value found in an object, before normalisation."""
+
+    hint: KindHint
+    value: str
+    original_type: str | None = None
+    #: For InclusiveBetween ranges: the last address (``value`` is the first).
+    range_end: str | None = None
+
+
+def local(tag: object) -> str:
+    """The local part of a Clark-notation tag (``{ns}Name`` → ``Name``)."""
+    text = tag if isinstance(tag, str) else ""
+    return text[text.rfind("}") + 1 :]
+
+
+def xsi_type(elem: etree._Element) -> str:
+    """The local part of ``xsi:type`` (``AddressObj:AddressObjectType`` → ``AddressObjectType``)."""
+    value = elem.get(XSI_TYPE)
+    if not value:
+        return ""
+    return value[value.rfind(":") + 1 :]
+
+
+def property_values(
+    out: list[Candidate],
+    elem: etree._Element,
+    hint: KindHint,
+    stats: ReadStats,
+    original_type: str | None = None,
+) -> None:
+    """The values a CybOX property stands for, honouring ``condition`` and ``##comma##`` lists.
+
+    A non-exact condition (Contains, StartsWith, FitsPattern, ...) describes a pattern; it is
+    counted as skipped and never emitted as a value.
+    """
+    text = elem.text
+    if text is None:
+        return
+    text = text.strip()
+    if not text:
+        return
+    condition = elem.get("condition")
+    if condition == "InclusiveBetween":
+        parts = text.split(_LIST_SEP) if _LIST_SEP in text else text.split(",")
+        if len(parts) != 2:
+            stats.skip("InclusiveBetween range without exactly two bounds", text[:200])
+            return
+        out.append(Candidate(hint, parts[0].strip(), original_type, range_end=parts[1].strip()))
+        return
+    if condition not in _EXACT:
+        stats.skip(f"pattern, not a value (condition {condition})", text[:200])
+        return
+    if _LIST_SEP in text:
+        for part in text.split(_LIST_SEP):
+            part = part.strip()
+            if part:
+                out.append(Candidate(hint, part, original_type))
+        return
+    out.append(Candidate(hint, text, original_type))
+
+
+def _children(props: etree._Element, name: str) -> list[etree._Element]:
+    return [child for child in props if local(child.tag) == name]
+
+
+def _address(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    category = props.get("category")
+    hint: KindHint
+    original: str | None = None
+    if category is None:
+        hint = "auto"
+    elif category == "ipv4-addr":
+        hint = Kind.IPV4
+    elif category == "ipv6-addr":
+        hint = Kind.IPV6
+    elif category == "e-mail":
+        hint = Kind.EMAIL
+    elif category in ("cidr", "ipv4-net", "ipv6-net"):
+        hint = Kind.CIDR
+    else:
+        hint, original = Kind.OTHER, f"AddressObjectType:{category}"
+    for child in props:
+        if local(child.tag) == "Address_Value":
+            property_values(out, child, hint, stats, original)
+
+
+def _domain(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    if props.get("type") == "TLD":
+        hint: KindHint = Kind.OTHER
+        original: str | None = "DomainNameObjectType:TLD"
+    else:
+        hint, original = Kind.DOMAIN, None
+    for child in props:
+        if local(child.tag) == "Value":
+            property_values(out, child, hint, stats, original)
+
+
+def _hostname(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    for child in props:
+        if local(child.tag) == "Hostname_Value":
+            property_values(out, child, Kind.DOMAIN, stats)
+
+
+def _uri(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    uri_type = props.get("type", "URL")
+    hint: KindHint
+    original: str | None = None
+    if uri_type == "URL":
+        hint = Kind.URL
+    elif uri_type == "Domain Name":
+        hint = Kind.DOMAIN
+    else:
+        hint, original = Kind.OTHER, f"URIObjectType:{uri_type}"
+    for child in props:
+        if local(child.tag) == "Value":
+            property_values(out, child, hint, stats, original)
+
+
+_HASH_KINDS: Final = {
+    "MD5": Kind.MD5,
+    "SHA1": Kind.SHA1,
+    "SHA-1": Kind.SHA1,
+    "SHA256": Kind.SHA256,
+    "SHA-256": Kind.SHA256,
+}
+
+
+def _file(out: list[Candidate], props: etree._Element, stats: ReadStats, type_name: str) -> None:
+    found = False
+    for hashes in props:
+        if local(hashes.tag) != "Hashes":
+            continue
+        for hash_elem in hashes:
+            hash_type = ""
+            value_elems: list[etree._Element] = []
+            for part in hash_elem:
+                name = local(part.tag)
+                if name == "Type":
+                    hash_type = (part.text or "").strip().upper()
+                elif name in ("Simple_Hash_Value", "Fuzzy_Hash_Value"):
+                    value_elems.append(part)
+            kind = _HASH_KINDS.get(hash_type)
+            for value_elem in value_elems:
+                found = True
+                if kind is None:
+                    label = f"{type_name}:{hash_type or 'unknown hash type'}"
+                    property_values(out, value_elem, Kind.OTHER, stats, label)
+                else:
+                    property_values(out, value_elem, kind, stats)
+    if not found:
+        _other(out, props, stats, type_name)
+
+
+_EMAIL_ADDRESS_FIELDS: Final = ("From", "Sender", "Reply_To")
+
+
+def _email_message(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    """Sender-side addresses and the originating IP are indicators; recipients are victims."""
+    found = False
+    for header in _children(props, "Header"):
+        for field in header:
+            name = local(field.tag)
+            if name in _EMAIL_ADDRESS_FIELDS:
+                for value in _children(field, "Address_Value"):
+                    found = True
+                    property_values(out, value, Kind.EMAIL, stats)
+            elif name == "X_Originating_IP":
+                found = True
+                property_values(out, field, "auto", stats)
+            elif name == "Subject":
+                found = True
+                subject_type = "EmailMessageObjectType:Subject"
+                property_values(out, field, Kind.OTHER, stats, subject_type)
+    if not found and not any(local(c.tag) in ("Links", "Attachments") for c in props):
+        _other(out, props, stats, "EmailMessageObjectType")
+
+
+def _socket_like(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    """SocketAddress / NetworkConnection: the addresses and host names they name."""
+    found = False
+    for elem in props.iter():
+        name = local(elem.tag)
+        if name == "Address_Value":
+            found = True
+            property_values(out, elem, "auto", stats)
+        elif name == "Hostname_Value":
+            found = True
+            property_values(out, elem, Kind.DOMAIN, stats)
+    if not found:
+        _other(out, props, stats, xsi_type(props) or "Object")
+
+
+def _mutex(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    for child in props:
+        if local(child.tag) == "Name":
+            property_values(out, child, Kind.OTHER, stats, "MutexObjectType")
+
+
+def _artifact(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    stats.skip("artifact (raw content) is not an indicator value")
+
+
+def _other(out: list[Candidate], props: etree._Element, stats: ReadStats, type_name: str) -> None:
+    """An object we cannot enforce: keep it visible as ``other`` with its first leaf value."""
+    for elem in props.iter():
+        if len(elem) or not isinstance(elem.tag, str):
+            continue
+        text = (elem.text or "").strip()
+        if not text:
+            continue
+        condition = elem.get("condition")
+        if condition not in _EXACT:
+            stats.skip(f"pattern, not a value (condition {condition})", text[:200])
+            return
+        if len(text) > _OTHER_MAX:
+            text = text[:_OTHER_MAX]
+        label = f"{type_name}:{local(elem.tag)}" if elem is not props else type_name
+        out.append(Candidate(Kind.OTHER, text, label))
+        return
+    stats.skip(f"object without a value ({type_name or 'no xsi:type'})")
+
+
+_Extractor = Callable[[list[Candidate], etree._Element, ReadStats], None]
+
+_BY_TYPE: Final[dict[str, _Extractor]] = {
+    "AddressObjectType": _address,
+    "DomainNameObjectType": _domain,
+    "HostnameObjectType": _hostname,
+    "URIObjectType": _uri,
+    "LinkObjectType": _uri,
+    "EmailMessageObjectType": _email_message,
+    "SocketAddressObjectType": _socket_like,
+    "NetworkConnectionObjectType": _socket_like,
+    "MutexObjectType": _mutex,
+    "ArtifactObjectType": _artifact,
+}
+
+
+def properties_candidates(props: etree._Element, stats: ReadStats) -> list[Candidate]:
+    """All candidates of one ``cybox:Properties`` element, dispatched on its ``xsi:type``."""
+    out: list[Candidate] = []
+    type_name = xsi_type(props)
+    extractor = _BY_TYPE.get(type_name)
+    if extractor is not None:
+        extractor(out, props, stats)
+    elif type_name.endswith("FileObjectType"):
+        _file(out, props, stats, type_name)
+    else:
+        _other(out, props, stats, type_name)
+    return out
+
+
+def object_references(props: etree._Element) -> list[str]:
+    """idrefs an object points to through ``object_reference`` (e-mail links, attachments).
+
+    Only e-mail messages use them for indicator values, so other objects are not walked.
+    """
+    if not xsi_type(props).startswith("EmailMessage"):
+        return []
+    return [ref for elem in props.iter() if (ref := elem.get("object_reference"))]

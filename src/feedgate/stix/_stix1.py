@@ -1,0 +1,447 @@
+"""Streaming reader of STIX 1.0–1.2 packages, bare CybOX documents and TAXII 1.x messages.
+
+The input is parsed with :func:`feedgate.xml.iterparse` filtered on the few elements that delimit
+work (STIX_Package, CybOX Observables documents, TAXII Content_Block and Status_Message), so
+libxml2 builds each package's subtree in C and Python only visits what it needs. Each package is
+processed as soon as it ends and then cleared, so memory stays flat whatever the input size.
+
+What counts as an indicator value (design.md): observables inside indicators (inline, in
+compositions at any depth, or by idref to observables elsewhere in the package) and observables
+at package level. Observables that only incidents, TTPs or other context refer to are not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any, Final
+
+from lxml import etree
+
+from feedgate import xml
+from feedgate.observables import InvalidValue, Kind, Observable, normalise, normalise_ip_range
+
+from . import _cybox
+from ._cybox import CYBOX, T_COMPOSITION, T_OBJECT, T_OBSERVABLE, T_PROPERTIES, Candidate, local
+from ._errors import StixReadError, TaxiiStatusError
+from ._stats import ReadStats
+
+STIX: Final = "http://stix.mitre.org/stix-1"
+STIX_COMMON: Final = "http://stix.mitre.org/common-1"
+INDICATOR: Final = "http://stix.mitre.org/Indicator-2"
+CYBOX_COMMON: Final = "http://cybox.mitre.org/common-2"
+TAXII_11: Final = "http://taxii.mitre.org/messages/taxii_xml_binding-1.1"
+TAXII_10: Final = "http://taxii.mitre.org/messages/taxii_xml_binding-1"
+
+T_PACKAGE: Final = f"{{{STIX}}}STIX_Package"
+T_NESTED_PACKAGE: Final = f"{{{STIX}}}Package"
+T_CYBOX_DOCUMENT: Final = f"{{{CYBOX}}}Observables"
+T_PKG_OBSERVABLES: Final = f"{{{STIX}}}Observables"
+T_HEADER: Final = f"{{{STIX}}}STIX_Header"
+T_IND_OBSERVABLE: Final = f"{{{INDICATOR}}}Observable"
+_BLOCKS: Final = (f"{{{TAXII_11}}}Content_Block", f"{{{TAXII_10}}}Content_Block")
+_STATUS: Final = (f"{{{TAXII_11}}}Status_Message", f"{{{TAXII_10}}}Status_Message")
+_INDICATOR_TAGS: Final = (
+    f"{{{STIX}}}Indicator",
+    f"{{{STIX_COMMON}}}Indicator",
+    f"{{{INDICATOR}}}Indicator",
+)
+_PACKAGE_TAGS: Final = frozenset({T_PACKAGE, T_NESTED_PACKAGE})
+_STREAM_TAGS: Final = (T_PACKAGE, T_CYBOX_DOCUMENT, *_BLOCKS, *_STATUS)
+
+#: Root elements (local names) a STIX or TAXII input may start with.
+KNOWN_ROOTS: Final = frozenset(
+    {
+        "STIX_Package",
+        "Observables",
+        "Poll_Response",
+        "Inbox_Message",
+        "Status_Message",
+        xml.WRAPPER_TAG,
+    }
+)
+_MAX_COMPOSITION_DEPTH: Final = 64
+
+
+class _Package:
+    """Per-package state: its context and, built lazily on the first idref, its id index."""
+
+    __slots__ = ("consumed", "context", "elem", "index")
+
+    def __init__(self, elem: etree._Element, context: dict[str, Any]) -> None:
+        self.elem = elem
+        self.context = context
+        self.index: dict[str, etree._Element] | None = None
+        self.consumed: set[str] = set()
+
+    def resolve(self, idref: str) -> etree._Element | None:
+        if self.index is None:
+            self.index = {}
+            for el in self.elem.iter(T_OBSERVABLE, T_OBJECT, _cybox.T_RELATED_OBJECT):
+                ident = el.get("id")
+                if ident and (len(el) or ident not in self.index):
+                    self.index[ident] = el
+        return self.index.get(idref)
+
+
+def _text(parent: etree._Element | None, *path: str) -> str | None:
+    """Stripped text at ``path`` under ``parent`` (tags in Clark notation), or None."""
+    elem = parent
+    for tag in path:
+        if elem is None:
+            return None
+        elem = elem.find(tag)
+    if elem is None or elem.text is None:
+        return None
+    text = elem.text.strip()
+    return text or None
+
+
+def _tlp(handling_parent: etree._Element) -> str | None:
+    handling = handling_parent.find(f"{{{STIX}}}Handling")
+    if handling is None:
+        handling = handling_parent.find(f"{{{INDICATOR}}}Handling")
+    if handling is None:
+        return None
+    for structure in handling.iter("{http://data-marking.mitre.org/Marking-1}Marking_Structure"):
+        color = structure.get("color")
+        if color:
+            return color.lower()
+    return None
+
+
+def package_context(pkg: etree._Element) -> dict[str, Any]:
+    """Context shared by every observable of a package: id, title, producer time, TLP."""
+    ctx: dict[str, Any] = {}
+    ident = pkg.get("id")
+    if ident:
+        ctx["package_id"] = ident
+    header = pkg.find(T_HEADER)
+    if header is not None:
+        title = _text(header, f"{{{STIX}}}Title")
+        if title:
+            ctx["package_title"] = title
+        short = _text(header, f"{{{STIX}}}Short_Description")
+        if short:
+            ctx["package_short_description"] = short
+        produced = _text(
+            header,
+            f"{{{STIX}}}Information_Source",
+            f"{{{STIX_COMMON}}}Time",
+            f"{{{CYBOX_COMMON}}}Produced_Time",
+        )
+        if produced:
+            ctx["produced"] = produced
+        tlp = _tlp(header)
+        if tlp:
+            ctx["tlp"] = tlp
+    if "produced" not in ctx and pkg.get("timestamp"):
+        ctx["produced"] = pkg.get("timestamp")
+    return ctx
+
+
+def indicator_context(ind: etree._Element) -> dict[str, Any]:
+    """Context of one indicator: id, title, types, description, confidence, valid time."""
+    ctx: dict[str, Any] = {}
+    ident = ind.get("id")
+    if ident:
+        ctx["indicator_id"] = ident
+    types: list[str] = []
+    for child in ind:
+        tag = child.tag
+        if not isinstance(tag, str) or not tag.startswith("{" + INDICATOR):
+            continue
+        name = tag[len(INDICATOR) + 2 :]
+        if name == "Title":
+            if child.text and child.text.strip():
+                ctx["indicator_title"] = child.text.strip()
+        elif name == "Type":
+            if child.text and child.text.strip():
+                types.append(child.text.strip())
+        elif name == "Description":
+            if child.text and child.text.strip() and "description" not in ctx:
+                ctx["description"] = child.text.strip()
+        elif name == "Confidence":
+            value = _text(child, f"{{{STIX_COMMON}}}Value")
+            if value:
+                ctx["confidence"] = value
+        elif name == "Valid_Time_Position":
+            start = _text(child, f"{{{INDICATOR}}}Start_Time")
+            end = _text(child, f"{{{INDICATOR}}}End_Time")
+            if start and "valid_from" not in ctx:
+                ctx["valid_from"] = start
+            if end and "valid_until" not in ctx:
+                ctx["valid_until"] = end
+        elif name == "Handling":
+            tlp = _tlp(ind)
+            if tlp:
+                ctx["tlp"] = tlp
+    if types:
+        ctx["indicator_type"] = "; ".join(types)
+    if ind.get("timestamp"):
+        ctx["indicator_timestamp"] = ind.get("timestamp")
+    return ctx
+
+
+class _PackageReader:
+    """Turns one package element (already fully parsed) into Observables.
+
+    Methods append to an output list rather than yield: a package is small and fully parsed by
+    the time we see it, and five levels of nested generators cost more than the work itself.
+    """
+
+    def __init__(self, stats: ReadStats) -> None:
+        self.stats = stats
+
+    # -- entry points -------------------------------------------------------------------------
+
+    def read_package(self, pkg_elem: etree._Element) -> list[Observable]:
+        stats = self.stats
+        stats.packages += 1
+        out: list[Observable] = []
+        root = _Package(pkg_elem, package_context(pkg_elem))
+        packages: dict[etree._Element, _Package] = {pkg_elem: root}
+        seen_indicators: set[str] = set()
+        for ind in pkg_elem.iter(_INDICATOR_TAGS):
+            if len(ind) == 0:
+                continue  # an idref to an indicator defined elsewhere in the package
+            ident = ind.get("id")
+            if ident:
+                if ident in seen_indicators:
+                    continue
+                seen_indicators.add(ident)
+            stats.indicators += 1
+            owner = self._owner(ind, packages, root)
+            ctx = {**owner.context, **indicator_context(ind)}
+            for obs in ind.iterchildren(T_IND_OBSERVABLE):
+                self._observable(out, obs, ctx, owner, 0, None)
+        for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
+            parent = observables.getparent()
+            if parent is None or parent.tag not in _PACKAGE_TAGS:
+                continue
+            owner = self._owner(observables, packages, root)
+            for obs in observables.iterchildren(T_OBSERVABLE):
+                ident = obs.get("id")
+                if ident and ident in root.consumed:
+                    continue
+                self._observable(out, obs, owner.context, owner, 0, None)
+        return out
+
+    def read_cybox_document(self, doc: etree._Element) -> list[Observable]:
+        """A bare ``cybox:Observables`` document: every observable in it, no package context."""
+        out: list[Observable] = []
+        pkg = _Package(doc, {})
+        for obs in doc.iterchildren(T_OBSERVABLE):
+            self._observable(out, obs, {}, pkg, 0, None)
+        return out
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _owner(
+        elem: etree._Element, packages: dict[etree._Element, _Package], root: _Package
+    ) -> _Package:
+        """The nearest enclosing package (MISP nests events as Related_Packages)."""
+        parent = elem.getparent()
+        while parent is not None:
+            if parent is root.elem:
+                return root
+            if parent.tag == T_NESTED_PACKAGE:
+                found = packages.get(parent)
+                if found is None:
+                    context = {**root.context, **package_context(parent)}
+                    found = _Package(parent, context)
+                    found.index = root.index
+                    found.consumed = root.consumed
+                    packages[parent] = found
+                return found
+            parent = parent.getparent()
+        return root
+
+    def _observable(
+        self,
+        out: list[Observable],
+        obs: etree._Element,
+        ctx: dict[str, Any],
+        pkg: _Package,
+        depth: int,
+        operator: str | None,
+    ) -> None:
+        stats = self.stats
+        if depth > _MAX_COMPOSITION_DEPTH:
+            stats.skip("observable composition nested too deeply")
+            return
+        if len(obs) == 0:
+            idref = obs.get("idref")
+            if not idref:
+                return
+            target = pkg.resolve(idref)
+            if target is None:
+                stats.skip("idref to an observable not in the package", idref)
+                return
+            obs = target
+        ident = obs.get("id")
+        if ident:
+            pkg.consumed.add(ident)
+        if obs.get("negate") in ("true", "1"):
+            stats.skip("negated observable (describes what is NOT malicious)")
+            return
+        for child in obs:
+            tag = child.tag
+            if tag == T_OBJECT:
+                self._object(out, child, ctx, pkg, operator, depth)
+            elif tag == T_COMPOSITION:
+                op = child.get("operator", "AND")
+                for sub in child.iterchildren(T_OBSERVABLE):
+                    self._observable(out, sub, ctx, pkg, depth + 1, op)
+
+    def _object(
+        self,
+        out: list[Observable],
+        obj: etree._Element,
+        ctx: dict[str, Any],
+        pkg: _Package,
+        operator: str | None,
+        depth: int,
+    ) -> None:
+        stats = self.stats
+        if len(obj) == 0 and obj.get("idref"):
+            target = pkg.resolve(obj.get("idref", ""))
+            if target is None:
+                stats.skip("idref to an object not in the package", obj.get("idref"))
+                return
+            obj = target
+        related = None
+        for child in obj:
+            tag = child.tag
+            if tag == T_PROPERTIES:
+                context = ctx if operator is None else {**ctx, "composition": operator}
+                for cand in _cybox.properties_candidates(child, stats):
+                    self._emit(out, cand, context)
+                if depth < _MAX_COMPOSITION_DEPTH:
+                    for ref in _cybox.object_references(child):
+                        target = pkg.resolve(ref)
+                        if target is None:
+                            stats.skip("object_reference to an object not in the package", ref)
+                        else:
+                            self._object(out, target, ctx, pkg, operator, depth + 1)
+            elif tag == _cybox.T_RELATED_OBJECTS:
+                related = child
+        if related is not None and depth < _MAX_COMPOSITION_DEPTH:
+            for rel in related.iterchildren(_cybox.T_RELATED_OBJECT):
+                self._object(out, rel, ctx, pkg, operator, depth + 1)
+
+    def _emit(self, out: list[Observable], cand: Candidate, context: dict[str, Any]) -> None:
+        stats = self.stats
+        try:
+            if cand.range_end is not None:
+                pairs = normalise_ip_range(cand.value, cand.range_end)
+            elif cand.hint == "auto":
+                pairs = [_classify(cand.value)]
+            else:
+                pairs = [normalise(cand.hint, cand.value)]
+        except InvalidValue as exc:
+            kind = "address" if cand.hint == "auto" else str(cand.hint)
+            stats.skip(f"invalid {kind} value", str(exc))
+            return
+        for kind, value in pairs:
+            stats.by_kind[kind] += 1
+            original = cand.original_type if kind is Kind.OTHER else None
+            out.append(Observable(kind, value, original, context))
+
+
+def _classify(value: str) -> tuple[Kind, str]:
+    """An Address without ``category``: the value says whether it is an IP, a network or e-mail."""
+    if "@" in value:
+        return normalise(Kind.EMAIL, value)
+    if "/" in value:
+        return normalise(Kind.CIDR, value)
+    return normalise(Kind.IPV4, value)
+
+
+def _status_error(elem: etree._Element) -> TaxiiStatusError:
+    status_type = elem.get("status_type", "UNKNOWN")
+    message = ""
+    for child in elem:
+        if local(child.tag) == "Message" and child.text:
+            message = child.text.strip()
+    return TaxiiStatusError(status_type, message)
+
+
+def _drop_consumed(elem: etree._Element) -> None:
+    """Free a consumed element and the siblings before it, so the tree never grows."""
+    elem.clear(keep_tail=False)
+    parent = elem.getparent()
+    if parent is not None:
+        while elem.getprevious() is not None:
+            del parent[0]
+
+
+def read_stix1(
+    stream: IO[bytes],
+    stats: ReadStats,
+    *,
+    max_bytes: int = xml.DEFAULT_MAX_BYTES,
+    nested: Any = None,
+) -> Iterator[Observable]:
+    """Observables of a stream of STIX 1.x / CybOX / TAXII 1.x XML documents.
+
+    ``nested`` is a callable ``(bytes, stats) -> Iterator[Observable]`` used for content blocks
+    that carry their content as text (escaped XML or STIX 2 JSON); by default text blocks are
+    read as XML.
+    """
+    reader = _PackageReader(stats)
+    wrapped = xml.concatenated_documents(stream)
+    for _event, elem in xml.iterparse(wrapped, tag=_STREAM_TAGS, max_bytes=max_bytes):
+        tag = elem.tag
+        if tag == T_PACKAGE:
+            parent = elem.getparent()
+            if parent is not None and parent.tag == T_NESTED_PACKAGE:
+                continue
+            yield from reader.read_package(elem)
+            _drop_consumed(elem)
+        elif tag in _BLOCKS:
+            stats.content_blocks += 1
+            yield from _text_block(elem, stats, nested)
+            _drop_consumed(elem)
+        elif tag == T_CYBOX_DOCUMENT:
+            parent = elem.getparent()
+            if parent is None or local(parent.tag) in (xml.WRAPPER_TAG, "Content"):
+                yield from reader.read_cybox_document(elem)
+                _drop_consumed(elem)
+        elif tag in _STATUS:
+            raise _status_error(elem)
+
+
+def _text_block(elem: etree._Element, stats: ReadStats, nested: Any) -> Iterator[Observable]:
+    """A content block whose content is text: escaped XML, or JSON (STIX 2)."""
+    for child in elem:
+        if local(child.tag) != "Content":
+            continue
+        if len(child):
+            return  # XML content: its package was read when it ended
+        text = (child.text or "").strip()
+        if not text:
+            return
+        data = text.encode("utf-8")
+        if nested is not None:
+            yield from nested(data, stats)
+        else:
+            stats.skip("content block with non-XML content")
+        return
+
+
+def check_root(head: bytes) -> None:
+    """Refuse, early and clearly, an XML input whose root element is not STIX/CybOX/TAXII."""
+    pos = xml._root_start(head)
+    if pos < 0 or pos >= len(head):
+        return
+    end = pos + 1
+    while end < len(head) and head[end : end + 1] not in b" \t\r\n/>":
+        end += 1
+    name = head[pos + 1 : end].decode("utf-8", "replace")
+    localname = name.rpartition(":")[2]
+    if localname and localname not in KNOWN_ROOTS:
+        raise StixReadError(
+            f"not STIX or TAXII: the document's root element is <{name}>"
+            " (expected STIX_Package, cybox Observables, Poll_Response or Inbox_Message)"
+        )
