@@ -21,6 +21,7 @@ from feedgate import xml
 from feedgate.observables import Observable
 
 from ._errors import StixReadError, TaxiiStatusError
+from ._parallel import plan, read_parallel
 from ._stats import ReadStats
 from ._stix1 import check_root, read_stix1
 from ._stix2 import pattern_comparisons, read_stix2
@@ -84,6 +85,7 @@ def read_observables(
     *,
     stats: ReadStats | None = None,
     max_bytes: int = xml.DEFAULT_MAX_BYTES,
+    workers: int = 1,
 ) -> Iterator[Observable]:
     """Yield the observables of one input, streaming.
 
@@ -92,6 +94,9 @@ def read_observables(
     STIX 2.x JSON. Counts go to ``stats``. Raises :class:`StixReadError` (or a
     :class:`feedgate.xml.XMLParseError`) with a one-line reason when the input is not readable;
     observables already yielded stay valid.
+
+    ``workers`` > 1 reads a large TAXII poll response or a run of concatenated packages on that
+    many processes (results still come in input order); other inputs are read in-process.
     """
     stats = stats if stats is not None else ReadStats()
     with ExitStack() as stack:
@@ -112,6 +117,13 @@ def read_observables(
         first = body[:1]
         if first == b"<":
             check_root(body)
+            split = plan(head) if workers > 1 else None
+            if split is not None:
+                mode, body_at, xmlns = split
+                yield from read_parallel(
+                    _Prefixed(head, stream), stats, mode, body_at, xmlns, workers, max_bytes
+                )
+                return
             yield from read_stix1(
                 _buffered(_Prefixed(head, stream)), stats, max_bytes=max_bytes, nested=_read_nested
             )
