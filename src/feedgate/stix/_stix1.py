@@ -337,6 +337,8 @@ class _PackageReader:
                 pairs = normalise_ip_range(cand.value, cand.range_end)
             elif cand.hint == "auto":
                 pairs = [_classify(cand.value)]
+            elif (cand.hint is Kind.IPV4 or cand.hint is Kind.IPV6) and "/" in cand.value:
+                pairs = [normalise(Kind.CIDR, cand.value)]  # ipv4-addr with a network value
             else:
                 pairs = [normalise(cand.hint, cand.value)]
         except InvalidValue as exc:
