@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
+from feedgate.observables import Kind
+from feedgate.stix import ReadStats, read_observables
 from stix_helpers import (
     DATA,
     address,
@@ -13,9 +16,6 @@ from stix_helpers import (
     pairs,
     read,
 )
-
-from feedgate.observables import Kind
-from feedgate.stix import ReadStats, read_observables
 
 STIX1 = DATA / "stix1"
 
@@ -235,25 +235,42 @@ def test_negated_observable_is_skipped() -> None:
 def test_address_ranges_lists_and_cidr(
     value: str, attrs: dict[str, str], expected: list[str]
 ) -> None:
-    found, _ = read(package(f"<stix:Indicators>{indicator(obs(address(value, **attrs)))}"
-                            "</stix:Indicators>"))
+    found, _ = read(
+        package(f"<stix:Indicators>{indicator(obs(address(value, **attrs)))}</stix:Indicators>")
+    )
     assert [o.value for o in found] == expected
 
 
-@pytest.mark.parametrize("condition", ["Contains", "StartsWith", "EndsWith", "FitsPattern",
-                                       "DoesNotContain", "NotEquals", "GreaterThan"])
+@pytest.mark.parametrize(
+    "condition",
+    [
+        "Contains",
+        "StartsWith",
+        "EndsWith",
+        "FitsPattern",
+        "DoesNotContain",
+        "NotEquals",
+        "GreaterThan",
+    ],
+)
 def test_non_exact_conditions_are_patterns(condition: str) -> None:
-    found, stats = read(package(
-        f"<stix:Indicators>{indicator(obs(domain('evil.example', condition=condition)))}"
-        "</stix:Indicators>"))
+    found, stats = read(
+        package(
+            f"<stix:Indicators>{indicator(obs(domain('evil.example', condition=condition)))}"
+            "</stix:Indicators>"
+        )
+    )
     assert found == []
     assert stats.skipped[f"pattern, not a value (condition {condition})"] == 1
 
 
 def test_address_without_category_is_classified_by_value() -> None:
     values = "192.0.2.1##comma##2001:db8::1##comma##bad@example.org##comma##192.0.2.0/24"
-    found, _ = read(package(
-        f"<stix:Indicators>{indicator(obs(address(values, category=None)))}</stix:Indicators>"))
+    found, _ = read(
+        package(
+            f"<stix:Indicators>{indicator(obs(address(values, category=None)))}</stix:Indicators>"
+        )
+    )
     assert pairs(found) == [
         ("ipv4", "192.0.2.1"),
         ("ipv6", "2001:db8::1"),
@@ -277,9 +294,7 @@ def test_hostname_uri_link_file_email_and_mutex_objects() -> None:
         '<cybox:Properties xsi:type="MutexObj:MutexObjectType">'
         "<MutexObj:Name>Global\\evil</MutexObj:Name></cybox:Properties>",
     ]
-    body = "".join(
-        indicator(obs(p), ind_id=f"ex:indicator-{i}") for i, p in enumerate(objects)
-    )
+    body = "".join(indicator(obs(p), ind_id=f"ex:indicator-{i}") for i, p in enumerate(objects))
     found, _ = read(package(f"<stix:Indicators>{body}</stix:Indicators>"))
     assert pairs(found) == [
         ("domain", "host.example"),
@@ -323,8 +338,9 @@ def test_email_message_senders_and_linked_urls_but_not_recipients() -> None:
 
 
 def test_defanged_values_are_refanged() -> None:
-    found, _ = read(package(
-        f"<stix:Indicators>{indicator(obs(domain('evil[.]example')))}</stix:Indicators>"))
+    found, _ = read(
+        package(f"<stix:Indicators>{indicator(obs(domain('evil[.]example')))}</stix:Indicators>")
+    )
     assert pairs(found) == [("domain", "evil.example")]
 
 
@@ -342,7 +358,7 @@ def poll_response(*contents: str, text: bool = False) -> str:
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
-        '<taxii_11:Poll_Response xmlns:taxii_11='
+        "<taxii_11:Poll_Response xmlns:taxii_11="
         '"http://taxii.mitre.org/messages/taxii_xml_binding-1.1" message_id="1" '
         'in_response_to="2" collection_name="user_AlienVault" more="false">'
         f"{blocks}</taxii_11:Poll_Response>"
@@ -392,7 +408,7 @@ def test_status_message_is_reported_as_an_error() -> None:
     from feedgate.stix import TaxiiStatusError
 
     status = (
-        '<taxii_11:Status_Message xmlns:taxii_11='
+        "<taxii_11:Status_Message xmlns:taxii_11="
         '"http://taxii.mitre.org/messages/taxii_xml_binding-1.1" message_id="1" '
         'in_response_to="2" status_type="UNAUTHORIZED">'
         "<taxii_11:Message>bad key</taxii_11:Message></taxii_11:Status_Message>"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from stix_helpers import DATA, pairs, read
 
 from feedgate.stix import ReadStats, pattern_comparisons, read_observables
+from stix_helpers import DATA, pairs, read
 
 STIX2 = DATA / "stix2"
 
@@ -108,8 +108,9 @@ def test_unsupported_patterns_are_refused(pattern: str) -> None:
     bundle = {
         "type": "bundle",
         "id": "bundle--1",
-        "objects": [{"type": "indicator", "id": "indicator--1", "pattern": pattern,
-                     "pattern_type": "stix"}],
+        "objects": [
+            {"type": "indicator", "id": "indicator--1", "pattern": pattern, "pattern_type": "stix"}
+        ],
     }
     found, stats = read(json.dumps(bundle))
     assert found == []
@@ -117,19 +118,41 @@ def test_unsupported_patterns_are_refused(pattern: str) -> None:
 
 
 def test_non_stix_pattern_types_are_skipped() -> None:
-    bundle = {"type": "bundle", "id": "bundle--1", "objects": [
-        {"type": "indicator", "id": "indicator--1", "pattern": "alert tcp any any", "pattern_type":
-         "snort"}]}
+    bundle = {
+        "type": "bundle",
+        "id": "bundle--1",
+        "objects": [
+            {
+                "type": "indicator",
+                "id": "indicator--1",
+                "pattern": "alert tcp any any",
+                "pattern_type": "snort",
+            }
+        ],
+    }
     found, stats = read(json.dumps(bundle))
     assert found == [] and stats.skipped["indicator pattern type snort (not stix)"] == 1
 
 
 def test_indicator_context() -> None:
-    bundle = {"type": "bundle", "id": "bundle--9", "objects": [
-        {"type": "indicator", "id": "indicator--7", "name": "C2", "description": "why",
-         "pattern": "[url:value = 'HTTP://Evil.Example:80/p']", "pattern_type": "stix",
-         "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2026-02-01T00:00:00Z",
-         "indicator_types": ["malicious-activity"], "confidence": 80}]}
+    bundle = {
+        "type": "bundle",
+        "id": "bundle--9",
+        "objects": [
+            {
+                "type": "indicator",
+                "id": "indicator--7",
+                "name": "C2",
+                "description": "why",
+                "pattern": "[url:value = 'HTTP://Evil.Example:80/p']",
+                "pattern_type": "stix",
+                "valid_from": "2026-01-01T00:00:00Z",
+                "valid_until": "2026-02-01T00:00:00Z",
+                "indicator_types": ["malicious-activity"],
+                "confidence": 80,
+            }
+        ],
+    }
     found, _ = read(json.dumps(bundle))
     assert pairs(found) == [("url", "http://evil.example/p")]
     ctx = found[0].context

@@ -7,10 +7,10 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from stix_helpers import DATA, read
 
 from feedgate import xml
 from feedgate.stix import StixReadError
+from stix_helpers import DATA, read
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
 <!DOCTYPE lolz [

@@ -6,6 +6,8 @@ to stderr as ``feedgate: error: ...``; ``-v`` adds the stack trace.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import traceback
 from collections.abc import Iterator
@@ -43,6 +45,8 @@ def stix() -> None:
     """Read STIX 1.x / 2.x and TAXII content."""
 
 
+#: Inputs smaller than this are read in-process: starting workers would cost more than it saves.
+_PARALLEL_FROM = 16 * 1024**2
 _INPUT_SUFFIXES = {".xml", ".json", ".stix", ".taxii", ".txt", ""}
 
 
@@ -126,18 +130,26 @@ def _summary(stats: ReadStats, files: int, failed: int) -> str:
     help="Output format on stdout.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No summary on stderr.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes for large poll responses [default: the CPU count, at most 4].",
+)
 @click.argument("paths", nargs=-1, required=True)
-def stix_extract(fmt: str, quiet: bool, paths: tuple[str, ...]) -> None:
+def stix_extract(fmt: str, quiet: bool, workers: int | None, paths: tuple[str, ...]) -> None:
     """Extract normalised observables from STIX/TAXII files, folders or - (stdin).
 
     Reads STIX 1.x XML, CybOX, TAXII 1.x Poll_Response, concatenated packages (what taxii-poll
     prints) and STIX 2.x JSON. Values that fail normalisation are skipped and counted; an input
     that cannot be read is reported on stderr and the others are still processed (exit 1).
     """
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     write = make_writer(fmt, out)
     stats = ReadStats()
     progress = _Progress(sys.stderr.isatty())
+    if workers is None:
+        workers = max(1, min(4, os.cpu_count() or 1))
     files = failed = 0
     for name in _expand(paths):
         files += 1
@@ -150,10 +162,12 @@ def stix_extract(fmt: str, quiet: bool, paths: tuple[str, ...]) -> None:
                 size = Path(name).stat().st_size
         except OSError as exc:
             failed += 1
-            _fail_line(name, exc.strerror and OSError(exc.strerror) or exc)
+            _fail_line(name, (exc.strerror and OSError(exc.strerror)) or exc)
             continue
         try:
-            for obs in read_observables(progress.wrap(name, stream, size), stats=stats):
+            use = workers if size and size >= _PARALLEL_FROM else 1
+            source = progress.wrap(name, stream, size)
+            for obs in read_observables(source, stats=stats, workers=use):
                 write(obs)
         except (XMLParseError, ValueError) as exc:
             failed += 1
@@ -162,7 +176,8 @@ def stix_extract(fmt: str, quiet: bool, paths: tuple[str, ...]) -> None:
             progress.done()
             if stream is not sys.stdin.buffer:
                 stream.close()
-    out.flush()
+    with contextlib.suppress(BrokenPipeError):  # `| head` closed stdout: not an error
+        out.flush()
     if not quiet:
         click.echo(_summary(stats, files, failed), err=True)
     if failed:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import IO, Final
+from typing import IO, Any, Final
 
 from lxml import etree
 
@@ -67,14 +67,14 @@ def _refuse_doctype(head: bytes) -> None:
 def _classify(exc: etree.XMLSyntaxError) -> XMLParseError:
     msg = str(exc)
     lowered = msg.lower()
-    if "excessive depth" in lowered or "depth" in lowered and "exceed" in lowered:
+    if "excessive depth" in lowered or ("depth" in lowered and "exceed" in lowered):
         return XMLLimitError(f"refused: the document nests deeper than {MAX_DEPTH} levels")
     if "entity" in lowered and ("not defined" in lowered or "undeclared" in lowered):
         return HostileXMLError(f"refused: the document references an undeclared entity ({msg})")
     return XMLParseError(f"not well-formed XML: {msg}")
 
 
-def _parser_options() -> dict[str, bool]:
+def _parser_options() -> dict[str, Any]:
     return {
         "resolve_entities": False,
         "load_dtd": False,
@@ -94,7 +94,9 @@ def make_parser(*, remove_blank_text: bool = False) -> etree.XMLParser:
 def parse_bytes(data: bytes, *, max_bytes: int = 64 * 1024**2) -> etree._Element:
     """Parse a small, whole document and return its root element."""
     if len(data) > max_bytes:
-        raise XMLLimitError(f"refused: the document is {len(data)} bytes, over the {max_bytes} limit")
+        raise XMLLimitError(
+            f"refused: the document is {len(data)} bytes, over the {max_bytes} limit"
+        )
     stripped = data.lstrip()
     if not stripped:
         raise XMLParseError("not XML: the input is empty")
@@ -104,7 +106,7 @@ def parse_bytes(data: bytes, *, max_bytes: int = 64 * 1024**2) -> etree._Element
         root = etree.fromstring(stripped, make_parser())
     except etree.XMLSyntaxError as exc:
         raise _classify(exc) from None
-    if root.getroottree().docinfo.doctype:
+    if _has_doctype(root):
         raise HostileXMLError("refused: the document has a DOCTYPE (DTDs are not allowed)")
     return root
 
@@ -183,7 +185,7 @@ def iterparse(
     """
     reader = _BoundedReader(source, max_bytes)
     context = etree.iterparse(
-        reader,  # type: ignore[arg-type]
+        reader,
         events=events,
         tag=tag,
         **_parser_options(),
@@ -193,7 +195,7 @@ def iterparse(
         for event, elem in context:
             if first:
                 first = False
-                if elem.getroottree().docinfo.doctype:
+                if _has_doctype(elem):
                     raise HostileXMLError(
                         "refused: the document has a DOCTYPE (DTDs are not allowed)"
                     )
@@ -202,6 +204,11 @@ def iterparse(
         if reader.consumed == 0 or (first and _is_empty(exc)):
             raise XMLParseError("not XML: the input is empty") from None
         raise _classify(exc) from None
+
+
+def _has_doctype(elem: etree._Element) -> bool:
+    docinfo: Any = elem.getroottree().docinfo
+    return bool(docinfo.doctype)
 
 
 def _is_empty(exc: etree.XMLSyntaxError) -> bool:

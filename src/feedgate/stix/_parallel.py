@@ -13,6 +13,7 @@ root's ``xmlns`` declarations, which makes it well-formed without rewriting a by
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import re
 from collections import deque
@@ -35,7 +36,9 @@ _UNIT_END: Final = {
     "blocks": re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?Content_Block\s*>"),
     "packages": re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?STIX_Package\s*>"),
 }
-_START_TAG_RE: Final = re.compile(rb"<([A-Za-z_][\w.:-]*)((?:\s+[^\s=>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*>")
+_START_TAG_RE: Final = re.compile(
+    rb"<([A-Za-z_][\w.:-]*)((?:\s+[^\s=>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*>"
+)
 _XMLNS_RE: Final = re.compile(rb"\sxmlns(?::[\w.-]+)?\s*=\s*(?:\"[^\"]*\"|'[^']*')")
 
 
@@ -61,15 +64,15 @@ def plan(head: bytes) -> tuple[str, int, bytes] | None:
 
 def _read_chunk(mode: str, xmlns: bytes, data: bytes) -> tuple[list[Observable], ReadStats]:
     """Worker: read one chunk with the ordinary reader."""
-    import io
-
     stats = ReadStats()
     if mode == "blocks":
         data = b"<feedgate-chunk" + xmlns + b">" + data + b"</feedgate-chunk>"
     return list(read_stix1(io.BytesIO(data), stats)), stats
 
 
-def _chunks(stream: IO[bytes], mode: str, body_at: int, max_bytes: int) -> Iterator[bytes]:
+def _chunks(
+    stream: IO[bytes] | io.RawIOBase, mode: str, body_at: int, max_bytes: int
+) -> Iterator[bytes]:
     """Cut the stream after unit end tags into chunks of about CHUNK_BYTES.
 
     In ``blocks`` mode the root start tag (and prolog) is dropped from the first chunk and
@@ -119,7 +122,7 @@ def _last_end(pattern: re.Pattern[bytes], buffer: bytes, at_least: int) -> int:
 
 
 def read_parallel(
-    stream: IO[bytes],
+    stream: IO[bytes] | io.RawIOBase,
     stats: ReadStats,
     mode: str,
     body_at: int,

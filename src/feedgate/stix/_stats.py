@@ -1,4 +1,4 @@
-"""Counters a read fills in, so a caller can tell an admin what a feed held and what was left out."""
+"""Counters a read fills in: what a feed held and what was left out, and why."""
 
 from __future__ import annotations
 

@@ -371,7 +371,7 @@ def _status_error(elem: etree._Element) -> TaxiiStatusError:
 
 def _drop_consumed(elem: etree._Element) -> None:
     """Free a consumed element and the siblings before it, so the tree never grows."""
-    elem.clear(keep_tail=False)
+    elem.clear()
     parent = elem.getparent()
     if parent is not None:
         while elem.getprevious() is not None:

@@ -46,7 +46,10 @@ _TOKEN_RE: Final = re.compile(
         (?P<lbr>\[) | (?P<rbr>\]) | (?P<lpar>\() | (?P<rpar>\)) | (?P<comma>,) |
         (?P<str>'(?:[^'\\]|\\.)*') |
         (?P<op>=|!=|<=|>=|<|>) |
-        (?P<word>[A-Za-z_][A-Za-z0-9_\-]*(?::[A-Za-z0-9_\-]+(?:\[(?:\*|\d+)\])?(?:\.(?:'[^']*'|[A-Za-z0-9_\-]+(?:\[(?:\*|\d+)\])?))*)?) |
+        (?P<word>[A-Za-z_][A-Za-z0-9_\-]*
+            (?::[A-Za-z0-9_\-]+(?:\[(?:\*|\d+)\])?
+                (?:\.(?:'[^']*'|[A-Za-z0-9_\-]+(?:\[(?:\*|\d+)\])?))*
+            )?) |
         (?P<other>\S)
     )""",
     re.VERBOSE,
@@ -206,9 +209,7 @@ def _emit(
         stats.skip(f"invalid {kind} value", f"not a string: {value!r}"[:200])
         return
     try:
-        if kind is Kind.IPV4 and "/" in value:
-            kind, norm = normalise(Kind.CIDR, value)
-        elif kind is Kind.IPV6 and "/" in value:
+        if (kind is Kind.IPV4 and "/" in value) or (kind is Kind.IPV6 and "/" in value):
             kind, norm = normalise(Kind.CIDR, value)
         else:
             kind, norm = normalise(kind, value)
