@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/pytest -q
 
 demo: venv
-	$(BIN)/feedgate stix extract --format table tests/data/demo/otx-poll-response.xml
+	$(BIN)/feedgate stix extract --format table examples/otx-poll-response.xml
 
 bench: venv
 	$(BIN)/python -m pip install -q -e '.[bench]'

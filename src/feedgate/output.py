@@ -64,17 +64,18 @@ _VALUE_WIDTH: Final = 48
 
 
 def table_writer(out: TextIO) -> Writer:
-    """A plain aligned table, streamed row by row (a rich table would hold every row)."""
+    """A plain aligned table, streamed row by row (a rich table would hold every row).
+
+    SOURCE is the package (pulse) title: OTX's indicator titles only repeat the value.
+    """
     out.write(f"{'KIND':<7} {'VALUE':<{_VALUE_WIDTH}} SOURCE\n")
 
     def write(obs: Observable) -> None:
         ctx = obs.context
-        where = ctx.get("indicator_title") or ctx.get("package_title") or ""
-        kind = str(obs.kind) if obs.original_type is None else f"other:{obs.original_type}"
+        where = ctx.get("package_title") or ctx.get("indicator_title") or ""
         if obs.original_type is not None:
-            out.write(f"{'other':<7} {obs.value:<{_VALUE_WIDTH}} [{obs.original_type}] {where}\n")
-        else:
-            out.write(f"{kind:<7} {obs.value:<{_VALUE_WIDTH}} {where}\n")
+            where = f"[{obs.original_type}] {where}"
+        out.write(f"{obs.kind!s:<7} {obs.value:<{_VALUE_WIDTH}} {where}\n")
 
     return write
 
