@@ -102,6 +102,14 @@ QUERY = (
     b'relationship="equals"><tdq:Parameter name="value">AAAA</tdq:Parameter></tdq:Test>'
     b"</tdq:Criterion></tdq:Criteria></tdq:Default_Query>"
 )
+QUERY_INFO = (
+    b'<tdq:Default_Query_Info xmlns:tdq="http://taxii.mitre.org/query/taxii_default_query-1">'
+    b'<tdq:Targeting_Expression_Info targeting_expression_id="urn:stix.mitre.org:xml:1.1.1">'
+    b"<tdq:Preferred_Scope>**/Simple_Hash_Value</tdq:Preferred_Scope>"
+    b"</tdq:Targeting_Expression_Info>"
+    b"<tdq:Capability_Module>urn:taxii.mitre.org:query:capability:core-1</tdq:Capability_Module>"
+    b"</tdq:Default_Query_Info>"
+)
 HEADERS = (
     tm.ExtendedHeader(name="urn:feedgate:test:header", value="hello"),
     tm.ExtendedHeader(name="urn:feedgate:test:other", value="a < b & c"),
@@ -174,7 +182,9 @@ def examples_11() -> list[tm.Message]:
                     address="http://example.com/poll/",
                     message_bindings=(V11,),
                     available=False,
-                    supported_queries=(query,),
+                    supported_queries=(
+                        tm.Query(format_id=tm.FID_TAXII_DEFAULT_QUERY_10, content=QUERY_INFO),
+                    ),
                 ),
                 tm.ServiceInstance(
                     service_type=tm.SVC_COLLECTION_MANAGEMENT,
