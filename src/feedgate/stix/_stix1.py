@@ -139,6 +139,17 @@ def package_context(pkg: etree._Element) -> dict[str, Any]:
     return ctx
 
 
+_IND_TITLE: Final = f"{{{INDICATOR}}}Title"
+_IND_TYPE: Final = f"{{{INDICATOR}}}Type"
+_IND_DESCRIPTION: Final = f"{{{INDICATOR}}}Description"
+_IND_CONFIDENCE: Final = f"{{{INDICATOR}}}Confidence"
+_IND_VALID_TIME: Final = f"{{{INDICATOR}}}Valid_Time_Position"
+_IND_HANDLING: Final = f"{{{INDICATOR}}}Handling"
+_IND_START: Final = f"{{{INDICATOR}}}Start_Time"
+_IND_END: Final = f"{{{INDICATOR}}}End_Time"
+_CONFIDENCE_VALUE: Final = f"{{{STIX_COMMON}}}Value"
+
+
 def indicator_context(ind: etree._Element) -> dict[str, Any]:
     """Context of one indicator: id, title, types, description, confidence, valid time."""
     ctx: dict[str, Any] = {}
@@ -148,37 +159,38 @@ def indicator_context(ind: etree._Element) -> dict[str, Any]:
     types: list[str] = []
     for child in ind:
         tag = child.tag
-        if not isinstance(tag, str) or not tag.startswith("{" + INDICATOR):
-            continue
-        name = tag[len(INDICATOR) + 2 :]
-        if name == "Title":
-            if child.text and child.text.strip():
-                ctx["indicator_title"] = child.text.strip()
-        elif name == "Type":
-            if child.text and child.text.strip():
-                types.append(child.text.strip())
-        elif name == "Description":
-            if child.text and child.text.strip() and "description" not in ctx:
-                ctx["description"] = child.text.strip()
-        elif name == "Confidence":
-            value = _text(child, f"{{{STIX_COMMON}}}Value")
+        if tag == _IND_TITLE:
+            text = child.text
+            if text and (text := text.strip()):
+                ctx["indicator_title"] = text
+        elif tag == _IND_DESCRIPTION:
+            text = child.text
+            if text and (text := text.strip()) and "description" not in ctx:
+                ctx["description"] = text
+        elif tag == _IND_TYPE:
+            text = child.text
+            if text and (text := text.strip()):
+                types.append(text)
+        elif tag == _IND_CONFIDENCE:
+            value = _text(child, _CONFIDENCE_VALUE)
             if value:
                 ctx["confidence"] = value
-        elif name == "Valid_Time_Position":
-            start = _text(child, f"{{{INDICATOR}}}Start_Time")
-            end = _text(child, f"{{{INDICATOR}}}End_Time")
+        elif tag == _IND_VALID_TIME:
+            start = _text(child, _IND_START)
+            end = _text(child, _IND_END)
             if start and "valid_from" not in ctx:
                 ctx["valid_from"] = start
             if end and "valid_until" not in ctx:
                 ctx["valid_until"] = end
-        elif name == "Handling":
+        elif tag == _IND_HANDLING:
             tlp = _tlp(ind)
             if tlp:
                 ctx["tlp"] = tlp
     if types:
         ctx["indicator_type"] = "; ".join(types)
-    if ind.get("timestamp"):
-        ctx["indicator_timestamp"] = ind.get("timestamp")
+    timestamp = ind.get("timestamp")
+    if timestamp:
+        ctx["indicator_timestamp"] = timestamp
     return ctx
 
 
@@ -201,6 +213,7 @@ class _PackageReader:
         root = _Package(pkg_elem, package_context(pkg_elem))
         packages: dict[etree._Element, _Package] = {pkg_elem: root}
         seen_indicators: set[str] = set()
+        nested = pkg_elem.find(f".//{T_NESTED_PACKAGE}") is not None
         for ind in pkg_elem.iter(_INDICATOR_TAGS):
             if len(ind) == 0:
                 continue  # an idref to an indicator defined elsewhere in the package
@@ -210,7 +223,7 @@ class _PackageReader:
                     continue
                 seen_indicators.add(ident)
             stats.indicators += 1
-            owner = self._owner(ind, packages, root)
+            owner = self._owner(ind, packages, root) if nested else root
             ctx = {**owner.context, **indicator_context(ind)}
             for obs in ind.iterchildren(T_IND_OBSERVABLE):
                 self._observable(out, obs, ctx, owner, 0, None)
