@@ -18,12 +18,13 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import idna
 
 __all__ = [
     "ENFORCEABLE_KINDS",
+    "MAX_VALUE_LENGTH",
     "InvalidValue",
     "Kind",
     "Observable",
@@ -81,43 +82,129 @@ class Observable:
         out: dict[str, Any] = {"kind": str(self.kind), "value": self.value}
         if self.original_type:
             out["type"] = self.original_type
-        out.update(self.context)
+        # The identity wins: a context key that happens to be called "kind", "value" or "type"
+        # must not overwrite what the observable is.
+        for key, item in self.context.items():
+            out.setdefault(key, item)
         return out
+
+
+# --- input hygiene ----------------------------------------------------------------------------
+
+MAX_VALUE_LENGTH: Final = 65_536
+"""The longest text any normaliser looks at; longer input is refused before any other work."""
+
+# Control characters other than the whitespace that surrounds values in feeds (tab, LF, VT, FF,
+# CR): refused anywhere. Inside a stripped value every control character is refused, except for
+# kind ``other`` (YARA rules and osquery are multi-line), which keeps tab, LF and CR.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_INNER_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INNER_CONTROL_MULTILINE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _prepare(value: object, what: str, *, multiline: bool = False) -> str:
+    """``value`` stripped, after the checks every kind shares (type, size, control characters)."""
+    if not isinstance(value, str):
+        raise InvalidValue(f"{what} must be text, got {type(value).__name__}")
+    if len(value) > MAX_VALUE_LENGTH:
+        raise InvalidValue(f"{what} too long: {len(value)} characters (limit {MAX_VALUE_LENGTH})")
+    if "\x00" in value:
+        raise InvalidValue(f"{what} contains a NUL character")
+    text = value.strip()
+    inner = _INNER_CONTROL_MULTILINE if multiline else _INNER_CONTROL
+    found = _CONTROL.search(value) or inner.search(text)
+    if found:
+        raise InvalidValue(f"{what} contains a control character (U+{ord(found.group()):04X})")
+    if not text:
+        raise InvalidValue(f"empty {what}")
+    return text
+
+
+def _show(value: str, limit: int = 80) -> str:
+    """A value quoted for an error message, cut short so one bad value cannot flood a log."""
+    text = value if len(value) <= limit else value[:limit] + "…"
+    return repr(text)
+
+
+def _reason(exc: BaseException, limit: int = 160) -> str:
+    """A library's error message, cut short (some quote the whole offending input)."""
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 # --- refanging -------------------------------------------------------------------------------
 
-_REFANG_RULES: Final = (
-    (re.compile(r"^hxxp", re.IGNORECASE), "http"),
-    (re.compile(r"^fxp", re.IGNORECASE), "ftp"),
-    (re.compile(r"\[\.\]|\(\.\)|\{\.\}|\[dot\]|\(dot\)", re.IGNORECASE), "."),
+# hxxp/hxxps/fxp only as a scheme, i.e. followed by ":" or "[:" (``hxxp://``, ``hxxps[:]//``,
+# ``hxxp[://]``): a domain such as ``hxxpool.example`` or ``fxpark.example`` is left alone.
+_SCHEME_DEFANG: Final = re.compile(r"^(?:hxxp(s?)|(fxp))(?=\[?:)", re.IGNORECASE)
+
+# Defanged separators. Bracketed forms cannot occur in a valid host, path or query (RFC 3986
+# keeps "[" and "]" for IP literals), so they are undone everywhere; the (.)/{.}/(dot)/(at)
+# forms are undone in hosts, e-mail addresses and a URL's authority, never in a URL's path or
+# query, where parentheses and braces are legitimate characters.
+_BRACKET_RULES: Final = (
+    (re.compile(r"\[\.\]|\[dot\]", re.IGNORECASE), "."),
+    (re.compile(r"\[://\]"), "://"),
     (re.compile(r"\[:\]"), ":"),
     (re.compile(r"\[/\]"), "/"),
-    (re.compile(r"\[@\]|\[at\]|\(at\)", re.IGNORECASE), "@"),
-    (re.compile(r"\[://\]"), "://"),
+    (re.compile(r"\[@\]|\[at\]", re.IGNORECASE), "@"),
+)
+_OTHER_RULES: Final = (
+    (re.compile(r"\(\.\)|\{\.\}|\(dot\)", re.IGNORECASE), "."),
+    (re.compile(r"\(at\)", re.IGNORECASE), "@"),
 )
 
 
-def refang(value: str) -> str:
-    """Undo common defanging (``hxxp://evil[.]example``) in a value a feed calls an indicator."""
-    if not any(c in value for c in "[({") and not value[:4].lower() in ("hxxp", "fxp:"):
-        return value
-    for pattern, replacement in _REFANG_RULES:
+def _scheme_refanged(match: re.Match[str]) -> str:
+    return "ftp" if match.group(2) else "http" + match.group(1).lower()
+
+
+def _apply(value: str, rules: tuple[tuple[re.Pattern[str], str], ...]) -> str:
+    for pattern, replacement in rules:
         value = pattern.sub(replacement, value)
     return value
 
 
+def refang(value: str) -> str:
+    """Undo common defanging (``hxxp://evil[.]example``) in a value a feed calls an indicator."""
+    value = _SCHEME_DEFANG.sub(_scheme_refanged, value, count=1)
+    if "[" in value:
+        value = _apply(value, _BRACKET_RULES)
+    if "(" in value or "{" in value:
+        value = _apply(value, _OTHER_RULES)
+    return value
+
+
+def _refang_once(value: str, what: str) -> str:
+    """:func:`refang`, refusing values that would change again (``evil[[.]]example``).
+
+    Without this, normalising twice would not give the same value as normalising once.
+    """
+    text = refang(value)
+    if text != value and refang(text) != text:
+        raise InvalidValue(f"{what} is defanged more than once: {_show(value)}")
+    return text
+
+
 # --- IP addresses and networks ---------------------------------------------------------------
+
+_DOTTED_DECIMAL: Final = re.compile(r"[0-9]+(?:\.[0-9]+){3}")
 
 
 def normalise_ip(value: str) -> tuple[Kind, str]:
     """Canonical text of an IPv4 or IPv6 address; IPv4-mapped IPv6 becomes IPv4."""
-    text = refang(value.strip())
+    text = _refang_once(_prepare(value, "IP address"), "IP address")
     if "%" in text:
         raise InvalidValue("scoped IPv6 addresses (with %zone) are not indicators")
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
+        if _DOTTED_DECIMAL.fullmatch(text) and any(
+            len(part) > 1 and part.startswith("0") for part in text.split(".")
+        ):
+            raise InvalidValue(
+                f"IPv4 address with leading zeros is ambiguous (octal?): {_show(value)}"
+            ) from None
         raise InvalidValue(f"not an IP address: {_show(value)}") from None
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:
@@ -126,17 +213,34 @@ def normalise_ip(value: str) -> tuple[Kind, str]:
     return Kind.IPV4, str(addr)
 
 
+_IPV4_MAPPED: Final = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
 def normalise_cidr(value: str) -> tuple[Kind, str]:
-    """A network in CIDR notation; host bits must be zero, a /32 or /128 is just an address."""
-    text = refang(value.strip())
+    """A network in CIDR notation; host bits must be zero, a /32 or /128 is just an address.
+
+    An IPv4-mapped IPv6 network (``::ffff:10.0.0.0/104``) becomes the IPv4 network it maps, as an
+    IPv4-mapped address becomes IPv4.
+    """
+    text = _refang_once(_prepare(value, "network"), "network")
     if "/" not in text:
         return normalise_ip(text)
+    if "%" in text:
+        raise InvalidValue("scoped IPv6 networks (with %zone) are not indicators")
     try:
-        net = ipaddress.ip_network(text, strict=True)
+        net: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
         if "has host bits set" in str(exc):
             raise InvalidValue(f"CIDR with host bits set: {_show(value)}") from None
         raise InvalidValue(f"not a CIDR network: {_show(value)}") from None
+    if (
+        isinstance(net, ipaddress.IPv6Network)
+        and net.prefixlen >= 96
+        and net.subnet_of(_IPV4_MAPPED)
+    ):
+        net = ipaddress.IPv4Network(
+            (int(net.network_address) & 0xFFFFFFFF, net.prefixlen - 96), strict=True
+        )
     if net.num_addresses == 1:
         return normalise_ip(str(net.network_address))
     return Kind.CIDR, str(net)
@@ -149,10 +253,10 @@ def normalise_ip_range(first: str, last: str) -> list[tuple[Kind, str]]:
     if kind_a != kind_b:
         raise InvalidValue(f"range mixes IPv4 and IPv6: {_show(first)} - {_show(last)}")
     lo, hi = ipaddress.ip_address(a), ipaddress.ip_address(b)
-    if lo > hi:
+    if int(lo) > int(hi):
         raise InvalidValue(f"range runs backwards: {a} - {b}")
     out: list[tuple[Kind, str]] = []
-    for net in ipaddress.summarize_address_range(lo, hi):  # type: ignore[type-var]
+    for net in ipaddress.summarize_address_range(lo, hi):
         if net.num_addresses == 1:
             out.append((kind_a, str(net.network_address)))
         else:
@@ -165,17 +269,31 @@ def normalise_ip_range(first: str, last: str) -> list[tuple[Kind, str]]:
 # --- domains ----------------------------------------------------------------------------------
 
 _LDH: Final = frozenset(string.ascii_lowercase + string.digits + "-_")
+# What a WHATWG URL parser takes for the last part of an IPv4 address ("ends in a number"):
+# such a name is never a DNS name, and in a URL a browser would read it as an address.
+_NUMERIC_TLD: Final = re.compile(r"[0-9]+|0x[0-9a-f]*")
 
 
 def normalise_domain(value: str) -> tuple[Kind, str]:
-    """Lower case, IDNA A-labels, no trailing dot; at least two labels; no IP literals."""
-    text = refang(value.strip())
+    """Lower case, IDNA A-labels, no trailing dot; at least two labels; no IP literals.
+
+    Non-ASCII input is mapped with UTS #46 first (so full-width letters and the ideographic full
+    stop are understood), then each label is encoded as an IDNA 2008 A-label. Existing
+    ``xn--`` labels must be canonical Punycode of a valid U-label. Underscores are allowed in
+    ASCII labels (``_dmarc.example.com``).
+    """
+    text = _refang_once(_prepare(value, "domain name"), "domain name")
+    if len(text) > 253 * 4:
+        raise InvalidValue(f"domain name too long: {len(text)} characters")
+    if not text.isascii():
+        try:
+            text = idna.uts46_remap(text, std3_rules=False, transitional=False)
+        except (idna.IDNAError, UnicodeError, ValueError) as exc:
+            raise InvalidValue(f"invalid internationalised domain name: {_reason(exc)}") from None
     if text.endswith("."):
         text = text[:-1]
     if not text:
         raise InvalidValue("empty domain name")
-    if len(text) > 253 * 4:
-        raise InvalidValue("domain name too long")
     if text.startswith("*."):
         raise InvalidValue(f"wildcard domain is a pattern, not a value: {_show(value)}")
     try:
@@ -184,9 +302,8 @@ def normalise_domain(value: str) -> tuple[Kind, str]:
         pass
     else:
         raise InvalidValue(f"an IP address is not a domain name: {_show(value)}")
-    labels = text.split(".")
     out: list[str] = []
-    for label in labels:
+    for label in text.split("."):
         if not label:
             raise InvalidValue(f"empty label in domain name: {_show(value)}")
         if label.isascii():
@@ -194,15 +311,14 @@ def normalise_domain(value: str) -> tuple[Kind, str]:
             if not set(low) <= _LDH:
                 raise InvalidValue(f"invalid character in domain name: {_show(value)}")
             if low.startswith("xn--"):
-                try:
-                    idna.decode(low)
-                except idna.IDNAError:
-                    raise InvalidValue(f"invalid punycode label in {_show(value)}") from None
+                _check_a_label(low, value)
         else:
             try:
-                low = idna.encode(label, uts46=True).decode("ascii")
-            except idna.IDNAError as exc:
-                raise InvalidValue(f"invalid internationalised domain name: {exc}") from None
+                low = idna.alabel(label).decode("ascii")
+            except (idna.IDNAError, UnicodeError, ValueError) as exc:
+                raise InvalidValue(
+                    f"invalid internationalised domain name: {_reason(exc)}"
+                ) from None
         if len(low) > 63:
             raise InvalidValue(f"label longer than 63 characters in {_show(value)}")
         if low.startswith("-") or low.endswith("-"):
@@ -210,34 +326,60 @@ def normalise_domain(value: str) -> tuple[Kind, str]:
         out.append(low)
     if len(out) < 2:
         raise InvalidValue(f"a domain needs at least two labels: {_show(value)}")
-    if out[-1].isdigit():
+    if _NUMERIC_TLD.fullmatch(out[-1]):
         raise InvalidValue(f"top-level label is numeric: {_show(value)}")
     result = ".".join(out)
     if len(result) > 253:
-        raise InvalidValue("domain name longer than 253 characters")
+        raise InvalidValue(f"domain name longer than 253 characters: {len(result)}")
     return Kind.DOMAIN, result
+
+
+def _check_a_label(label: str, value: str) -> None:
+    """An ``xn--`` label must decode to a valid U-label and be its canonical encoding."""
+    try:
+        ulabel = idna.decode(label)
+        canonical = idna.alabel(ulabel).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidValue(f"invalid punycode label in {_show(value)}") from None
+    if canonical != label:
+        raise InvalidValue(f"non-canonical punycode label in {_show(value)}")
 
 
 # --- e-mail addresses ---------------------------------------------------------------------------
 
-_LOCAL_FORBIDDEN: Final = frozenset(' \t\r\n<>(),;:"[]\\')
+_LOCAL_FORBIDDEN: Final = frozenset(' \t\r\n<>(),;:"[]\\@')
 
 
 def normalise_email(value: str) -> tuple[Kind, str]:
-    """``local@domain``: local part kept as given, domain normalised (lower case, IDNA)."""
-    text = refang(value.strip())
-    if text.lower().startswith("mailto:"):
-        text = text[7:]
-    if text.startswith("<") and text.endswith(">"):
-        text = text[1:-1]
+    """``local@domain``: local part kept as given, domain normalised (lower case, IDNA).
+
+    ``mailto:`` and angle brackets are taken off (in either order). A domain literal keeps its
+    brackets: ``a@[192.0.2.1]``, ``a@[IPv6:2001:db8::1]`` (RFC 5321 spelling).
+    """
+    text = _refang_once(_prepare(value, "e-mail address"), "e-mail address")
+    for _ in range(2):
+        if text.startswith("<") and text.endswith(">"):
+            text = text[1:-1]
+        if text[:7].lower() == "mailto:":
+            text = text[7:]
     local, sep, domain = text.rpartition("@")
     if not sep or not local or not domain:
         raise InvalidValue(f"not an e-mail address: {_show(value)}")
-    if len(local) > 64 or set(local) & _LOCAL_FORBIDDEN:
+    if (
+        len(local) > 64
+        or set(local) & _LOCAL_FORBIDDEN
+        or any(c.isspace() or not c.isprintable() for c in local)
+    ):
         raise InvalidValue(f"invalid local part in e-mail address: {_show(value)}")
     if domain.startswith("[") and domain.endswith("]"):
-        _, ip = normalise_ip(domain[1:-1].removeprefix("IPv6:"))
-        return Kind.EMAIL, f"{local}@[{ip}]"
+        literal = domain[1:-1]
+        if literal[:5].lower() == "ipv6:":
+            literal = literal[5:]
+        try:
+            kind, ip = normalise_ip(literal)
+        except InvalidValue as exc:
+            raise InvalidValue(f"invalid address literal in e-mail address: {exc}") from None
+        return Kind.EMAIL, f"{local}@[IPv6:{ip}]" if kind is Kind.IPV6 else f"{local}@[{ip}]"
     try:
         _, dom = normalise_domain(domain)
     except InvalidValue as exc:
@@ -249,7 +391,11 @@ def normalise_email(value: str) -> tuple[Kind, str]:
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ftp": 21, "ws": 80, "wss": 443}
 _PERCENT_RE: Final = re.compile(r"%[0-9a-fA-F]{2}")
-_SCHEME_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_DEFANGED_SCHEME_SEP: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)(?:://|\[://\]|\[:\]//)")
+_AUTHORITY_END: Final = re.compile(r"\[/\]|[/?#]")
+_HOST_PORT: Final = re.compile(r"(?:\[([^\[\]]*)\]|([^\[\]:]*))(?::([0-9]*))?")
+_USERINFO_FORBIDDEN: Final = frozenset("[]\\")
 
 
 def _upper_percent(text: str) -> str:
@@ -257,58 +403,95 @@ def _upper_percent(text: str) -> str:
 
 
 def url_host(url: str) -> str | None:
-    """The host of a normalised URL (for domain context), or None."""
-    host = urlsplit(url).hostname
+    """The host of a normalised URL (for domain context), or None (also for what is no URL)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
     return host or None
+
+
+def _refang_url(text: str) -> str:
+    """Refang a URL: scheme and authority fully, path and query only in bracketed forms."""
+    text = _SCHEME_DEFANG.sub(_scheme_refanged, text, count=1)
+    sep = _DEFANGED_SCHEME_SEP.match(text)
+    head, rest = (sep.group(1) + "://", text[sep.end() :]) if sep else ("", text)
+    end = _AUTHORITY_END.search(rest)
+    cut = end.start() if end else len(rest)
+    authority = _refang_once(rest[:cut], "URL")
+    tail = rest[cut:]
+    if "[" in tail:
+        once = _apply(tail, _BRACKET_RULES)
+        if once != tail and _apply(once, _BRACKET_RULES) != once:
+            raise InvalidValue(f"URL is defanged more than once: {_show(text)}")
+        tail = once
+    return head + authority + tail
 
 
 def normalise_url(value: str) -> tuple[Kind, str]:
     """Scheme and host lower case, IDNA host, default port dropped, path byte-exact.
 
-    Only percent-escape case is normalised (``%2f`` → ``%2F``); a URL without a scheme is taken
-    as ``http://`` because feeds commonly list ``evil.example/path``.
+    Only percent-escape case is normalised (``%2f`` → ``%2F``, in userinfo, path and query); a
+    URL without a scheme is taken as ``http://`` because feeds commonly list
+    ``evil.example/path``. The fragment is dropped (it never leaves the client); an empty path is
+    ``/`` for the schemes with a default port.
     """
-    text = refang(value.strip())
-    if not text:
-        raise InvalidValue("empty URL")
-    if any(c in text for c in " \t\r\n"):
+    text = _refang_url(_prepare(value, "URL"))
+    if any(c.isspace() for c in text):
         raise InvalidValue(f"URL contains whitespace: {_show(value)}")
     if not _SCHEME_RE.match(text):
-        if ":" in text.split("/", 1)[0] and not text.split("/", 1)[0].rsplit(":", 1)[1].isdigit():
-            raise InvalidValue(f"not a URL (no //authority): {_show(value)}")
-        text = "http://" + text
+        if text.startswith("//"):
+            text = "http:" + text
+        else:
+            first = _AUTHORITY_END.split(text, maxsplit=1)[0]
+            userinfo, _, hostport = first.rpartition("@")
+            if ":" in userinfo or (":" in hostport and not _HOST_PORT.fullmatch(hostport)):
+                raise InvalidValue(f"not a URL (no //authority): {_show(value)}")
+            text = "http://" + text
     try:
         parts = urlsplit(text)
-        port = parts.port
     except ValueError as exc:
-        raise InvalidValue(f"not a URL: {exc}: {_show(value)}") from None
+        raise InvalidValue(f"not a URL: {_reason(exc)}: {_show(value)}") from None
     scheme = parts.scheme.lower()
-    raw_host = parts.hostname
-    if not raw_host:
-        raise InvalidValue(f"URL without a host: {_show(value)}")
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    if set(userinfo) & _USERINFO_FORBIDDEN:
+        raise InvalidValue(f"invalid user information in URL: {_show(value)}")
+    match = _HOST_PORT.fullmatch(hostport)
+    if not match:
+        raise InvalidValue(f"invalid host or port in URL: {_show(value)}")
+    bracketed, plain, port_text = match.groups()
     host: str
-    if parts.netloc.rsplit("@", 1)[-1].startswith("["):
-        kind, ip = normalise_ip(raw_host)
+    if bracketed is not None:
+        try:
+            kind, ip = normalise_ip(bracketed)
+        except InvalidValue as exc:
+            raise InvalidValue(f"invalid host in URL: {exc}") from None
+        if kind is Kind.IPV4 and ":" not in bracketed:
+            raise InvalidValue(f"an IPv4 address in brackets is not a URL host: {_show(value)}")
         host = f"[{ip}]" if kind is Kind.IPV6 else ip
+    elif not plain:
+        raise InvalidValue(f"URL without a host: {_show(value)}")
     else:
         try:
-            host = normalise_ip(raw_host)[1]
+            host = normalise_ip(plain)[1]
         except InvalidValue:
             try:
-                host = normalise_domain(raw_host)[1]
+                host = normalise_domain(plain)[1]
             except InvalidValue as exc:
                 raise InvalidValue(f"invalid host in URL: {exc}") from None
-    userinfo = ""
-    if "@" in parts.netloc:
-        userinfo = parts.netloc.rsplit("@", 1)[0] + "@"
-    netloc = userinfo + host
-    if port is not None and port != _DEFAULT_PORTS.get(scheme):
-        netloc += f":{port}"
+    netloc = host
+    if userinfo not in ("", ":"):
+        netloc = _upper_percent(userinfo) + "@" + host
+    if port_text:
+        if len(port_text) > 5 or int(port_text) > 65535:
+            raise InvalidValue(f"port out of range in URL: {_show(value)}")
+        port = int(port_text)
+        if port != _DEFAULT_PORTS.get(scheme):
+            netloc += f":{port}"
     path = _upper_percent(parts.path) or ("/" if scheme in _DEFAULT_PORTS else "")
-    query = _upper_percent(parts.query)
-    result = urlunsplit((scheme, netloc, path, query, ""))
-    if "?" in text and not query and text.split("#", 1)[0].endswith("?"):
-        result += "?"
+    result = f"{scheme}://{netloc}{path}"
+    if "?" in text.split("#", 1)[0]:
+        result += "?" + _upper_percent(parts.query)
     return Kind.URL, result
 
 
@@ -321,14 +504,17 @@ _HEX: Final = frozenset(string.hexdigits)
 
 def normalise_hash(value: str, kind: Kind | None = None) -> tuple[Kind, str]:
     """Lower-case hex of the right length; the kind is inferred from the length when not given."""
-    text = value.strip().lower()
-    if not text or not set(text) <= _HEX:
+    if kind is not None and kind not in _HASH_LENGTHS:
+        raise InvalidValue(f"{kind} is not a hash kind")
+    text = _prepare(value, "hash").lower()
+    if not set(text) <= _HEX:
         raise InvalidValue(f"not a hex digest: {_show(value)}")
     if kind is None:
         inferred = _HASH_BY_LENGTH.get(len(text))
         if inferred is None:
             raise InvalidValue(f"no hash has {len(text)} hex digits: {_show(value)}")
         return inferred, text
+    kind = Kind(kind)
     expected = _HASH_LENGTHS[kind]
     if len(text) != expected:
         raise InvalidValue(f"{kind} must have {expected} hex digits, got {len(text)}")
@@ -354,26 +540,14 @@ def normalise(kind: Kind | str, value: str) -> tuple[Kind, str]:
     """Normalise ``value`` as ``kind``; returns the (possibly refined) kind and canonical value.
 
     The kind may change where the value says more than the feed did: an IPv4-mapped IPv6 address
-    is IPv4, a /32 "CIDR" is an address. ``other`` values are only stripped.
+    is IPv4, ``ipv4`` given an IPv6 address is ``ipv6``, a /32 "CIDR" is an address. ``other``
+    values are only stripped (and, like every kind, refused when empty, huge or holding control
+    characters other than tab and line breaks). An unknown kind is an :class:`InvalidValue` too.
     """
-    kind = Kind(kind)
-    if not isinstance(value, str):
-        raise InvalidValue(f"value must be text, got {type(value).__name__}")
-    if "\x00" in value:
-        raise InvalidValue("value contains a NUL character")
+    try:
+        kind = Kind(kind)
+    except ValueError:
+        raise InvalidValue(f"unknown observable kind: {_show(str(kind))}") from None
     if kind is Kind.OTHER:
-        text = value.strip()
-        if not text:
-            raise InvalidValue("empty value")
-        return Kind.OTHER, text
-    result = _NORMALISERS[kind](value)
-    if kind in (Kind.IPV4, Kind.IPV6) and result[0] != kind:
-        # The feed said ipv6 but the value is IPv4-mapped (or the reverse): trust the value.
-        return result
-    return result
-
-
-def _show(value: str, limit: int = 80) -> str:
-    """A value quoted for an error message, cut short so one bad value cannot flood a log."""
-    text = value if len(value) <= limit else value[:limit] + "…"
-    return repr(text)
+        return Kind.OTHER, _prepare(value, "value", multiline=True)
+    return _NORMALISERS[kind](value)
