@@ -27,7 +27,10 @@ def format_timestamp(value: datetime) -> str:
         value = value.replace(tzinfo=UTC)
         offset = timedelta(0)
     if offset % timedelta(minutes=1) or abs(offset) > _MAX_OFFSET:
-        value = value.astimezone(UTC)
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise TAXIIMessageError(f"timestamp out of range in UTC: {value!r}") from None
         offset = timedelta(0)
     text = value.isoformat()
     if not offset:
