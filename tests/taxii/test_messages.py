@@ -119,7 +119,7 @@ def _inbox(content: tm.ContentBlock) -> tm.InboxMessage:
     return tm.InboxMessage(message_id="1", content_blocks=(content,))
 
 
-def _block(content: bytes | str | etree._Element) -> tm.ContentBlock:
+def _block(content: bytes | bytearray | str | etree._Element) -> tm.ContentBlock:
     return tm.ContentBlock(
         content_binding=tm.ContentBinding(binding_id=tm.CB_STIX_XML_12), content=content
     )

@@ -366,7 +366,9 @@ def without_empty_content(msg: tm.Message) -> tm.Message:
 
 
 def same(ours: tm.Message, theirs: tm.Message) -> bool:
-    return canonical(without_query_payloads(ours)) == canonical(without_query_payloads(theirs))
+    return bool(
+        canonical(without_query_payloads(ours)) == canonical(without_query_payloads(theirs))
+    )
 
 
 # --- messages built with libtaxii -------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from feedgate.taxii import messages as tm
 
 #: Characters XML 1.0 can carry (no surrogates, no C0 controls but tab, newline, return).
 xml_chars = st.characters(
-    blacklist_categories=("Cs",),
+    blacklist_categories=["Cs"],
     blacklist_characters=[chr(c) for c in range(32) if chr(c) not in "\t\n\r"]
     + ["\ufffe", "\uffff"],
 )
@@ -109,7 +110,7 @@ record_counts = st.none() | st.builds(
 def poll_responses(draw: st.DrawFn, version: str) -> tm.PollResponse:
     v11 = version == V11
     ids = message_ids(version)
-    common = {
+    common: dict[str, Any] = {
         "message_id": draw(ids),
         "in_response_to": draw(ids),
         "version": version,

@@ -96,17 +96,27 @@ MESSAGE_NAMES: Final = {
 
 def identify(tag: str) -> tuple[str, str]:
     """Return (message binding id, local name) for a root tag, or raise TAXIIMessageError."""
-    qname = etree.QName(tag)
-    version = _VERSIONS.get(qname.namespace or "")
+    namespace, local = _split_tag(tag)
+    version = _VERSIONS.get(namespace)
     if version is None:
-        where = f"in namespace {qname.namespace}" if qname.namespace else "in no namespace"
-        raise TAXIIMessageError(
-            f"not a TAXII 1.0/1.1 message: root element {qname.localname} is {where}"
-        )
-    if qname.localname not in MESSAGE_NAMES[version]:
+        where = f"in namespace {namespace}" if namespace else "in no namespace"
+        raise TAXIIMessageError(f"not a TAXII 1.0/1.1 message: root element {local} is {where}")
+    if local not in MESSAGE_NAMES[version]:
         label = "TAXII 1.1" if version == VID_TAXII_XML_11 else "TAXII 1.0"
-        raise TAXIIMessageError(f"unknown {label} message: root element {qname.localname}")
-    return version, qname.localname
+        raise TAXIIMessageError(f"unknown {label} message: root element {local}")
+    return version, local
+
+
+def _split_tag(tag: str) -> tuple[str, str]:
+    """(namespace, local name) of a Clark-notation tag.
+
+    Done by hand rather than with ``etree.QName``, which refuses the odd names libxml2 can report
+    for a damaged document (``taxii_11:`` with an unbound prefix), with a plain ValueError.
+    """
+    if tag.startswith("{"):
+        namespace, _, local = tag[1:].partition("}")
+        return namespace, local
+    return "", tag
 
 
 def read_message(root: _Element) -> Message:
@@ -120,7 +130,7 @@ def path(elem: _Element) -> str:
     names = []
     node: _Element | None = elem
     while node is not None:
-        names.append(etree.QName(node).localname)
+        names.append(_split_tag(node.tag)[1])
         node = node.getparent()
     return "/".join(reversed(names))
 
