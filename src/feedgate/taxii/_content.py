@@ -79,10 +79,3 @@ def get_mixed(elem: etree._Element) -> bytes:
             return etree.tostring(child, encoding="utf-8", with_tail=False)
     return (elem.text or "").encode("utf-8")
 
-
-def put_text(elem: etree._Element, value: str, where: str) -> None:
-    """Set ``elem``'s text, turning lxml's complaint about non-XML characters into ours."""
-    try:
-        elem.text = value
-    except ValueError:
-        raise TAXIIMessageError(f"{where}: text has characters XML cannot carry") from None

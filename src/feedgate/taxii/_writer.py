@@ -490,14 +490,10 @@ class Writer:
 
     def content_block(self, parent: _Element, block: ContentBlock) -> _Element:
         elem = self.sub(parent, "Content_Block")
-        binding = block.content_binding
-        if self.v11:
-            if len(binding.subtypes) > 1:
-                raise TAXIIMessageError("a Content_Block's binding has at most one subtype")
-            self.content_bindings(elem, (binding,))
-        else:
-            self.lacks(block.message is not None, "Content_Block/Message")
-            self.content_bindings(elem, (binding,))
+        if len(block.content_binding.subtypes) > 1:
+            raise TAXIIMessageError("a Content_Block's binding has at most one subtype")
+        self.lacks(block.message is not None and not self.v11, "Content_Block/Message")
+        self.content_bindings(elem, (block.content_binding,))
         put_mixed(self.sub(elem, "Content"), block.content, "Content_Block/Content")
         self.stamp(elem, "Timestamp_Label", block.timestamp_label)
         self.opt(elem, "Message", block.message)
