@@ -78,4 +78,3 @@ def get_mixed(elem: etree._Element) -> bytes:
         if isinstance(child.tag, str):
             return etree.tostring(child, encoding="utf-8", with_tail=False)
     return (elem.text or "").encode("utf-8")
-
