@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 from lxml import etree
 
@@ -65,7 +65,8 @@ def _refuse_doctype(head: bytes) -> None:
 
 
 def _classify(exc: etree.XMLSyntaxError) -> XMLParseError:
-    msg = str(exc)
+    # libxml2's messages may span lines and end with "(<string>, line 1)": make them one line.
+    msg = " ".join(str(exc).replace("(<string>, line 1)", "").split()).replace(" ,", ",")
     lowered = msg.lower()
     if "excessive depth" in lowered or ("depth" in lowered and "exceed" in lowered):
         return XMLLimitError(f"refused: the document nests deeper than {MAX_DEPTH} levels")
@@ -235,6 +236,7 @@ class _ConcatenationReader(io.RawIOBase):
     def __init__(self, source: IO[bytes]) -> None:
         self._source = source
         self._pending = b""
+        self._pos = 0  # bytes of _pending already handed out (slicing by offset avoids copies)
         self._tail = b""  # bytes held back in case a declaration straddles two reads
         self._done = False
         self._started = False
@@ -249,35 +251,42 @@ class _ConcatenationReader(io.RawIOBase):
             return open_tag + _XML_DECL_RE.sub(b"", data)
         return m.group(0) + open_tag + _XML_DECL_RE.sub(b"", stripped[m.end() :])
 
+    def _refill(self) -> None:
+        """Replace the exhausted buffer with the next transformed chunk of the source."""
+        chunk = self._source.read(_READ_CHUNK)
+        if not chunk:
+            self._done = True
+            head = b"" if self._started else self._start(b"")
+            tail = _XML_DECL_RE.sub(b"", self._tail)
+            self._pending = head + tail + b"</" + WRAPPER_TAG.encode() + b">"
+            self._tail = b""
+            return
+        data = self._tail + bytes(chunk) if self._tail else bytes(chunk)
+        cut = data.rfind(b"<")
+        if cut >= 0 and b">" not in data[cut:]:
+            self._tail, data = data[cut:], data[:cut]
+        else:
+            self._tail = b""
+        # XML spells both keywords in upper case; a plain find is far cheaper than a regex.
+        if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
+            _refuse_doctype(data)
+        if not self._started:
+            self._pending = self._start(data)
+        else:
+            self._pending = _XML_DECL_RE.sub(b"", data) if b"<?xml" in data else data
+
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
         want = _READ_CHUNK if size is None or size < 0 else size
-        while len(self._pending) < want and not self._done:
-            chunk = self._source.read(want)
-            if not chunk:
-                self._done = True
-                if not self._started:
-                    self._pending += self._start(b"")
-                self._pending += _XML_DECL_RE.sub(b"", self._tail)
-                self._pending += b"</" + WRAPPER_TAG.encode() + b">"
-                self._tail = b""
-                break
-            data = self._tail + bytes(chunk)
-            cut = data.rfind(b"<")
-            if cut >= 0 and b">" not in data[cut:]:
-                self._tail, data = data[cut:], data[:cut]
-            else:
-                self._tail = b""
-            # XML spells both keywords in upper case; a plain find is far cheaper than a regex.
-            if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-                _refuse_doctype(data)
-            if not self._started:
-                self._pending += self._start(data)
-                continue
-            self._pending += _XML_DECL_RE.sub(b"", data) if b"<?xml" in data else data
-        out, self._pending = self._pending[:want], self._pending[want:]
+        while self._pos >= len(self._pending):
+            if self._done:
+                return b""
+            self._pending, self._pos = b"", 0
+            self._refill()
+        out = self._pending[self._pos : self._pos + want]
+        self._pos += len(out)
         return out
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
@@ -292,4 +301,5 @@ def concatenated_documents(source: IO[bytes]) -> IO[bytes]:
     The result is a byte stream for :func:`iterparse`; its root element is ``WRAPPER_TAG`` and
     each original document's root is one of its children.
     """
-    return io.BufferedReader(_ConcatenationReader(source), buffer_size=_READ_CHUNK)
+    reader: Any = _ConcatenationReader(source)  # lxml only calls read(); no extra buffering
+    return cast(IO[bytes], reader)
