@@ -68,18 +68,6 @@ def _strip_bom(head: bytes) -> bytes:
     return head[3:] if head.startswith(b"\xef\xbb\xbf") else head
 
 
-def _read_nested(data: bytes, stats: ReadStats) -> Iterator[Observable]:
-    """Text content of a TAXII block: escaped XML or STIX 2 JSON."""
-    start = data.lstrip()[:1]
-    if start == b"<":
-        check_root(data.lstrip()[:_HEAD])
-        yield from read_stix1(io.BytesIO(data), stats)
-    elif start in (b"{", b"["):
-        yield from read_stix2(data, stats)
-    else:
-        stats.skip("content block that is neither XML nor JSON")
-
-
 def read_observables(
     source: str | os.PathLike[str] | IO[bytes],
     *,
@@ -124,9 +112,7 @@ def read_observables(
                     _Prefixed(head, stream), stats, mode, body_at, xmlns, workers, max_bytes
                 )
                 return
-            yield from read_stix1(
-                _buffered(_Prefixed(head, stream)), stats, max_bytes=max_bytes, nested=_read_nested
-            )
+            yield from read_stix1(_buffered(_Prefixed(head, stream)), stats, max_bytes=max_bytes)
         elif first in (b"{", b"["):
             data = head + stream.read(MAX_JSON_BYTES + 1 - len(head))
             if len(data) > MAX_JSON_BYTES:

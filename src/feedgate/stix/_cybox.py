@@ -12,8 +12,7 @@ matched by local name and object types by the local part of ``xsi:type``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from lxml import etree
 
@@ -41,9 +40,8 @@ _LIST_SEP: Final = "##comma##"
 KindHint = Kind | str
 
 
-@dataclass(slots=True)
-class Candidate:
-    """A raw value found in an object, before normalisation."""
+class Candidate(NamedTuple):
+    """A raw value found in an object, before normalisation (a tuple: made once per value)."""
 
     hint: KindHint
     value: str
@@ -125,7 +123,8 @@ def _address(out: list[Candidate], props: etree._Element, stats: ReadStats) -> N
     else:
         hint, original = Kind.OTHER, f"AddressObjectType:{category}"
     for child in props:
-        if local(child.tag) == "Address_Value":
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Address_Value"):
             property_values(out, child, hint, stats, original)
 
 
@@ -136,13 +135,15 @@ def _domain(out: list[Candidate], props: etree._Element, stats: ReadStats) -> No
     else:
         hint, original = Kind.DOMAIN, None
     for child in props:
-        if local(child.tag) == "Value":
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Value"):
             property_values(out, child, hint, stats, original)
 
 
 def _hostname(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     for child in props:
-        if local(child.tag) == "Hostname_Value":
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Hostname_Value"):
             property_values(out, child, Kind.DOMAIN, stats)
 
 
@@ -157,7 +158,8 @@ def _uri(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     else:
         hint, original = Kind.OTHER, f"URIObjectType:{uri_type}"
     for child in props:
-        if local(child.tag) == "Value":
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Value"):
             property_values(out, child, hint, stats, original)
 
 
@@ -173,7 +175,8 @@ _HASH_KINDS: Final = {
 def _file(out: list[Candidate], props: etree._Element, stats: ReadStats, type_name: str) -> None:
     found = False
     for hashes in props:
-        if local(hashes.tag) != "Hashes":
+        tag = hashes.tag
+        if not isinstance(tag, str) or not tag.endswith("}Hashes"):
             continue
         for hash_elem in hashes:
             hash_type = ""
@@ -237,7 +240,8 @@ def _socket_like(out: list[Candidate], props: etree._Element, stats: ReadStats) 
 
 def _mutex(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     for child in props:
-        if local(child.tag) == "Name":
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Name"):
             property_values(out, child, Kind.OTHER, stats, "MutexObjectType")
 
 
@@ -281,10 +285,13 @@ _BY_TYPE: Final[dict[str, _Extractor]] = {
 }
 
 
-def properties_candidates(props: etree._Element, stats: ReadStats) -> list[Candidate]:
+def properties_candidates(
+    props: etree._Element, stats: ReadStats, type_name: str | None = None
+) -> list[Candidate]:
     """All candidates of one ``cybox:Properties`` element, dispatched on its ``xsi:type``."""
     out: list[Candidate] = []
-    type_name = xsi_type(props)
+    if type_name is None:
+        type_name = xsi_type(props)
     extractor = _BY_TYPE.get(type_name)
     if extractor is not None:
         extractor(out, props, stats)
@@ -296,10 +303,5 @@ def properties_candidates(props: etree._Element, stats: ReadStats) -> list[Candi
 
 
 def object_references(props: etree._Element) -> list[str]:
-    """idrefs an object points to through ``object_reference`` (e-mail links, attachments).
-
-    Only e-mail messages use them for indicator values, so other objects are not walked.
-    """
-    if not xsi_type(props).startswith("EmailMessage"):
-        return []
+    """idrefs an object points to through ``object_reference`` (e-mail links, attachments)."""
     return [ref for elem in props.iter() if (ref := elem.get("object_reference"))]

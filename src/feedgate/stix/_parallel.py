@@ -66,8 +66,12 @@ def _read_chunk(mode: str, xmlns: bytes, data: bytes) -> tuple[list[Observable],
     """Worker: read one chunk with the ordinary reader."""
     stats = ReadStats()
     if mode == "blocks":
+        # Content_Blocks cut from a Poll_Response: one element around them makes a document.
         data = b"<feedgate-chunk" + xmlns + b">" + data + b"</feedgate-chunk>"
-    return list(read_stix1(io.BytesIO(data), stats)), stats
+        found = read_stix1(io.BytesIO(data), stats, concatenated=False)
+    else:
+        found = read_stix1(io.BytesIO(data), stats)
+    return list(found), stats
 
 
 def _chunks(

@@ -12,6 +12,7 @@ at package level. Observables that only incidents, TTPs or other context refer t
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from typing import IO, Any, Final
 
@@ -24,6 +25,7 @@ from . import _cybox
 from ._cybox import CYBOX, T_COMPOSITION, T_OBJECT, T_OBSERVABLE, T_PROPERTIES, Candidate, local
 from ._errors import StixReadError, TaxiiStatusError
 from ._stats import ReadStats
+from ._stix2 import read_stix2
 
 STIX: Final = "http://stix.mitre.org/stix-1"
 STIX_COMMON: Final = "http://stix.mitre.org/common-1"
@@ -60,18 +62,23 @@ KNOWN_ROOTS: Final = frozenset(
     }
 )
 _MAX_COMPOSITION_DEPTH: Final = 64
+#: How much of a text content block is sniffed for its root element.
+_HEAD: Final = 64 * 1024
 
 
 class _Package:
     """Per-package state: its context and, built lazily on the first idref, its id index."""
 
-    __slots__ = ("consumed", "context", "elem", "index")
+    __slots__ = ("consumed", "context", "elem", "index", "track_consumed")
 
     def __init__(self, elem: etree._Element, context: dict[str, Any]) -> None:
         self.elem = elem
         self.context = context
         self.index: dict[str, etree._Element] | None = None
         self.consumed: set[str] = set()
+        #: Package-level observables that an indicator already read are not read again; only
+        #: worth tracking when the package has any.
+        self.track_consumed = elem.find(f".//{T_PKG_OBSERVABLES}") is not None
 
     def resolve(self, idref: str) -> etree._Element | None:
         if self.index is None:
@@ -292,9 +299,10 @@ class _PackageReader:
                 stats.skip("idref to an observable not in the package", idref)
                 return
             obs = target
-        ident = obs.get("id")
-        if ident:
-            pkg.consumed.add(ident)
+        if pkg.track_consumed:
+            ident = obs.get("id")
+            if ident:
+                pkg.consumed.add(ident)
         if obs.get("negate") in ("true", "1"):
             stats.skip("negated observable (describes what is NOT malicious)")
             return
@@ -328,9 +336,11 @@ class _PackageReader:
             tag = child.tag
             if tag == T_PROPERTIES:
                 context = ctx if operator is None else {**ctx, "composition": operator}
-                for cand in _cybox.properties_candidates(child, stats):
+                type_name = _cybox.xsi_type(child)
+                for cand in _cybox.properties_candidates(child, stats, type_name):
                     self._emit(out, cand, context)
-                if depth < _MAX_COMPOSITION_DEPTH:
+                # Only e-mail messages point at their links and attachments by reference.
+                if type_name.startswith("EmailMessage") and depth < _MAX_COMPOSITION_DEPTH:
                     for ref in _cybox.object_references(child):
                         target = pkg.resolve(ref)
                         if target is None:
@@ -344,24 +354,28 @@ class _PackageReader:
                 self._object(out, rel, ctx, pkg, operator, depth + 1)
 
     def _emit(self, out: list[Observable], cand: Candidate, context: dict[str, Any]) -> None:
-        stats = self.stats
+        hint, value, original, range_end = cand
         try:
-            if cand.range_end is not None:
-                pairs = normalise_ip_range(cand.value, cand.range_end)
-            elif cand.hint == "auto":
-                pairs = [_classify(cand.value)]
-            elif (cand.hint is Kind.IPV4 or cand.hint is Kind.IPV6) and "/" in cand.value:
-                pairs = [normalise(Kind.CIDR, cand.value)]  # ipv4-addr with a network value
+            if range_end is not None:
+                pairs = normalise_ip_range(value, range_end)
+            elif hint == "auto":
+                pairs = [_classify(value)]
+            elif (hint is Kind.IPV4 or hint is Kind.IPV6) and "/" in value:
+                pairs = [normalise(Kind.CIDR, value)]  # ipv4-addr with a network value
             else:
-                pairs = [normalise(cand.hint, cand.value)]
+                kind, norm = normalise(hint, value)
+                self.stats.by_kind[kind] += 1
+                out.append(
+                    Observable(kind, norm, original if kind is Kind.OTHER else None, context)
+                )
+                return
         except InvalidValue as exc:
-            kind = "address" if cand.hint == "auto" else str(cand.hint)
-            stats.skip(f"invalid {kind} value", str(exc))
+            label = "address" if hint == "auto" else str(hint)
+            self.stats.skip(f"invalid {label} value", str(exc))
             return
-        for kind, value in pairs:
-            stats.by_kind[kind] += 1
-            original = cand.original_type if kind is Kind.OTHER else None
-            out.append(Observable(kind, value, original, context))
+        for kind, norm in pairs:
+            self.stats.by_kind[kind] += 1
+            out.append(Observable(kind, norm, original if kind is Kind.OTHER else None, context))
 
 
 def _classify(value: str) -> tuple[Kind, str]:
@@ -396,27 +410,26 @@ def read_stix1(
     stats: ReadStats,
     *,
     max_bytes: int = xml.DEFAULT_MAX_BYTES,
-    nested: Any = None,
+    concatenated: bool = True,
+    text_depth: int = 0,
 ) -> Iterator[Observable]:
     """Observables of a stream of STIX 1.x / CybOX / TAXII 1.x XML documents.
 
-    ``nested`` is a callable ``(bytes, stats) -> Iterator[Observable]`` used for content blocks
-    that carry their content as text (escaped XML or STIX 2 JSON); by default text blocks are
-    read as XML.
+    ``concatenated`` accepts several documents in a row (what ``taxii-poll`` prints); callers
+    that already hand over a single well-formed document skip that layer. Content blocks that
+    carry their content as text (escaped XML, STIX 2 JSON) are read too, one level deep:
+    ``text_depth`` counts how deep we already are.
     """
     reader = _PackageReader(stats)
-    wrapped = xml.concatenated_documents(stream)
-    for _event, elem in xml.iterparse(wrapped, tag=_STREAM_TAGS, max_bytes=max_bytes):
+    source = xml.concatenated_documents(stream) if concatenated else stream
+    for _event, elem in xml.iterparse(source, tag=_STREAM_TAGS, max_bytes=max_bytes):
         tag = elem.tag
         if tag == T_PACKAGE:
-            parent = elem.getparent()
-            if parent is not None and parent.tag == T_NESTED_PACKAGE:
-                continue
             yield from reader.read_package(elem)
             _drop_consumed(elem)
         elif tag in _BLOCKS:
             stats.content_blocks += 1
-            yield from _text_block(elem, stats, nested)
+            yield from _text_block(elem, stats, text_depth)
             _drop_consumed(elem)
         elif tag == T_CYBOX_DOCUMENT:
             parent = elem.getparent()
@@ -427,7 +440,7 @@ def read_stix1(
             raise _status_error(elem)
 
 
-def _text_block(elem: etree._Element, stats: ReadStats, nested: Any) -> Iterator[Observable]:
+def _text_block(elem: etree._Element, stats: ReadStats, text_depth: int) -> Iterator[Observable]:
     """A content block whose content is text: escaped XML, or JSON (STIX 2)."""
     for child in elem:
         if local(child.tag) != "Content":
@@ -437,11 +450,18 @@ def _text_block(elem: etree._Element, stats: ReadStats, nested: Any) -> Iterator
         text = (child.text or "").strip()
         if not text:
             return
+        if text_depth > 0:
+            stats.skip("text content inside text content (not read)")
+            return
         data = text.encode("utf-8")
-        if nested is not None:
-            yield from nested(data, stats)
+        start = data[:1]
+        if start == b"<":
+            check_root(data[:_HEAD])
+            yield from read_stix1(io.BytesIO(data), stats, text_depth=text_depth + 1)
+        elif start in (b"{", b"["):
+            yield from read_stix2(data, stats)
         else:
-            stats.skip("content block with non-XML content")
+            stats.skip("content block that is neither XML nor JSON")
         return
 
 
