@@ -30,7 +30,6 @@ from ._stix1 import read_stix1
 
 #: Target chunk size; big enough to amortise a round trip, small enough to balance the cores.
 CHUNK_BYTES: Final = 2 * 1024**2
-_READ: Final = 1024**2
 #: The end tag after which a cut is safe, by the kind of input.
 _UNIT_END: Final = {
     "blocks": re.compile(rb"</(?:[A-Za-z_][\w.-]*:)?Content_Block\s*>"),
@@ -83,46 +82,43 @@ def _chunks(
     everything after the last block (the root's end tag) from the last one.
     """
     unit_end = _UNIT_END[mode]
+    skip = body_at if mode == "blocks" else 0
     buffer = b""
     total = 0
-    first = True
     while True:
-        data = stream.read(_READ)
+        data = stream.read(CHUNK_BYTES) or b""
         total += len(data)
         if total > max_bytes:
             raise xml.XMLLimitError(f"refused: the input exceeds the {max_bytes}-byte limit")
-        if data:
-            buffer += data
-            if first and len(buffer) >= body_at:
-                buffer = buffer[body_at:] if mode == "blocks" else buffer
-                first = False
-            if first or len(buffer) < CHUNK_BYTES:
-                continue
-            cut = _last_end(unit_end, buffer, CHUNK_BYTES)
-            if cut > 0:
-                yield buffer[:cut]
-                buffer = buffer[cut:]
+        buffer = buffer + data if buffer else data
+        if skip:
+            dropped = min(skip, len(buffer))
+            buffer, skip = buffer[dropped:], skip - dropped
+        if data and len(buffer) < CHUNK_BYTES:
             continue
-        if first and mode == "blocks":
-            buffer = buffer[body_at:]
-        if mode == "blocks":
-            cut = _last_end(unit_end, buffer, 0)
-            buffer = buffer[:cut] if cut > 0 else b""
-        if buffer.strip():
-            yield buffer
-        return
+        cut = _last_end(unit_end, buffer)
+        if not data:  # end of input
+            if mode == "blocks":
+                buffer = buffer[:cut] if cut > 0 else b""
+            if buffer.strip():
+                yield buffer
+            return
+        if cut > 0:
+            yield buffer[:cut]
+            buffer = buffer[cut:]
 
 
-def _last_end(pattern: re.Pattern[bytes], buffer: bytes, at_least: int) -> int:
-    """Offset just after the last unit end tag in ``buffer`` (searched from ``at_least`` back)."""
-    end = -1
-    window_start = max(0, at_least - 256 * 1024)
-    for m in pattern.finditer(buffer, window_start):
-        end = m.end()
-    if end < 0 and window_start > 0:
-        for m in pattern.finditer(buffer):
+def _last_end(pattern: re.Pattern[bytes], buffer: bytes) -> int:
+    """Offset just after the last unit end tag in ``buffer``, or -1 if there is none."""
+    window = 64 * 1024
+    while True:
+        start = max(0, len(buffer) - window)
+        end = -1
+        for m in pattern.finditer(buffer, start):
             end = m.end()
-    return end
+        if end >= 0 or start == 0:
+            return end
+        window *= 4
 
 
 def read_parallel(

@@ -157,9 +157,10 @@ _IND_END: Final = f"{{{INDICATOR}}}End_Time"
 _CONFIDENCE_VALUE: Final = f"{{{STIX_COMMON}}}Value"
 
 
-def indicator_context(ind: etree._Element) -> dict[str, Any]:
-    """Context of one indicator: id, title, types, description, confidence, valid time."""
-    ctx: dict[str, Any] = {}
+def indicator_context(ind: etree._Element, base: dict[str, Any]) -> dict[str, Any]:
+    """``base`` (the package's context) plus the indicator's: id, title, types, description,
+    confidence, valid time."""
+    ctx = base.copy()
     ident = ind.get("id")
     if ident:
         ctx["indicator_id"] = ident
@@ -231,7 +232,7 @@ class _PackageReader:
                 seen_indicators.add(ident)
             stats.indicators += 1
             owner = self._owner(ind, packages, root) if nested else root
-            ctx = {**owner.context, **indicator_context(ind)}
+            ctx = indicator_context(ind, owner.context)
             for obs in ind.iterchildren(T_IND_OBSERVABLE):
                 self._observable(out, obs, ctx, owner, 0, None)
         for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
