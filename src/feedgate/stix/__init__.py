@@ -87,9 +87,11 @@ def read_observables(
     many processes (results still come in input order); other inputs are read in-process.
     """
     stats = stats if stats is not None else ReadStats()
+    path: str | None = None
     with ExitStack() as stack:
         if isinstance(source, (str, os.PathLike)):
-            stream: IO[bytes] = stack.enter_context(open(source, "rb"))
+            path = os.fspath(source)
+            stream: IO[bytes] = stack.enter_context(open(path, "rb"))
         else:
             stream = source
         head = stream.read(_HEAD) or b""
@@ -109,7 +111,14 @@ def read_observables(
             if split is not None:
                 mode, body_at, xmlns = split
                 yield from read_parallel(
-                    _Prefixed(head, stream), stats, mode, body_at, xmlns, workers, max_bytes
+                    _Prefixed(head, stream),
+                    stats,
+                    mode,
+                    body_at,
+                    xmlns,
+                    workers,
+                    max_bytes,
+                    path=path if path is not None and os.path.isfile(path) else None,
                 )
                 return
             yield from read_stix1(_buffered(_Prefixed(head, stream)), stats, max_bytes=max_bytes)

@@ -17,14 +17,13 @@ import io
 import multiprocessing
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import IO, Final
+from typing import IO, Any, Final, NamedTuple
 
 from feedgate import xml
-from feedgate.observables import Observable
+from feedgate.observables import Kind, Observable
 
-from ._errors import StixReadError
 from ._stats import ReadStats
 from ._stix1 import read_stix1
 
@@ -61,7 +60,27 @@ def plan(head: bytes) -> tuple[str, int, bytes] | None:
     return None
 
 
-def _read_chunk(mode: str, xmlns: bytes, data: bytes) -> tuple[list[Observable], ReadStats]:
+class _Columns(NamedTuple):
+    """A chunk's observables as columns: far cheaper to pickle than one tuple per observable.
+
+    Observables of one indicator share one context dict; ``contexts`` holds each once.
+    """
+
+    kinds: list[Kind]
+    values: list[str]
+    original_types: list[str | None]
+    context_ids: list[int]
+    contexts: list[Mapping[str, Any]]
+
+    def observables(self) -> Iterator[Observable]:
+        contexts = self.contexts
+        for kind, value, original, ctx in zip(
+            self.kinds, self.values, self.original_types, self.context_ids, strict=True
+        ):
+            yield Observable(kind, value, original, contexts[ctx])
+
+
+def _read_chunk(mode: str, xmlns: bytes, data: bytes) -> tuple[_Columns, ReadStats]:
     """Worker: read one chunk with the ordinary reader."""
     stats = ReadStats()
     if mode == "blocks":
@@ -70,7 +89,18 @@ def _read_chunk(mode: str, xmlns: bytes, data: bytes) -> tuple[list[Observable],
         found = read_stix1(io.BytesIO(data), stats, concatenated=False)
     else:
         found = read_stix1(io.BytesIO(data), stats)
-    return list(found), stats
+    columns = _Columns([], [], [], [], [])
+    index: dict[int, int] = {}
+    for obs in found:
+        columns.kinds.append(obs.kind)
+        columns.values.append(obs.value)
+        columns.original_types.append(obs.original_type)
+        ctx_id = index.get(id(obs.context))
+        if ctx_id is None:
+            ctx_id = index[id(obs.context)] = len(columns.contexts)
+            columns.contexts.append(obs.context)
+        columns.context_ids.append(ctx_id)
+    return columns, stats
 
 
 def _chunks(
@@ -121,6 +151,68 @@ def _last_end(pattern: re.Pattern[bytes], buffer: bytes) -> int:
         window *= 4
 
 
+def _read_file_range(
+    path: str, mode: str, xmlns: bytes, start: int, end: int
+) -> tuple[_Columns, ReadStats]:
+    """Worker: read bytes [start, end) of a file; the parent never touches the bulk of it."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read(end - start)
+    return _read_chunk(mode, xmlns, data)
+
+
+_PROBE: Final = 64 * 1024
+
+
+def _cut_after(f: IO[bytes], offset: int, floor: int, pattern: re.Pattern[bytes]) -> int | None:
+    """End of the first unit end tag that ends after ``offset`` (None past the last one).
+
+    The search starts a little before ``offset`` so a tag straddling it is found whole.
+    """
+    pos = max(floor, offset - 64)
+    while True:
+        f.seek(pos)
+        data = f.read(_PROBE)
+        if not data:
+            return None
+        for m in pattern.finditer(data):
+            if pos + m.end() > offset:
+                return pos + m.end()
+        if len(data) < _PROBE:
+            return None
+        pos += len(data) - 64
+
+
+def _last_cut(f: IO[bytes], size: int, floor: int, pattern: re.Pattern[bytes]) -> int:
+    """End of the last unit end tag in the file (the root's end tag follows it)."""
+    window = _PROBE
+    while True:
+        start = max(floor, size - window)
+        f.seek(start)
+        last = _last_end(pattern, f.read(size - start))
+        if last >= 0:
+            return start + last
+        if start == floor:
+            return floor
+        window *= 4
+
+
+def _file_ranges(path: str, mode: str, body_at: int, max_bytes: int) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about CHUNK_BYTES that start and end on unit boundaries."""
+    pattern = _UNIT_END[mode]
+    with open(path, "rb") as f:
+        size = f.seek(0, io.SEEK_END)
+        if size > max_bytes:
+            raise xml.XMLLimitError(f"refused: the input exceeds the {max_bytes}-byte limit")
+        start = body_at if mode == "blocks" else 0
+        final = _last_cut(f, size, start, pattern) if mode == "blocks" else size
+        while start < final:
+            cut = _cut_after(f, start + CHUNK_BYTES, start, pattern)
+            end = final if cut is None or cut >= final else cut
+            yield start, end
+            start = end
+
+
 def read_parallel(
     stream: IO[bytes] | io.RawIOBase,
     stats: ReadStats,
@@ -129,14 +221,30 @@ def read_parallel(
     xmlns: bytes,
     workers: int,
     max_bytes: int,
+    path: str | None = None,
 ) -> Iterator[Observable]:
-    """Observables of ``stream`` read by ``workers`` processes, in input order."""
+    """Observables of ``stream`` read by ``workers`` processes, in input order.
+
+    Given the ``path`` of a regular file, workers read their own ranges of it and the parent
+    only looks for cut points; otherwise the parent reads the stream and sends the chunks.
+    """
     context = multiprocessing.get_context("fork")
-    pending: deque[Future[tuple[list[Observable], ReadStats]]] = deque()
+    pending: deque[Future[tuple[_Columns, ReadStats]]] = deque()
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        tasks: Iterator[Future[tuple[_Columns, ReadStats]]]
+        if path is not None:
+            tasks = (
+                pool.submit(_read_file_range, path, mode, xmlns, start, end)
+                for start, end in _file_ranges(path, mode, body_at, max_bytes)
+            )
+        else:
+            tasks = (
+                pool.submit(_read_chunk, mode, xmlns, chunk)
+                for chunk in _chunks(stream, mode, body_at, max_bytes)
+            )
         try:
-            for chunk in _chunks(stream, mode, body_at, max_bytes):
-                pending.append(pool.submit(_read_chunk, mode, xmlns, chunk))
+            for future in tasks:
+                pending.append(future)
                 if len(pending) > workers * 2:
                     yield from _collect(pending.popleft(), stats)
             while pending:
@@ -146,12 +254,7 @@ def read_parallel(
                 future.cancel()
 
 
-def _collect(
-    future: Future[tuple[list[Observable], ReadStats]], stats: ReadStats
-) -> Iterator[Observable]:
-    try:
-        observables, chunk_stats = future.result()
-    except (xml.XMLParseError, StixReadError):
-        raise
+def _collect(future: Future[tuple[_Columns, ReadStats]], stats: ReadStats) -> Iterator[Observable]:
+    columns, chunk_stats = future.result()  # a reader error in the worker is raised here
     stats.merge(chunk_stats)
-    yield from observables
+    yield from columns.observables()
