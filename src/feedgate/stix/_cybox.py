@@ -64,61 +64,9 @@ def xsi_type(elem: etree._Element) -> str:
     return value[value.rfind(":") + 1 :]
 
 
-class Leaf(NamedTuple):
-    """One leaf element of a ``cybox:Properties`` element, flattened.
-
-    ``parent`` is the local name of its parent (``Properties`` for a direct child) and
-    ``parent_key`` tells siblings apart (two ``Hash`` elements are two parents). A Properties
-    element without element children is its own leaf, with ``name`` empty.
-    """
-
-    name: str
-    parent: str
-    parent_key: object
-    condition: str | None
-    text: str
-
-
-class PropsView(NamedTuple):
-    """A ``cybox:Properties`` element as the extractors need it: type, two attributes, leaves.
-
-    The tree reader builds views from elements; the fast reader (``_flat``) from the records an
-    XSLT pass emits. The extractors below work on views only, so both paths share one meaning.
-    """
-
-    type_name: str
-    category: str | None
-    type_attr: str | None
-    leaves: list[Leaf]
-
-
-def view_of(props: etree._Element, type_name: str) -> PropsView:
-    """The view of a Properties element of the tree reader."""
-    leaves: list[Leaf] = []
-    if len(props) == 0:
-        leaves.append(Leaf("", "", 0, props.get("condition"), props.text or ""))
-    else:
-        _collect_leaves(props, "Properties", 0, leaves, [0])
-    return PropsView(type_name, props.get("category"), props.get("type"), leaves)
-
-
-def _collect_leaves(
-    elem: etree._Element, name: str, key: int, out: list[Leaf], counter: list[int]
-) -> None:
-    for child in elem:
-        tag = child.tag
-        if not isinstance(tag, str):
-            continue
-        if len(child):
-            counter[0] += 1
-            _collect_leaves(child, local(tag), counter[0], out, counter)
-        else:
-            out.append(Leaf(local(tag), name, key, child.get("condition"), child.text or ""))
-
-
 def property_values(
     out: list[Candidate],
-    leaf: Leaf,
+    elem: etree._Element,
     hint: KindHint,
     stats: ReadStats,
     original_type: str | None = None,
@@ -128,10 +76,13 @@ def property_values(
     A non-exact condition (Contains, StartsWith, FitsPattern, ...) describes a pattern; it is
     counted as skipped and never emitted as a value.
     """
-    text = leaf.text.strip()
+    text = elem.text
+    if text is None:
+        return
+    text = text.strip()
     if not text:
         return
-    condition = leaf.condition
+    condition = elem.get("condition")
     if condition == "InclusiveBetween":
         parts = text.split(_LIST_SEP) if _LIST_SEP in text else text.split(",")
         if len(parts) != 2:
@@ -151,12 +102,12 @@ def property_values(
     out.append(Candidate(hint, text, original_type))
 
 
-def _direct(view: PropsView, name: str) -> list[Leaf]:
-    return [leaf for leaf in view.leaves if leaf.name == name and leaf.parent == "Properties"]
+def _children(props: etree._Element, name: str) -> list[etree._Element]:
+    return [child for child in props if local(child.tag) == name]
 
 
-def _address(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
-    category = view.category
+def _address(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    category = props.get("category")
     hint: KindHint
     original: str | None = None
     if category is None:
@@ -171,27 +122,33 @@ def _address(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
         hint = Kind.CIDR
     else:
         hint, original = Kind.OTHER, f"AddressObjectType:{category}"
-    for leaf in _direct(view, "Address_Value"):
-        property_values(out, leaf, hint, stats, original)
+    for child in props:
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Address_Value"):
+            property_values(out, child, hint, stats, original)
 
 
-def _domain(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
-    if view.type_attr == "TLD":
+def _domain(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    if props.get("type") == "TLD":
         hint: KindHint = Kind.OTHER
         original: str | None = "DomainNameObjectType:TLD"
     else:
         hint, original = Kind.DOMAIN, None
-    for leaf in _direct(view, "Value"):
-        property_values(out, leaf, hint, stats, original)
+    for child in props:
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Value"):
+            property_values(out, child, hint, stats, original)
 
 
-def _hostname(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
-    for leaf in _direct(view, "Hostname_Value"):
-        property_values(out, leaf, Kind.DOMAIN, stats)
+def _hostname(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    for child in props:
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Hostname_Value"):
+            property_values(out, child, Kind.DOMAIN, stats)
 
 
-def _uri(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
-    uri_type = view.type_attr or "URL"
+def _uri(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    uri_type = props.get("type", "URL")
     hint: KindHint
     original: str | None = None
     if uri_type == "URL":
@@ -200,8 +157,10 @@ def _uri(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
         hint = Kind.DOMAIN
     else:
         hint, original = Kind.OTHER, f"URIObjectType:{uri_type}"
-    for leaf in _direct(view, "Value"):
-        property_values(out, leaf, hint, stats, original)
+    for child in props:
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Value"):
+            property_values(out, child, hint, stats, original)
 
 
 _HASH_KINDS: Final = {
@@ -211,95 +170,106 @@ _HASH_KINDS: Final = {
     "SHA256": Kind.SHA256,
     "SHA-256": Kind.SHA256,
 }
-_HASH_VALUES: Final = frozenset({"Simple_Hash_Value", "Fuzzy_Hash_Value"})
 
 
-def _file(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
-    """File hashes: each ``Hash`` pairs a ``Type`` with its value(s), in any order."""
-    types: dict[object, str] = {}
-    values: list[Leaf] = []
-    for leaf in view.leaves:
-        if leaf.parent == "Hash":
-            if leaf.name == "Type":
-                types[leaf.parent_key] = leaf.text.strip().upper()
-            elif leaf.name in _HASH_VALUES:
-                values.append(leaf)
-    for leaf in values:
-        hash_type = types.get(leaf.parent_key, "")
-        kind = _HASH_KINDS.get(hash_type)
-        if kind is None:
-            label = f"{view.type_name}:{hash_type or 'unknown hash type'}"
-            property_values(out, leaf, Kind.OTHER, stats, label)
-        else:
-            property_values(out, leaf, kind, stats)
-    if not values:
-        _other(out, view, stats)
+def _file(out: list[Candidate], props: etree._Element, stats: ReadStats, type_name: str) -> None:
+    found = False
+    for hashes in props:
+        tag = hashes.tag
+        if not isinstance(tag, str) or not tag.endswith("}Hashes"):
+            continue
+        for hash_elem in hashes:
+            hash_type = ""
+            value_elems: list[etree._Element] = []
+            for part in hash_elem:
+                name = local(part.tag)
+                if name == "Type":
+                    hash_type = (part.text or "").strip().upper()
+                elif name in ("Simple_Hash_Value", "Fuzzy_Hash_Value"):
+                    value_elems.append(part)
+            kind = _HASH_KINDS.get(hash_type)
+            for value_elem in value_elems:
+                found = True
+                if kind is None:
+                    label = f"{type_name}:{hash_type or 'unknown hash type'}"
+                    property_values(out, value_elem, Kind.OTHER, stats, label)
+                else:
+                    property_values(out, value_elem, kind, stats)
+    if not found:
+        _other(out, props, stats, type_name)
 
 
-_EMAIL_SENDER_FIELDS: Final = frozenset({"From", "Sender", "Reply_To"})
+_EMAIL_ADDRESS_FIELDS: Final = ("From", "Sender", "Reply_To")
 
 
-def _email_message(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
+def _email_message(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     """Sender-side addresses and the originating IP are indicators; recipients are victims."""
     found = False
-    for leaf in view.leaves:
-        if leaf.name == "Address_Value" and leaf.parent in _EMAIL_SENDER_FIELDS:
-            found = True
-            property_values(out, leaf, Kind.EMAIL, stats)
-        elif leaf.name == "X_Originating_IP" and leaf.parent == "Header":
-            found = True
-            property_values(out, leaf, "auto", stats)
-        elif leaf.name == "Subject" and leaf.parent == "Header":
-            found = True
-            property_values(out, leaf, Kind.OTHER, stats, "EmailMessageObjectType:Subject")
-        elif leaf.parent in ("Links", "Attachments") or leaf.name in ("Links", "Attachments"):
-            found = True  # links and attachments are objects of their own, read by reference
-    if not found:
-        _other(out, view, stats)
+    for header in _children(props, "Header"):
+        for field in header:
+            name = local(field.tag)
+            if name in _EMAIL_ADDRESS_FIELDS:
+                for value in _children(field, "Address_Value"):
+                    found = True
+                    property_values(out, value, Kind.EMAIL, stats)
+            elif name == "X_Originating_IP":
+                found = True
+                property_values(out, field, "auto", stats)
+            elif name == "Subject":
+                found = True
+                subject_type = "EmailMessageObjectType:Subject"
+                property_values(out, field, Kind.OTHER, stats, subject_type)
+    if not found and not any(local(c.tag) in ("Links", "Attachments") for c in props):
+        _other(out, props, stats, "EmailMessageObjectType")
 
 
-def _socket_like(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
+def _socket_like(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     """SocketAddress / NetworkConnection: the addresses and host names they name."""
     found = False
-    for leaf in view.leaves:
-        if leaf.name == "Address_Value":
+    for elem in props.iter():
+        name = local(elem.tag)
+        if name == "Address_Value":
             found = True
-            property_values(out, leaf, "auto", stats)
-        elif leaf.name == "Hostname_Value":
+            property_values(out, elem, "auto", stats)
+        elif name == "Hostname_Value":
             found = True
-            property_values(out, leaf, Kind.DOMAIN, stats)
+            property_values(out, elem, Kind.DOMAIN, stats)
     if not found:
-        _other(out, view, stats)
+        _other(out, props, stats, xsi_type(props) or "Object")
 
 
-def _mutex(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
-    for leaf in _direct(view, "Name"):
-        property_values(out, leaf, Kind.OTHER, stats, "MutexObjectType")
+def _mutex(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    for child in props:
+        tag = child.tag
+        if isinstance(tag, str) and tag.endswith("}Name"):
+            property_values(out, child, Kind.OTHER, stats, "MutexObjectType")
 
 
-def _artifact(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
+def _artifact(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     stats.skip("artifact (raw content) is not an indicator value")
 
 
-def _other(out: list[Candidate], view: PropsView, stats: ReadStats) -> None:
+def _other(out: list[Candidate], props: etree._Element, stats: ReadStats, type_name: str) -> None:
     """An object we cannot enforce: keep it visible as ``other`` with its first leaf value."""
-    type_name = view.type_name
-    for leaf in view.leaves:
-        text = leaf.text.strip()
+    for elem in props.iter():
+        if len(elem) or not isinstance(elem.tag, str):
+            continue
+        text = (elem.text or "").strip()
         if not text:
             continue
-        if leaf.condition not in _EXACT:
-            stats.skip(f"pattern, not a value (condition {leaf.condition})", text[:200])
+        condition = elem.get("condition")
+        if condition not in _EXACT:
+            stats.skip(f"pattern, not a value (condition {condition})", text[:200])
             return
         if len(text) > _OTHER_MAX:
             text = text[:_OTHER_MAX]
-        label = f"{type_name}:{leaf.name}" if leaf.name else type_name
-        out.append(Candidate(Kind.OTHER, text, label or "Object"))
+        label = f"{type_name}:{local(elem.tag)}" if elem is not props else type_name
+        out.append(Candidate(Kind.OTHER, text, label))
         return
     stats.skip(f"object without a value ({type_name or 'no xsi:type'})")
 
 
-_Extractor = Callable[[list[Candidate], PropsView, ReadStats], None]
+_Extractor = Callable[[list[Candidate], etree._Element, ReadStats], None]
 
 _BY_TYPE: Final[dict[str, _Extractor]] = {
     "AddressObjectType": _address,
@@ -315,16 +285,20 @@ _BY_TYPE: Final[dict[str, _Extractor]] = {
 }
 
 
-def view_candidates(view: PropsView, stats: ReadStats) -> list[Candidate]:
-    """All candidates of one Properties view, dispatched on its ``xsi:type``."""
+def properties_candidates(
+    props: etree._Element, stats: ReadStats, type_name: str | None = None
+) -> list[Candidate]:
+    """All candidates of one ``cybox:Properties`` element, dispatched on its ``xsi:type``."""
     out: list[Candidate] = []
-    extractor = _BY_TYPE.get(view.type_name)
+    if type_name is None:
+        type_name = xsi_type(props)
+    extractor = _BY_TYPE.get(type_name)
     if extractor is not None:
-        extractor(out, view, stats)
-    elif view.type_name.endswith("FileObjectType"):
-        _file(out, view, stats)
+        extractor(out, props, stats)
+    elif type_name.endswith("FileObjectType"):
+        _file(out, props, stats, type_name)
     else:
-        _other(out, view, stats)
+        _other(out, props, stats, type_name)
     return out
 
 

@@ -157,74 +157,46 @@ _IND_END: Final = f"{{{INDICATOR}}}End_Time"
 _CONFIDENCE_VALUE: Final = f"{{{STIX_COMMON}}}Value"
 
 
-_MARKING_STRUCTURE: Final = "{http://data-marking.mitre.org/Marking-1}Marking_Structure"
-
-
-def indicator_fields(ind: etree._Element) -> list[tuple[str, str]]:
-    """The indicator's context-bearing children as (name, raw text) pairs, in document order.
-
-    Both readers produce these pairs (this one from the tree, ``_flat`` from its XSLT records)
-    and :func:`context_from_fields` gives them their one meaning.
-    """
-    fields: list[tuple[str, str]] = []
-    tlp_done = False
-    for child in ind:
-        tag = child.tag
-        if tag == _IND_TITLE:
-            fields.append(("Title", child.text or ""))
-        elif tag == _IND_DESCRIPTION:
-            fields.append(("Description", child.text or ""))
-        elif tag == _IND_TYPE:
-            fields.append(("Type", child.text or ""))
-        elif tag == _IND_CONFIDENCE:
-            value = child.find(_CONFIDENCE_VALUE)
-            if value is not None:
-                fields.append(("Confidence", value.text or ""))
-        elif tag == _IND_VALID_TIME:
-            for name, sub_tag in (("Start_Time", _IND_START), ("End_Time", _IND_END)):
-                sub = child.find(sub_tag)
-                if sub is not None:
-                    fields.append((name, sub.text or ""))
-        elif tag == _IND_HANDLING and not tlp_done:
-            for structure in child.iter(_MARKING_STRUCTURE):
-                color = structure.get("color")
-                if color:
-                    fields.append(("TLP", color))
-                    tlp_done = True
-                    break
-    return fields
-
-
-def context_from_fields(
-    base: dict[str, Any], ident: str | None, timestamp: str | None, fields: list[tuple[str, str]]
-) -> dict[str, Any]:
+def indicator_context(ind: etree._Element, base: dict[str, Any]) -> dict[str, Any]:
     """``base`` (the package's context) plus the indicator's: id, title, types, description,
-    confidence, valid time, TLP. The last title and confidence win, the first description and
-    valid time do (as python-stix reads them)."""
+    confidence, valid time."""
     ctx = base.copy()
+    ident = ind.get("id")
     if ident:
         ctx["indicator_id"] = ident
     types: list[str] = []
-    for name, raw in fields:
-        text = raw.strip()
-        if not text:
-            continue
-        if name == "Title":
-            ctx["indicator_title"] = text
-        elif name == "Description":
-            ctx.setdefault("description", text)
-        elif name == "Type":
-            types.append(text)
-        elif name == "Confidence":
-            ctx["confidence"] = text
-        elif name == "Start_Time":
-            ctx.setdefault("valid_from", text)
-        elif name == "End_Time":
-            ctx.setdefault("valid_until", text)
-        elif name == "TLP":
-            ctx["tlp"] = text.lower()
+    for child in ind:
+        tag = child.tag
+        if tag == _IND_TITLE:
+            text = child.text
+            if text and (text := text.strip()):
+                ctx["indicator_title"] = text
+        elif tag == _IND_DESCRIPTION:
+            text = child.text
+            if text and (text := text.strip()) and "description" not in ctx:
+                ctx["description"] = text
+        elif tag == _IND_TYPE:
+            text = child.text
+            if text and (text := text.strip()):
+                types.append(text)
+        elif tag == _IND_CONFIDENCE:
+            value = _text(child, _CONFIDENCE_VALUE)
+            if value:
+                ctx["confidence"] = value
+        elif tag == _IND_VALID_TIME:
+            start = _text(child, _IND_START)
+            end = _text(child, _IND_END)
+            if start and "valid_from" not in ctx:
+                ctx["valid_from"] = start
+            if end and "valid_until" not in ctx:
+                ctx["valid_until"] = end
+        elif tag == _IND_HANDLING:
+            tlp = _tlp(ind)
+            if tlp:
+                ctx["tlp"] = tlp
     if types:
         ctx["indicator_type"] = "; ".join(types)
+    timestamp = ind.get("timestamp")
     if timestamp:
         ctx["indicator_timestamp"] = timestamp
     return ctx
@@ -260,9 +232,7 @@ class _PackageReader:
                 seen_indicators.add(ident)
             stats.indicators += 1
             owner = self._owner(ind, packages, root) if nested else root
-            ctx = context_from_fields(
-                owner.context, ident, ind.get("timestamp"), indicator_fields(ind)
-            )
+            ctx = indicator_context(ind, owner.context)
             for obs in ind.iterchildren(T_IND_OBSERVABLE):
                 self._observable(out, obs, ctx, owner, 0, None)
         for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
@@ -368,8 +338,7 @@ class _PackageReader:
             if tag == T_PROPERTIES:
                 context = ctx if operator is None else {**ctx, "composition": operator}
                 type_name = _cybox.xsi_type(child)
-                view = _cybox.view_of(child, type_name)
-                for cand in _cybox.view_candidates(view, stats):
+                for cand in _cybox.properties_candidates(child, stats, type_name):
                     self._emit(out, cand, context)
                 # Only e-mail messages point at their links and attachments by reference.
                 if type_name.startswith("EmailMessage") and depth < _MAX_COMPOSITION_DEPTH:
