@@ -94,6 +94,7 @@ def read_observables(
             stream: IO[bytes] = stack.enter_context(open(path, "rb"))
         else:
             stream = source
+            path = _regular_file_path(stream)
         head = stream.read(_HEAD) or b""
         body = _strip_bom(head).lstrip()
         if not body:
@@ -130,6 +131,20 @@ def read_observables(
         else:
             shown = body[:20].decode("utf-8", "replace")
             raise StixReadError(f"not STIX or TAXII: the input starts with {shown!r}")
+
+
+def _regular_file_path(stream: IO[bytes]) -> str | None:
+    """The path of ``stream`` if it is a regular file read from its start, else None.
+
+    Workers of a parallel read can then open the file themselves instead of being sent it.
+    """
+    name = getattr(stream, "name", None)
+    try:
+        if isinstance(name, str) and os.path.isfile(name) and stream.tell() == 0:
+            return name
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _buffered(raw: io.RawIOBase) -> IO[bytes]:
