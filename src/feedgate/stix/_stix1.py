@@ -157,9 +157,12 @@ _IND_END: Final = f"{{{INDICATOR}}}End_Time"
 _CONFIDENCE_VALUE: Final = f"{{{STIX_COMMON}}}Value"
 
 
-def indicator_context(ind: etree._Element, base: dict[str, Any]) -> dict[str, Any]:
+def indicator_context(
+    ind: etree._Element, base: dict[str, Any], observables: list[etree._Element]
+) -> dict[str, Any]:
     """``base`` (the package's context) plus the indicator's: id, title, types, description,
-    confidence, valid time."""
+    confidence, valid time. The indicator's Observable children are collected into
+    ``observables`` on the same pass over its children."""
     ctx = base.copy()
     ident = ind.get("id")
     if ident:
@@ -167,7 +170,9 @@ def indicator_context(ind: etree._Element, base: dict[str, Any]) -> dict[str, An
     types: list[str] = []
     for child in ind:
         tag = child.tag
-        if tag == _IND_TITLE:
+        if tag == T_IND_OBSERVABLE:
+            observables.append(child)
+        elif tag == _IND_TITLE:
             text = child.text
             if text and (text := text.strip()):
                 ctx["indicator_title"] = text
@@ -232,8 +237,9 @@ class _PackageReader:
                 seen_indicators.add(ident)
             stats.indicators += 1
             owner = self._owner(ind, packages, root) if nested else root
-            ctx = indicator_context(ind, owner.context)
-            for obs in ind.iterchildren(T_IND_OBSERVABLE):
+            observables: list[etree._Element] = []
+            ctx = indicator_context(ind, owner.context, observables)
+            for obs in observables:
                 self._observable(out, obs, ctx, owner, 0, None)
         for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
             parent = observables.getparent()
