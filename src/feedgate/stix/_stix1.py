@@ -237,9 +237,9 @@ class _PackageReader:
                 seen_indicators.add(ident)
             stats.indicators += 1
             owner = self._owner(ind, packages, root) if nested else root
-            observables: list[etree._Element] = []
-            ctx = indicator_context(ind, owner.context, observables)
-            for obs in observables:
+            ind_observables: list[etree._Element] = []
+            ctx = indicator_context(ind, owner.context, ind_observables)
+            for obs in ind_observables:
                 self._observable(out, obs, ctx, owner, 0, None)
         for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
             parent = observables.getparent()
