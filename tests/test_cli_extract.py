@@ -85,3 +85,39 @@ def test_invalid_values_are_skipped_and_counted_exit_zero() -> None:
 def test_bad_usage_exits_2() -> None:
     assert run("stix", "extract").returncode == 2
     assert run("stix", "extract", "--format", "yaml", "x").returncode == 2
+
+
+def test_progress_bar_on_a_terminal_for_large_inputs(tmp_path: Path) -> None:
+    """On a terminal, a large input shows a progress bar on stderr; stdout stays clean."""
+    import os
+    import pty
+
+    package = (STIX1 / "stixschemas-1.1.1_STIX_IP_Watchlist.xml").read_bytes()
+    big = tmp_path / "big.xml"
+    copies = 9 * 1024**2 // len(package) + 1  # over the 8 MB threshold
+    big.write_bytes(b"\n".join([package] * copies))
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "feedgate.cli", "stix", "extract", "-q", str(big)],
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+        )
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert len(proc.stdout.splitlines()) == 3 * copies
+    assert b"big.xml" in shown  # the bar names the file
+    assert b"\x1b[" in shown  # drawn with terminal control sequences
