@@ -422,25 +422,6 @@ def test_bare_cybox_observables_document() -> None:
     assert found == [("md5", "cf2b3ad32a8a4cfb05e9dfc45875bd70")]
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_parallel_reading_gives_the_same_result_in_order(
-    workers: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from feedgate.stix import _parallel
-
-    monkeypatch.setattr(_parallel, "CHUNK_BYTES", 4096)  # many chunks from a small input
-    contents = [_pkg(i % 250) for i in range(300)]
-    # every tenth block carries its package as escaped text, as some servers send it
-    for i in range(0, 300, 10):
-        contents[i] = contents[i].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    found, stats = read(poll_response(*contents), workers=workers)
-    assert [o.value for o in found] == [f"192.0.2.{i % 250}" for i in range(300)]
-    assert stats.packages == 300 and stats.content_blocks == 300
-    concatenated = "\n".join(f'<?xml version="1.0"?>{_pkg(i % 250)}' for i in range(300))
-    found2, _ = read(concatenated, workers=workers)
-    assert [o.value for o in found2] == [o.value for o in found]
-
-
 def test_kinds_are_kind_members() -> None:
     found, _ = read(_pkg(5))
     assert found[0].kind is Kind.IPV4

@@ -83,8 +83,9 @@ def read_observables(
     :class:`feedgate.xml.XMLParseError`) with a one-line reason when the input is not readable;
     observables already yielded stay valid.
 
-    ``workers`` > 1 reads a large TAXII poll response or a run of concatenated packages on that
-    many processes (results still come in input order); other inputs are read in-process.
+    ``workers`` > 1 reads a TAXII poll response or a run of concatenated packages *in a file*
+    on that many processes (results and errors are those of the one-process read, in the same
+    order); streams and other inputs are read in-process.
     """
     stats = stats if stats is not None else ReadStats()
     path: str | None = None
@@ -108,19 +109,9 @@ def read_observables(
         first = body[:1]
         if first == b"<":
             check_root(body)
-            split = plan(head) if workers > 1 else None
-            if split is not None:
-                mode, body_at, xmlns = split
-                yield from read_parallel(
-                    _Prefixed(head, stream),
-                    stats,
-                    mode,
-                    body_at,
-                    xmlns,
-                    workers,
-                    max_bytes,
-                    path=path if path is not None and os.path.isfile(path) else None,
-                )
+            split = plan(head) if workers > 1 and path is not None else None
+            if split is not None and path is not None and os.path.isfile(path):
+                yield from read_parallel(path, split, stats, workers, max_bytes)
                 return
             yield from read_stix1(_buffered(_Prefixed(head, stream)), stats, max_bytes=max_bytes)
         elif first in (b"{", b"["):

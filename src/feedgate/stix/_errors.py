@@ -15,3 +15,7 @@ class TaxiiStatusError(StixReadError):
         self.status_message = message
         text = f"the input is a TAXII Status_Message with status {status_type}"
         super().__init__(f"{text}: {message}" if message else text)
+
+    def __reduce__(self) -> tuple[type[TaxiiStatusError], tuple[str, str]]:
+        # Rebuilt from its two fields (a worker process sends it to its parent).
+        return (type(self), (self.status_type, self.status_message))

@@ -37,6 +37,13 @@ class ReadStats:
             if len(kept) < _EXAMPLES_PER_REASON:
                 kept.append(example)
 
+    def clear(self) -> None:
+        """Forget everything counted so far."""
+        self.packages = self.indicators = self.content_blocks = 0
+        self.by_kind.clear()
+        self.skipped.clear()
+        self.examples.clear()
+
     def merge(self, other: ReadStats) -> None:
         self.packages += other.packages
         self.indicators += other.indicators
