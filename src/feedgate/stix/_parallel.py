@@ -38,17 +38,12 @@ from ._stix1 import read_stix1
 CHUNK_BYTES = 2 * 1024**2
 _NAME: Final = rb"(?:[A-Za-z_][\w.-]*:)?"
 #: Markers the cut finder must see: unit end tags, and what may hide them.
+_HIDERS: Final = rb"|<!\[CDATA\[|\]\]>|<!--|-->"
 _MARKERS: Final = {
-    "blocks": re.compile(rb"</" + _NAME + rb"Content_Block\s*>|<!\[CDATA\[|\]\]>|<!--|-->|<\?|\?>"),
-    "packages": re.compile(
-        rb"</" + _NAME + rb"STIX_Package\s*>|<!\[CDATA\[|\]\]>|<!--|-->|<\?|\?>"
-    ),
+    "blocks": re.compile(rb"</" + _NAME + rb"Content_Block\s*>" + _HIDERS),
+    "packages": re.compile(rb"</" + _NAME + rb"STIX_Package\s*>" + _HIDERS),
 }
-_UNIT_ENDS: Final = {
-    "blocks": re.compile(rb"</" + _NAME + rb"Content_Block\s*>"),
-    "packages": re.compile(rb"</" + _NAME + rb"STIX_Package\s*>"),
-}
-_CLOSERS: Final = {b"<![CDATA[": b"]]>", b"<!--": b"-->", b"<?": b"?>"}
+_CLOSERS: Final = {b"<![CDATA[": b"]]>", b"<!--": b"-->"}
 _ROOT_END: Final = re.compile(rb"\s*</" + _NAME + rb"(?:Poll_Response|Inbox_Message)\s*>\s*\Z")
 _START_TAG_RE: Final = re.compile(
     rb"<([A-Za-z_][\w.:-]*)((?:\s+[^\s=>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*>"
@@ -144,15 +139,52 @@ def ranges(data: mmap.mmap | bytes, split: Plan) -> Iterator[tuple[int, int]]:
     """Byte ranges of about CHUNK_BYTES that start and end on unit boundaries.
 
     Raises :class:`_Unsafe` when the bytes after the last unit are not just the root's end tag
-    (a truncated download, a second document) or a CDATA/comment never closes.
+    (a truncated download, a second document) or a CDATA section or comment never closes.
     """
     start = split.body_at if split.mode == "blocks" else 0
-    hidden = any(data.find(token, start) >= 0 for token in _CLOSERS)
-    # Most files have no CDATA, comment or PI: then the end tags alone are enough to look for.
-    pattern = _MARKERS[split.mode] if hidden else _UNIT_ENDS[split.mode]
+    # Most files have no CDATA or comment: then end tags are all there is to look for, and
+    # bytes.find is many times faster than a regular expression over the whole file.
+    hidden = data.find(b"<![CDATA[", start) >= 0 or data.find(b"<!--", start) >= 0
+    ends = _tracked_ends(data, split.mode, start) if hidden else _unit_ends(data, split.mode, start)
     last_end = -1
+    for last_end in ends:
+        if last_end - start >= CHUNK_BYTES:
+            yield start, last_end
+            start = last_end
+    if split.mode == "blocks":
+        if last_end < 0 or not _ROOT_END.match(data, last_end):
+            raise _Unsafe
+        if start < last_end:
+            yield start, last_end
+    elif start < len(data):
+        yield start, len(data)
+
+
+_UNIT_NAMES: Final = {"blocks": b"Content_Block", "packages": b"STIX_Package"}
+_END_TAG_TAIL: Final = re.compile(rb"\s*>")
+_END_TAG_HEAD: Final = re.compile(rb"</" + _NAME + rb"\Z")
+
+
+def _unit_ends(data: mmap.mmap | bytes, mode: str, start: int) -> Iterator[int]:
+    """Offsets just after each unit end tag, found with bytes.find."""
+    name = _UNIT_NAMES[mode]
+    pos = start
+    while True:
+        hit = data.find(name, pos)
+        if hit < 0:
+            return
+        pos = hit + len(name)
+        head = data[max(start, hit - 64) : hit]
+        tail = _END_TAG_TAIL.match(data, pos)
+        if tail is not None and _END_TAG_HEAD.search(head):
+            pos = tail.end()
+            yield pos
+
+
+def _tracked_ends(data: mmap.mmap | bytes, mode: str, start: int) -> Iterator[int]:
+    """Offsets just after each unit end tag that is not inside CDATA or a comment."""
     closer: bytes | None = None
-    for m in pattern.finditer(data, start):
+    for m in _MARKERS[mode].finditer(data, start):
         token = m.group(0)
         if closer is not None:
             if token == closer:
@@ -161,21 +193,10 @@ def ranges(data: mmap.mmap | bytes, split: Plan) -> Iterator[tuple[int, int]]:
         opener = _CLOSERS.get(token)
         if opener is not None:
             closer = opener
-            continue
-        if token.startswith(b"</"):
-            last_end = m.end()
-            if last_end - start >= CHUNK_BYTES:
-                yield start, last_end
-                start = last_end
+        elif token.startswith(b"</"):
+            yield m.end()
     if closer is not None:
         raise _Unsafe
-    if split.mode == "blocks":
-        if last_end < 0 or not _ROOT_END.match(data, last_end):
-            raise _Unsafe
-        if start < last_end:
-            yield start, last_end
-    elif start < len(data):
-        yield start, len(data)
 
 
 def read_parallel(
