@@ -63,11 +63,6 @@ SAMPLES: dict[str, list[tuple[str, str]]] = {
     "cbtaxii_hat_dns_example.xml": [
         ("domain", "fctnnbsc38w-47-54-126-15.dhcp-dynamic.fibreop.nb.bellaliant.net"),
     ],
-    "stixproject-idiom_command-and-control-ip-list.xml": [
-        ("ipv4", "198.51.100.2"),
-        ("ipv4", "198.51.100.17"),
-        ("ipv4", "203.0.113.19"),
-    ],
     "stixproject-idiom_indicator-for-malicious-url.xml": [("url", "http://x4z9arb.cn/4712")],
     "stixproject-analyst-exercise_output.xml": [
         ("other", "IEEE Aerospace Conference 2014"),
@@ -118,7 +113,15 @@ def test_only_patterns_are_skipped_not_emitted() -> None:
     assert stats.skipped["pattern, not a value (condition Contains)"] == 17
     found, stats = read_sample("stixproject-idiom_malicious-email-indicator-with-attachment.xml")
     assert found == []
-    assert stats.skipped["pattern, not a value (condition StartsWith)"] == 5
+    # the attachment is both referenced and related: read (and skipped) once
+    assert stats.skipped["pattern, not a value (condition StartsWith)"] == 4
+
+
+def test_package_observables_that_only_a_ttp_refers_to_are_not_indicators() -> None:
+    # The idiom lists C2 addresses as a TTP's infrastructure: context, not indicators.
+    found, stats = read_sample("stixproject-idiom_command-and-control-ip-list.xml")
+    assert found == []
+    assert stats.skipped["observable of an incident, TTP or other context, not an indicator"] == 3
 
 
 def test_snort_only_indicator_yields_nothing() -> None:
@@ -425,3 +428,58 @@ def test_bare_cybox_observables_document() -> None:
 def test_kinds_are_kind_members() -> None:
     found, _ = read(_pkg(5))
     assert found[0].kind is Kind.IPV4
+
+
+def test_reference_fan_out_reads_each_target_once() -> None:
+    """A chain of compositions, each referencing the next twice, must not fan out 2**n."""
+    links = 40
+    chain = "".join(
+        f'<cybox:Observable id="ex:o{i}"><cybox:Observable_Composition operator="OR">'
+        f'<cybox:Observable idref="ex:o{i + 1}"/><cybox:Observable idref="ex:o{i + 1}"/>'
+        "</cybox:Observable_Composition></cybox:Observable>"
+        for i in range(links)
+    ) + obs(address("192.0.2.77"), obs_id=f"ex:o{links}", tag="cybox:Observable")
+    body = (
+        f"<stix:Observables>{chain}</stix:Observables><stix:Indicators>"
+        + indicator('<indicator:Observable idref="ex:o0"/>')
+        + "</stix:Indicators>"
+    )
+    found, _ = read(package(body))
+    assert pairs(found) == [("ipv4", "192.0.2.77")]
+
+
+def test_nested_package_resolves_idrefs_of_the_outer_package() -> None:
+    inner = package(
+        "<stix:Indicators>"
+        + indicator('<indicator:Observable idref="ex:outer-obs"/>', title="inner indicator")
+        + "</stix:Indicators>",
+        pkg_id="ex:inner",
+        title="inner",
+    ).replace("stix:STIX_Package", "stix:Package")
+    body = (
+        "<stix:Observables>"
+        + obs(address("198.51.100.99"), obs_id="ex:outer-obs", tag="cybox:Observable")
+        + "</stix:Observables><stix:Related_Packages><stix:Related_Package>"
+        + inner
+        + "</stix:Related_Package></stix:Related_Packages>"
+    )
+    found, _ = read(package(body))
+    assert pairs(found) == [("ipv4", "198.51.100.99")]
+    assert found[0].context["indicator_title"] == "inner indicator"
+    assert found[0].context["package_title"] == "inner"
+
+
+def test_package_observable_referenced_only_by_an_incident_is_not_read() -> None:
+    body = (
+        "<stix:Observables>"
+        + obs(address("192.0.2.10"), obs_id="ex:victim", tag="cybox:Observable")
+        + "</stix:Observables><stix:Incidents>"
+        '<stix:Incident xsi:type="incident:IncidentType" id="ex:incident-1">'
+        "<incident:Related_Observables><incident:Related_Observable>"
+        '<stixCommon:Observable idref="ex:victim"/>'
+        "</incident:Related_Observable></incident:Related_Observables>"
+        "</stix:Incident></stix:Incidents>"
+    )
+    found, stats = read(package(body))
+    assert found == []
+    assert sum(stats.skipped.values()) == 1

@@ -62,6 +62,8 @@ KNOWN_ROOTS: Final = frozenset(
     }
 )
 _MAX_COMPOSITION_DEPTH: Final = 64
+#: A bound on what one package may yield, whatever its references do.
+MAX_OBSERVABLES_PER_PACKAGE: Final = 1_000_000
 #: How much of a text content block is sniffed for its root element.
 _HEAD: Final = 64 * 1024
 
@@ -69,10 +71,14 @@ _HEAD: Final = 64 * 1024
 class _Package:
     """Per-package state: its context and, built lazily on the first idref, its id index."""
 
-    __slots__ = ("consumed", "context", "elem", "index", "track_consumed")
+    __slots__ = ("consumed", "context", "elem", "index", "outer", "track_consumed")
 
-    def __init__(self, elem: etree._Element, context: dict[str, Any]) -> None:
+    def __init__(
+        self, elem: etree._Element, context: dict[str, Any], outer: _Package | None = None
+    ) -> None:
         self.elem = elem
+        #: For a package nested in another: the outermost one, whose index covers both.
+        self.outer = outer
         self.context = context
         self.index: dict[str, etree._Element] | None = None
         self.consumed: set[str] = set()
@@ -81,6 +87,8 @@ class _Package:
         self.track_consumed = elem.find(f".//{T_PKG_OBSERVABLES}") is not None
 
     def resolve(self, idref: str) -> etree._Element | None:
+        if self.outer is not None:
+            return self.outer.resolve(idref)
         if self.index is None:
             self.index = {}
             for el in self.elem.iter(T_OBSERVABLE, T_OBJECT, _cybox.T_RELATED_OBJECT):
@@ -127,6 +135,9 @@ def package_context(pkg: etree._Element) -> dict[str, Any]:
         title = _text(header, f"{{{STIX}}}Title")
         if title:
             ctx["package_title"] = title
+        description = _text(header, f"{{{STIX}}}Description")
+        if description:
+            ctx["package_description"] = description
         short = _text(header, f"{{{STIX}}}Short_Description")
         if short:
             ctx["package_short_description"] = short
@@ -216,6 +227,9 @@ class _PackageReader:
 
     def __init__(self, stats: ReadStats) -> None:
         self.stats = stats
+        #: ids read for the current indicator: each referenced observable or object is read
+        #: once, so a chain of compositions that reference each other twice cannot fan out.
+        self._visited: set[str] = set()
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -239,8 +253,10 @@ class _PackageReader:
             owner = self._owner(ind, packages, root) if nested else root
             ind_observables: list[etree._Element] = []
             ctx = indicator_context(ind, owner.context, ind_observables)
+            self._visited = set()
             for obs in ind_observables:
                 self._observable(out, obs, ctx, owner, 0, None)
+        context_only = _context_references(pkg_elem) if root.track_consumed else set()
         for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
             parent = observables.getparent()
             if parent is None or parent.tag not in _PACKAGE_TAGS:
@@ -250,6 +266,10 @@ class _PackageReader:
                 ident = obs.get("id")
                 if ident and ident in root.consumed:
                     continue
+                if ident and ident in context_only:
+                    stats.skip("observable of an incident, TTP or other context, not an indicator")
+                    continue
+                self._visited = set()
                 self._observable(out, obs, owner.context, owner, 0, None)
         return out
 
@@ -258,6 +278,7 @@ class _PackageReader:
         out: list[Observable] = []
         pkg = _Package(doc, {})
         for obs in doc.iterchildren(T_OBSERVABLE):
+            self._visited = set()
             self._observable(out, obs, {}, pkg, 0, None)
         return out
 
@@ -276,9 +297,9 @@ class _PackageReader:
                 found = packages.get(parent)
                 if found is None:
                     context = {**root.context, **package_context(parent)}
-                    found = _Package(parent, context)
-                    found.index = root.index
+                    found = _Package(parent, context, outer=root)
                     found.consumed = root.consumed
+                    found.track_consumed = root.track_consumed
                     packages[parent] = found
                 return found
             parent = parent.getparent()
@@ -301,9 +322,12 @@ class _PackageReader:
             idref = obs.get("idref")
             if not idref:
                 return
+            if idref in self._visited:
+                return  # already read for this indicator (a reference cycle or fan-in)
+            self._visited.add(idref)
             target = pkg.resolve(idref)
             if target is None:
-                stats.skip("idref to an observable not in the package", idref)
+                stats.skip("idref to an observable not in the package", repr(idref[:200]))
                 return
             obs = target
         if pkg.track_consumed:
@@ -333,11 +357,17 @@ class _PackageReader:
     ) -> None:
         stats = self.stats
         if len(obj) == 0 and obj.get("idref"):
-            target = pkg.resolve(obj.get("idref", ""))
+            idref = obj.get("idref", "")
+            target = pkg.resolve(idref)
             if target is None:
-                stats.skip("idref to an object not in the package", obj.get("idref"))
+                stats.skip("idref to an object not in the package", repr(idref[:200]))
                 return
             obj = target
+        ident = obj.get("id")
+        if ident:
+            if ident in self._visited:
+                return  # read already for this indicator (e.g. a link both related and referenced)
+            self._visited.add(ident)
         related = None
         for child in obj:
             tag = child.tag
@@ -351,7 +381,9 @@ class _PackageReader:
                     for ref in _cybox.object_references(child):
                         target = pkg.resolve(ref)
                         if target is None:
-                            stats.skip("object_reference to an object not in the package", ref)
+                            stats.skip(
+                                "object_reference to an object not in the package", repr(ref[:200])
+                            )
                         else:
                             self._object(out, target, ctx, pkg, operator, depth + 1)
             elif tag == _cybox.T_RELATED_OBJECTS:
@@ -361,6 +393,11 @@ class _PackageReader:
                 self._object(out, rel, ctx, pkg, operator, depth + 1)
 
     def _emit(self, out: list[Observable], cand: Candidate, context: dict[str, Any]) -> None:
+        if len(out) >= MAX_OBSERVABLES_PER_PACKAGE:
+            self.stats.skip(
+                f"package over {MAX_OBSERVABLES_PER_PACKAGE} observables (rest left out)"
+            )
+            return
         hint, value, original, range_end = cand
         try:
             if range_end is not None:
@@ -383,6 +420,31 @@ class _PackageReader:
         for kind, norm in pairs:
             self.stats.by_kind[kind] += 1
             out.append(Observable(kind, norm, original if kind is Kind.OTHER else None, context))
+
+
+#: Sections of a package whose observable references are context, not indicators.
+_CONTEXT_SECTIONS: Final = tuple(
+    f"{{{STIX}}}{name}"
+    for name in (
+        "Incidents",
+        "TTPs",
+        "Threat_Actors",
+        "Campaigns",
+        "Exploit_Targets",
+        "Courses_Of_Action",
+    )
+)
+
+
+def _context_references(pkg: etree._Element) -> set[str]:
+    """ids that incidents, TTPs and other context sections refer to."""
+    refs: set[str] = set()
+    for section in pkg.iter(_CONTEXT_SECTIONS):
+        for elem in section.iter():
+            idref = elem.get("idref")
+            if idref:
+                refs.add(idref)
+    return refs
 
 
 def _classify(value: str) -> tuple[Kind, str]:
