@@ -252,7 +252,7 @@ def test_address_ranges_lists_and_cidr(
         "EndsWith",
         "FitsPattern",
         "DoesNotContain",
-        "NotEquals",
+        "DoesNotEqual",
         "GreaterThan",
     ],
 )
@@ -265,6 +265,23 @@ def test_non_exact_conditions_are_patterns(condition: str) -> None:
     )
     assert found == []
     assert stats.skipped[f"pattern, not a value (condition {condition})"] == 1
+
+
+def test_unknown_conditions_and_apply_condition_none_are_patterns_too() -> None:
+    body = "".join(
+        indicator(obs(domain(f"evil{i}.example", condition=f"Weird\n{i}")), ind_id=f"ex:i{i}")
+        for i in range(50)
+    ) + indicator(
+        obs(domain("a.example##comma##b.example", condition="Equals", apply_condition="NONE")),
+        ind_id="ex:none",
+    )
+    found, stats = read(package(f"<stix:Indicators>{body}</stix:Indicators>"))
+    assert found == []
+    # one reason for all unknown conditions: feed text never becomes a counter key
+    assert stats.skipped == {
+        "pattern, not a value (unknown condition)": 50,
+        "pattern, not a value (apply_condition NONE)": 1,
+    }
 
 
 def test_address_without_category_is_classified_by_value() -> None:

@@ -86,12 +86,16 @@ def property_values(
     if condition == "InclusiveBetween":
         parts = text.split(_LIST_SEP) if _LIST_SEP in text else text.split(",")
         if len(parts) != 2:
-            stats.skip("InclusiveBetween range without exactly two bounds", text[:200])
+            stats.skip("InclusiveBetween range without exactly two bounds", repr(text[:200]))
             return
         out.append(Candidate(hint, parts[0].strip(), original_type, range_end=parts[1].strip()))
         return
     if condition not in _EXACT:
-        stats.skip(f"pattern, not a value (condition {condition})", text[:200])
+        stats.skip(pattern_reason(condition), repr(text[:200]))
+        return
+    apply = elem.get("apply_condition")
+    if apply == "NONE":
+        stats.skip("pattern, not a value (apply_condition NONE)", repr(text[:200]))
         return
     if _LIST_SEP in text:
         for part in text.split(_LIST_SEP):
@@ -100,6 +104,36 @@ def property_values(
                 out.append(Candidate(hint, part, original_type))
         return
     out.append(Candidate(hint, text, original_type))
+
+
+#: CybOX ConditionTypeEnum: anything else is reported as an unknown condition, so that feed
+#: text never becomes a counter key (a feed could otherwise make one per value).
+_CONDITIONS: Final = frozenset(
+    {
+        "Equals",
+        "DoesNotEqual",
+        "Contains",
+        "DoesNotContain",
+        "StartsWith",
+        "EndsWith",
+        "GreaterThan",
+        "GreaterThanOrEqual",
+        "LessThan",
+        "LessThanOrEqual",
+        "InclusiveBetween",
+        "ExclusiveBetween",
+        "FitsPattern",
+        "BitwiseAnd",
+        "BitwiseOr",
+    }
+)
+
+
+def pattern_reason(condition: str | None) -> str:
+    """The skip reason for a property whose condition makes it a pattern."""
+    if condition in _CONDITIONS:
+        return f"pattern, not a value (condition {condition})"
+    return "pattern, not a value (unknown condition)"
 
 
 def _children(props: etree._Element, name: str) -> list[etree._Element]:
@@ -213,8 +247,11 @@ def _email_message(out: list[Candidate], props: etree._Element, stats: ReadStats
                     found = True
                     property_values(out, value, Kind.EMAIL, stats)
             elif name == "X_Originating_IP":
+                # an AddressObjectType: the value is in its Address_Value (or, loosely, itself)
                 found = True
-                property_values(out, field, "auto", stats)
+                values = _children(field, "Address_Value") or [field]
+                for value in values:
+                    property_values(out, value, "auto", stats)
             elif name == "Subject":
                 found = True
                 subject_type = "EmailMessageObjectType:Subject"
@@ -259,14 +296,14 @@ def _other(out: list[Candidate], props: etree._Element, stats: ReadStats, type_n
             continue
         condition = elem.get("condition")
         if condition not in _EXACT:
-            stats.skip(f"pattern, not a value (condition {condition})", text[:200])
+            stats.skip(pattern_reason(condition), repr(text[:200]))
             return
         if len(text) > _OTHER_MAX:
             text = text[:_OTHER_MAX]
         label = f"{type_name}:{local(elem.tag)}" if elem is not props else type_name
         out.append(Candidate(Kind.OTHER, text, label))
         return
-    stats.skip(f"object without a value ({type_name or 'no xsi:type'})")
+    stats.skip("object without a value", repr(type_name[:100]) if type_name else "no xsi:type")
 
 
 _Extractor = Callable[[list[Candidate], etree._Element, ReadStats], None]

@@ -141,10 +141,10 @@ def pattern_comparisons(pattern: str) -> list[tuple[str, str]]:
             elif op_kind == "word" and op.upper() in ("MATCHES", "LIKE", "NOT"):
                 raise _Unsupported(f"pattern uses {op.upper()}")
             else:
-                raise _Unsupported(f"comparison operator {op} is not equality")
+                raise _Unsupported("a comparison that is not equality")
             expect_comparison = False
             continue
-        raise _Unsupported(f"unexpected {text!r} in pattern")
+        raise _Unsupported("malformed pattern")
     if not out or depth != 0 or expect_comparison:
         raise _Unsupported("malformed pattern")
     return out
@@ -220,12 +220,24 @@ def _emit(
     yield Observable(kind, norm, original if kind is Kind.OTHER else None, ctx)
 
 
+#: STIX 2.1 pattern-type-ov (a feed's own value never becomes a counter key).
+_PATTERN_TYPES: Final = frozenset({"stix", "pcre", "sigma", "snort", "suricata", "yara"})
+
+
 def _indicator(obj: dict[str, Any], ctx: dict[str, Any], stats: ReadStats) -> Iterator[Observable]:
     stats.indicators += 1
+    if obj.get("revoked") is True:
+        stats.skip("revoked indicator")
+        return
     pattern_type = obj.get("pattern_type", "stix")
     pattern = obj.get("pattern")
     if pattern_type != "stix":
-        stats.skip(f"indicator pattern type {pattern_type} (not stix)")
+        known = (
+            pattern_type
+            if isinstance(pattern_type, str) and pattern_type in _PATTERN_TYPES
+            else "unknown"
+        )
+        stats.skip(f"indicator pattern type {known} (not stix)")
         return
     if not isinstance(pattern, str):
         stats.skip("indicator without a pattern")
@@ -233,7 +245,7 @@ def _indicator(obj: dict[str, Any], ctx: dict[str, Any], stats: ReadStats) -> It
     try:
         pairs = pattern_comparisons(pattern)
     except _Unsupported as exc:
-        stats.skip(f"indicator pattern not a list of values: {exc}", pattern[:200])
+        stats.skip(f"indicator pattern not a list of values: {exc}", repr(pattern[:200]))
         return
     context = {**ctx, **_indicator_context(obj)}
     for path, value in pairs:
@@ -272,8 +284,9 @@ def read_stix2(data: bytes, stats: ReadStats) -> Iterator[Observable]:
     """Observables of a STIX 2.x bundle, a JSON array of objects, or a single object."""
     try:
         doc = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StixReadError(f"not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge integers
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise StixReadError(f"not valid JSON: {' '.join(reason.split())[:200]}") from None
     if isinstance(doc, dict) and doc.get("type") == "bundle":
         objects = doc.get("objects") or []
     elif isinstance(doc, list):
@@ -293,6 +306,9 @@ def read_stix2(data: bytes, stats: ReadStats) -> Iterator[Observable]:
             stats.skip("STIX 2 object that is not a JSON object")
             continue
         obj_type = obj.get("type")
+        if not isinstance(obj_type, str):
+            stats.skip("STIX 2 object without a type")
+            continue
         if obj_type == "indicator":
             yield from _indicator(obj, ctx, stats)
         elif obj_type in _SCO_VALUE_KINDS or obj_type == "file":
