@@ -121,3 +121,40 @@ def test_progress_bar_on_a_terminal_for_large_inputs(tmp_path: Path) -> None:
     assert len(proc.stdout.splitlines()) == 3 * copies
     assert b"big.xml" in shown  # the bar names the file
     assert b"\x1b[" in shown  # drawn with terminal control sequences
+
+
+def test_table_rows_cannot_be_forged_by_feed_text(tmp_path: Path) -> None:
+    bundle = {
+        "type": "bundle",
+        "id": "bundle--1",
+        "objects": [
+            {
+                "type": "indicator",
+                "id": "indicator--1",
+                "name": "x\nipv4    203.0.113.66    FAKE\x1b[2J",
+                "pattern": "[domain-name:value = 'evil.example']",
+                "pattern_type": "stix",
+            }
+        ],
+    }
+    path = tmp_path / "forged.json"
+    path.write_text(json.dumps(bundle))
+    result = run("stix", "extract", "--format", "table", str(path))
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2  # the header and one row
+    assert "\x1b" not in result.stdout
+    assert "\\n" in lines[1]
+
+
+def test_a_closed_stdout_is_not_an_error() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "feedgate.cli", "stix", "extract", str(DATA / "stix2")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr

@@ -500,3 +500,33 @@ def test_package_observable_referenced_only_by_an_incident_is_not_read() -> None
     found, stats = read(package(body))
     assert found == []
     assert sum(stats.skipped.values()) == 1
+
+
+def test_unreadable_text_blocks_are_skipped_and_the_rest_is_read() -> None:
+    html = "&lt;html&gt;&lt;body&gt;oops&lt;/body&gt;&lt;/html&gt;"
+    bad_json = '{"type": "bundle", '
+    latin1 = _pkg(7).replace("pulse 7", "b\u00fccher").replace("&", "&amp;").replace("<", "&lt;")
+    latin1 = '&lt;?xml version="1.0" encoding="ISO-8859-1"?&gt;' + latin1.replace(">", "&gt;")
+    found, stats = read(poll_response(_pkg(1), html, bad_json, latin1, _pkg(2)))
+    assert [o.value for o in found] == ["192.0.2.1", "192.0.2.7", "192.0.2.2"]
+    assert found[1].context["package_title"] == "b\u00fccher"
+    assert stats.skipped["unreadable text content block"] == 2
+
+
+def test_utf16_input_is_read_as_what_it_says() -> None:
+    doc = '<?xml version="1.0" encoding="UTF-16"?>\n' + _pkg(9)
+    for codec in ("utf-16", "utf-16-le", "utf-16-be"):
+        found, _ = read(doc.encode(codec))
+        assert pairs(found) == [("ipv4", "192.0.2.9")], codec
+
+
+def test_a_long_comment_before_the_root_is_fine() -> None:
+    found, _ = read("<!-- " + "x" * 200_000 + " -->\n" + _pkg(3))
+    assert pairs(found) == [("ipv4", "192.0.2.3")]
+
+
+def test_undeclared_entity_error_names_it() -> None:
+    from feedgate.xml import XMLParseError
+
+    with pytest.raises(XMLParseError, match="Entity 'nbsp' not defined"):
+        read(_pkg(1).replace("pulse 1", "pulse&nbsp;1"))

@@ -6,7 +6,6 @@ to stderr as ``feedgate: error: ...``; ``-v`` adds the stack trace.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import traceback
@@ -151,37 +150,48 @@ def stix_extract(fmt: str, quiet: bool, workers: int | None, paths: tuple[str, .
     if workers is None:
         workers = max(1, min(4, os.cpu_count() or 1))
     files = failed = 0
-    for name in _expand(paths):
-        files += 1
-        try:
-            if name == "-":
-                stream: IO[bytes] = sys.stdin.buffer
-                size = None
-            else:
-                stream = open(name, "rb")  # noqa: SIM115 - closed in finally
-                size = Path(name).stat().st_size
-        except OSError as exc:
-            failed += 1
-            _fail_line(name, (exc.strerror and OSError(exc.strerror)) or exc)
-            continue
-        try:
-            use = workers if size and size >= _PARALLEL_FROM else 1
-            source = progress.wrap(name, stream, size)
-            for obs in read_observables(source, stats=stats, workers=use):
-                write(obs)
-        except (XMLParseError, ValueError) as exc:
-            failed += 1
-            _fail_line(name, exc)
-        finally:
-            progress.done()
-            if stream is not sys.stdin.buffer:
-                stream.close()
-    with contextlib.suppress(BrokenPipeError):  # `| head` closed stdout: not an error
+    try:
+        for name in _expand(paths):
+            files += 1
+            if not _extract_one(name, write, stats, progress, workers):
+                failed += 1
         out.flush()
+    except BrokenPipeError:
+        # Whoever reads our output (`| head`) has had enough: stop quietly, as cat does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if not quiet:
         click.echo(_summary(stats, files, failed), err=True)
     if failed:
         sys.exit(1)
+
+
+def _extract_one(
+    name: str, write: Any, stats: ReadStats, progress: _Progress, workers: int
+) -> bool:
+    """Extract one input; report a failure in one line and return False."""
+    try:
+        if name == "-":
+            stream: IO[bytes] = sys.stdin.buffer
+            size = None
+        else:
+            stream = open(name, "rb")  # noqa: SIM115 - closed in finally
+            size = Path(name).stat().st_size
+    except OSError as exc:
+        _fail_line(name, OSError(exc.strerror or str(exc)))
+        return False
+    try:
+        use = workers if size and size >= _PARALLEL_FROM else 1
+        source = progress.wrap(name, stream, size)
+        for obs in read_observables(source, stats=stats, workers=use):
+            write(obs)
+        return True
+    except (XMLParseError, ValueError) as exc:
+        _fail_line(name, exc)
+        return False
+    finally:
+        progress.done()
+        if stream is not sys.stdin.buffer:
+            stream.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

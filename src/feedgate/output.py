@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from typing import Any, Final, TextIO
 
@@ -72,12 +73,22 @@ def table_writer(out: TextIO) -> Writer:
 
     def write(obs: Observable) -> None:
         ctx = obs.context
-        where = ctx.get("package_title") or ctx.get("indicator_title") or ""
+        where = str(ctx.get("package_title") or ctx.get("indicator_title") or "")
         if obs.original_type is not None:
             where = f"[{obs.original_type}] {where}"
-        out.write(f"{obs.kind!s:<7} {obs.value:<{_VALUE_WIDTH}} {where}\n")
+        value, where = _printable(obs.value), _printable(where)
+        out.write(f"{obs.kind!s:<7} {value:<{_VALUE_WIDTH}} {where}\n")
 
     return write
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _printable(text: str) -> str:
+    """Feed text made safe for a terminal line: control characters (newlines, escape
+    sequences) shown escaped, so a title can neither forge rows nor drive the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
 def make_writer(fmt: str, out: TextIO) -> Writer:

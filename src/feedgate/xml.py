@@ -65,13 +65,22 @@ def _refuse_doctype(head: bytes) -> None:
 
 
 def _classify(exc: etree.XMLSyntaxError) -> XMLParseError:
-    # libxml2's messages may span lines and end with "(<string>, line 1)": make them one line.
-    msg = " ".join(str(exc).replace("(<string>, line 1)", "").split()).replace(" ,", ",")
+    """One clear line for a libxml2 error: the first fatal error, where it happened."""
+    msg = ""
+    log: Any = exc.error_log  # cleared before each parse, so these are this parse's own
+    for entry in log:
+        if entry.level_name == "FATAL":
+            msg = f"{entry.message} (line {entry.line}, column {entry.column})"
+            break
+    if not msg:
+        msg = str(exc).replace("(<string>, line 1)", "")
+    # libxml2's messages may span lines: make them one line.
+    msg = " ".join(msg.split()).replace(" ,", ",")
     lowered = msg.lower()
     if "excessive depth" in lowered or ("depth" in lowered and "exceed" in lowered):
         return XMLLimitError(f"refused: the document nests deeper than {MAX_DEPTH} levels")
     if "entity" in lowered and ("not defined" in lowered or "undeclared" in lowered):
-        return HostileXMLError(f"refused: the document references an undeclared entity ({msg})")
+        return XMLParseError(f"not well-formed XML: an undeclared entity: {msg}")
     return XMLParseError(f"not well-formed XML: {msg}")
 
 
@@ -104,6 +113,7 @@ def parse_bytes(data: bytes, *, max_bytes: int = 64 * 1024**2) -> etree._Element
     root_at = _root_start(stripped)
     _refuse_doctype(stripped[: root_at if root_at >= 0 else len(stripped)])
     try:
+        etree.clear_error_log()
         root = etree.fromstring(stripped, make_parser())
     except etree.XMLSyntaxError as exc:
         raise _classify(exc) from None
@@ -185,6 +195,7 @@ def iterparse(
     earlier siblings) to keep memory flat. Errors surface as :class:`XMLParseError` subclasses.
     """
     reader = _BoundedReader(source, max_bytes)
+    etree.clear_error_log()
     context = etree.iterparse(
         reader,
         events=events,
@@ -202,7 +213,7 @@ def iterparse(
                     )
             yield event, elem
     except etree.XMLSyntaxError as exc:
-        if reader.consumed == 0 or (first and _is_empty(exc)):
+        if reader.consumed == 0:
             raise XMLParseError("not XML: the input is empty") from None
         raise _classify(exc) from None
 
@@ -212,13 +223,11 @@ def _has_doctype(elem: etree._Element) -> bool:
     return bool(docinfo.doctype)
 
 
-def _is_empty(exc: etree.XMLSyntaxError) -> bool:
-    text = str(exc).lower()
-    return "document is empty" in text or "no element found" in text
-
-
 #: An XML declaration anywhere in a stream of concatenated documents.
 _XML_DECL_RE: Final = re.compile(rb"<\?xml\s[^>]*\?>")
+
+#: The longest tail held back between reads in case an XML declaration straddles them.
+_HOLD_BACK: Final = 256
 
 #: The synthetic root that :func:`concatenated_documents` wraps documents in.
 WRAPPER_TAG: Final = "feedgate-documents"
@@ -263,7 +272,9 @@ class _ConcatenationReader(io.RawIOBase):
             return
         data = self._tail + bytes(chunk) if self._tail else bytes(chunk)
         cut = data.rfind(b"<")
-        if cut >= 0 and b">" not in data[cut:]:
+        # Hold back a possibly split declaration ("<?xml ... ?>" is short); never more, or a
+        # long comment or CDATA section would be copied again on every read.
+        if cut >= 0 and len(data) - cut < _HOLD_BACK and b">" not in data[cut:]:
             self._tail, data = data[cut:], data[:cut]
         else:
             self._tail = b""

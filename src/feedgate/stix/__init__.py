@@ -11,11 +11,13 @@ It is pure protocol code: no database, no network.
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
+import re
 from collections.abc import Iterator
 from contextlib import ExitStack
-from typing import IO
+from typing import IO, cast
 
 from feedgate import xml
 from feedgate.observables import Observable
@@ -64,6 +66,56 @@ class _Prefixed(io.RawIOBase):
         return len(data)
 
 
+def _utf16(head: bytes) -> str | None:
+    """The UTF-16 codec an input is written in (by its BOM or its first '<'), or None."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if head.startswith(b"<\x00"):
+        return "utf-16-le"
+    if head.startswith(b"\x00<"):
+        return "utf-16-be"
+    return None
+
+
+_ENCODING_ATTR = re.compile(rb"""^(\s*<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
+
+
+class _Utf8From(io.RawIOBase):
+    """A UTF-16 stream re-encoded as UTF-8, its XML declaration's encoding dropped."""
+
+    def __init__(self, source: IO[bytes] | io.RawIOBase, encoding: str) -> None:
+        self._source = source
+        self._decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+        self._pending = b""
+        self._first = True
+        self._done = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        want = _HEAD if size is None or size < 0 else size
+        while len(self._pending) < want and not self._done:
+            raw = self._source.read(_HEAD) or b""
+            try:
+                text = self._decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:
+                raise StixReadError(f"not valid UTF-16: {exc.reason}") from None
+            data = text.encode("utf-8")
+            if self._first and data:
+                self._first = False
+                data = _ENCODING_ATTR.sub(rb"\1", data.lstrip(b"\xef\xbb\xbf"), count=1)
+            self._pending += data
+            self._done = not raw
+        out, self._pending = self._pending[:want], self._pending[want:]
+        return out
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def _strip_bom(head: bytes) -> bytes:
     return head[3:] if head.startswith(b"\xef\xbb\xbf") else head
 
@@ -97,6 +149,12 @@ def read_observables(
             stream = source
             path = _regular_file_path(stream)
         head = stream.read(_HEAD) or b""
+        utf16 = _utf16(head)
+        if utf16 is not None:
+            # What a PowerShell redirect writes: read it as the UTF-8 it stands for.
+            stream = cast(IO[bytes], _Utf8From(_Prefixed(head, stream), utf16))
+            path = None
+            head = stream.read(_HEAD) or b""
         body = _strip_bom(head).lstrip()
         if not body:
             if not head:

@@ -13,6 +13,7 @@ at package level. Observables that only incidents, TTPs or other context refer t
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterator
 from typing import IO, Any, Final
 
@@ -509,8 +510,14 @@ def read_stix1(
             raise _status_error(elem)
 
 
+_DECLARED_ENCODING: Final = re.compile(r"""^(<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
+
+
 def _text_block(elem: etree._Element, stats: ReadStats, text_depth: int) -> Iterator[Observable]:
-    """A content block whose content is text: escaped XML, or JSON (STIX 2)."""
+    """A content block whose content is text: escaped XML, or JSON (STIX 2).
+
+    A block that cannot be read is skipped and counted; it never costs the other blocks.
+    """
     for child in elem:
         if local(child.tag) != "Content":
             continue
@@ -522,30 +529,35 @@ def _text_block(elem: etree._Element, stats: ReadStats, text_depth: int) -> Iter
         if text_depth > 0:
             stats.skip("text content inside text content (not read)")
             return
-        data = text.encode("utf-8")
+        # The text is already decoded; an encoding it declares no longer applies.
+        data = _DECLARED_ENCODING.sub(r"\1", text, count=1).encode("utf-8")
         start = data[:1]
-        if start == b"<":
-            check_root(data[:_HEAD])
-            yield from read_stix1(io.BytesIO(data), stats, text_depth=text_depth + 1)
-        elif start in (b"{", b"["):
-            yield from read_stix2(data, stats)
-        else:
-            stats.skip("content block that is neither XML nor JSON")
+        try:
+            if start == b"<":
+                check_root(data[:_HEAD])
+                yield from read_stix1(io.BytesIO(data), stats, text_depth=text_depth + 1)
+            elif start in (b"{", b"["):
+                yield from read_stix2(data, stats)
+            else:
+                stats.skip("content block that is neither XML nor JSON")
+        except (StixReadError, xml.XMLParseError) as exc:
+            stats.skip("unreadable text content block", f"{type(exc).__name__}: {exc}"[:300])
         return
 
 
 def check_root(head: bytes) -> None:
     """Refuse, early and clearly, an XML input whose root element is not STIX/CybOX/TAXII."""
     pos = xml._root_start(head)
-    if pos < 0 or pos >= len(head):
-        return
+    if pos < 0 or pos >= len(head) or head[pos + 1 : pos + 2] in (b"!", b"?"):
+        return  # the prolog runs past what we sniffed: let the parser judge
     end = pos + 1
-    while end < len(head) and head[end : end + 1] not in b" \t\r\n/>":
+    while end < len(head) and end - pos < 200 and head[end : end + 1] not in b" \t\r\n/>":
         end += 1
     name = head[pos + 1 : end].decode("utf-8", "replace")
     localname = name.rpartition(":")[2]
     if localname and localname not in KNOWN_ROOTS:
+        shown = name if len(name) <= 60 else name[:60] + "…"
         raise StixReadError(
-            f"not STIX or TAXII: the document's root element is <{name}>"
+            f"not STIX or TAXII: the document's root element is <{shown}>"
             " (expected STIX_Package, cybox Observables, Poll_Response or Inbox_Message)"
         )
