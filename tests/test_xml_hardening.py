@@ -155,3 +155,18 @@ def test_memory_stays_flat_on_a_large_stream() -> None:
     assert count == blocks
     # lxml's own tree memory is not traced; what we hold in Python must not grow with input.
     assert peak < 16 * 1024**2, f"peak {peak / 1e6:.1f} MB"
+
+
+def test_one_unit_or_junk_run_over_the_unit_limit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from feedgate.stix import _stix1
+
+    monkeypatch.setattr(_stix1, "MAX_UNIT_BYTES", 1024**2)
+    junk = (
+        b'<t:Poll_Response xmlns:t="http://taxii.mitre.org/messages/taxii_xml_binding-1.1">'
+        + b"<x/>" * (2 * 1024**2 // 4)
+        + b"</t:Poll_Response>"
+    )
+    with pytest.raises(xml.XMLLimitError, match="without a complete element"):
+        read(junk)

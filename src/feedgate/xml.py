@@ -153,10 +153,13 @@ class _BoundedReader(io.RawIOBase):
     document is refused with a clear reason rather than a parser error.
     """
 
-    def __init__(self, source: IO[bytes], max_bytes: int) -> None:
+    def __init__(self, source: IO[bytes], max_bytes: int, max_between: int | None) -> None:
         self._source = source
         self._max = max_bytes
+        self._max_between = max_between
         self.consumed = 0
+        #: bytes read since the caller last received an event (see iterparse's max_between)
+        self.since_event = 0
         self._checked_head = False
 
     def readable(self) -> bool:
@@ -168,8 +171,14 @@ class _BoundedReader(io.RawIOBase):
         if not data:
             return b""
         self.consumed += len(data)
+        self.since_event += len(data)
         if self.consumed > self._max:
             raise XMLLimitError(f"refused: the input exceeds the {self._max}-byte limit")
+        if self._max_between is not None and self.since_event > self._max_between:
+            raise XMLLimitError(
+                f"refused: over {self._max_between} bytes without a complete element of"
+                " interest (a single package or content block that large is not read)"
+            )
         if not self._checked_head:
             self._checked_head = True
             root_at = _root_start(data)
@@ -188,13 +197,17 @@ def iterparse(
     tag: str | Iterable[str] | None = None,
     events: tuple[str, ...] = ("end",),
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_between: int | None = None,
 ) -> Iterator[tuple[str, etree._Element]]:
     """Stream ``(event, element)`` pairs from a byte stream, hardened and bounded.
 
-    The caller clears elements it has consumed (``elem.clear(keep_tail=True)`` and dropping
-    earlier siblings) to keep memory flat. Errors surface as :class:`XMLParseError` subclasses.
+    The caller clears elements it has consumed (``elem.clear()`` and dropping earlier
+    siblings) to keep memory flat. That bounds memory by the largest element between two
+    events, so ``max_between`` caps the bytes read without an event: with a ``tag`` filter it
+    is the size limit of one element of interest (and of junk between them). Errors surface
+    as :class:`XMLParseError` subclasses.
     """
-    reader = _BoundedReader(source, max_bytes)
+    reader = _BoundedReader(source, max_bytes, max_between)
     etree.clear_error_log()
     context = etree.iterparse(
         reader,
@@ -211,6 +224,7 @@ def iterparse(
                     raise HostileXMLError(
                         "refused: the document has a DOCTYPE (DTDs are not allowed)"
                     )
+            reader.since_event = 0
             yield event, elem
     except etree.XMLSyntaxError as exc:
         if reader.consumed == 0:

@@ -63,6 +63,9 @@ KNOWN_ROOTS: Final = frozenset(
     }
 )
 _MAX_COMPOSITION_DEPTH: Final = 64
+#: The largest package or content block read (a package is held whole while it is read, and
+#: takes several times its size in memory): this is what bounds the reader's memory.
+MAX_UNIT_BYTES = 256 * 1024**2
 #: A bound on what one package may yield, whatever its references do.
 MAX_OBSERVABLES_PER_PACKAGE: Final = 1_000_000
 #: How much of a text content block is sniffed for its root element.
@@ -492,7 +495,10 @@ def read_stix1(
     """
     reader = _PackageReader(stats)
     source = xml.concatenated_documents(stream) if concatenated else stream
-    for _event, elem in xml.iterparse(source, tag=_STREAM_TAGS, max_bytes=max_bytes):
+    events = xml.iterparse(
+        source, tag=_STREAM_TAGS, max_bytes=max_bytes, max_between=MAX_UNIT_BYTES
+    )
+    for _event, elem in events:
         tag = elem.tag
         if tag == T_PACKAGE:
             yield from reader.read_package(elem)
