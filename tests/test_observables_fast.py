@@ -19,8 +19,15 @@ _DOMAINS = st.builds(
     st.from_regex(r"[a-z][a-z0-9-]{0,6}[a-z0-9]|[a-z]", fullmatch=True),
 )
 _IPV4 = st.ip_addresses(v=4).map(str)
-_PATH = st.from_regex(r"(/[A-Za-z0-9._~!$&'*+,;=:@/-]{0,12}){0,3}", fullmatch=True)
-_QUERY = st.from_regex(r"(\?[A-Za-z0-9._~!$&'*+,;=:@/?-]{0,12})?", fullmatch=True)
+_PATH = st.from_regex(
+    r"(/([A-Za-z0-9._~!$&'*+,;=:@/-]|%[0-9A-Fa-f]{2}){0,12}){0,3}", fullmatch=True
+)
+_QUERY = st.from_regex(r"(\?([A-Za-z0-9._~!$&'*+,;=:@/?-]|%[0-9A-Fa-f]{2}){0,12})?", fullmatch=True)
+_EMAILS = st.builds(
+    lambda local, host: f"{local}@{host}",
+    st.from_regex(r"[A-Za-z0-9._+-]{1,20}", fullmatch=True),
+    st.one_of(_DOMAINS, _IPV4),
+)
 _URLS = st.builds(
     lambda scheme, host, path, query: f"{scheme}://{host}{path}{query}",
     st.sampled_from(["http", "https"]),
@@ -70,7 +77,13 @@ def test_urls(value: str) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from([Kind.DOMAIN, Kind.URL, Kind.IPV4, Kind.MD5]), _NEAR_MISSES)
+@given(_EMAILS)
+def test_emails(value: str) -> None:
+    _both(Kind.EMAIL, value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from([Kind.DOMAIN, Kind.URL, Kind.IPV4, Kind.MD5, Kind.EMAIL]), _NEAR_MISSES)
 def test_near_misses(kind: Kind, text: str) -> None:
     _both(kind, text)
     _both(kind, "http://" + text)
@@ -87,6 +100,9 @@ def test_near_misses(kind: Kind, text: str) -> None:
         (Kind.DOMAIN, "a.b0"),
         (Kind.IPV4, "010.0.0.1"),
         (Kind.MD5, "D41D8CD98F00B204E9800998ECF8427E"),
+        (Kind.URL, "http://a.example/x?r=%2Fq%2f"),
+        (Kind.EMAIL, ".a..b@Example.COM"),
+        (Kind.EMAIL, "x@192.0.2.1"),
         (Kind.SHA256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
     ],
 )

@@ -560,7 +560,11 @@ _FAST_HEX: Final = {
     Kind.SHA256: re.compile(r"[0-9a-fA-F]{64}"),
 }
 _URL_CHARS: Final = r"A-Za-z0-9._~!$&'*+,;=:@/-"
-_FAST_URL: Final = re.compile(rf"(https?)://([a-z0-9.-]+)(/[{_URL_CHARS}]*)?(\?[{_URL_CHARS}?]*)?")
+_ESCAPE: Final = r"%[0-9A-F]{2}"  # upper-case escapes are already canonical
+_FAST_URL: Final = re.compile(
+    rf"(https?)://([a-z0-9.-]+)(/(?:[{_URL_CHARS}]|{_ESCAPE})*)?(\?(?:[{_URL_CHARS}?]|{_ESCAPE})*)?"
+)
+_FAST_EMAIL: Final = re.compile(r"([A-Za-z0-9._+-]{1,64})@([a-z0-9.-]+)")
 
 
 _FAST_MAX: Final = 2048
@@ -592,6 +596,11 @@ def _fast(kind: Kind, value: str) -> tuple[Kind, str] | None:
         if m.group(3) is None:
             return Kind.URL, f"{m.group(1)}://{m.group(2)}/{m.group(4) or ''}"
         return Kind.URL, value
+    if kind is Kind.EMAIL:
+        m = _FAST_EMAIL.fullmatch(value)
+        if m is None or _FAST_IPV4.fullmatch(m.group(2)) or not _fast_host(m.group(2)):
+            return None
+        return Kind.EMAIL, value
     return None
 
 
