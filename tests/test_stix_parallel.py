@@ -17,6 +17,7 @@ TAXII = "http://taxii.mitre.org/messages/taxii_xml_binding-1.1"
 @pytest.fixture(autouse=True)
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_parallel, "CHUNK_BYTES", 4096)  # many ranges from small inputs
+    monkeypatch.setattr(_parallel, "_BLOCK", 1000)  # and many scanning blocks: tokens straddle
 
 
 def _pkg(i: int) -> str:

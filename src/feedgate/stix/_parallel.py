@@ -10,23 +10,22 @@ A range of Content_Blocks is not a document on its own: the namespace prefixes i
 declared on the Poll_Response root. The worker wraps each range in an element that repeats the
 root's ``xmlns`` declarations, which makes it well-formed without rewriting a byte of content.
 
-Cutting is safe only outside CDATA sections, comments and processing instructions, so the cut
-finder tracks those. And the parallel read must say exactly what the sequential one says: if
-anything is unusual (a range that does not parse, bytes after the last block other than the
-root's end tag, a non-UTF-8 encoding), the file is read again in one process, skipping what was
-already handed out, so the caller sees the sequential result, errors included.
+The parallel read must say exactly what the sequential one says. If anything is unusual (a
+range that does not parse, as when a cut fell inside a CDATA section or comment that holds an
+end tag; bytes after the last block other than the root's end tag; a non-UTF-8 encoding), the
+file is read again in one process, skipping what was already handed out, so the caller sees
+the sequential result, errors included.
 """
 
 from __future__ import annotations
 
 import io
-import mmap
 import multiprocessing
 import re
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, Final, NamedTuple
+from typing import IO, Any, Final, NamedTuple
 
 from feedgate import xml
 from feedgate.observables import Kind, Observable
@@ -38,12 +37,6 @@ from ._stix1 import read_stix1
 CHUNK_BYTES = 2 * 1024**2
 _NAME: Final = rb"(?:[A-Za-z_][\w.-]*:)?"
 #: Markers the cut finder must see: unit end tags, and what may hide them.
-_HIDERS: Final = rb"|<!\[CDATA\[|\]\]>|<!--|-->"
-_MARKERS: Final = {
-    "blocks": re.compile(rb"</" + _NAME + rb"Content_Block\s*>" + _HIDERS),
-    "packages": re.compile(rb"</" + _NAME + rb"STIX_Package\s*>" + _HIDERS),
-}
-_CLOSERS: Final = {b"<![CDATA[": b"]]>", b"<!--": b"-->"}
 _ROOT_END: Final = re.compile(rb"\s*</" + _NAME + rb"(?:Poll_Response|Inbox_Message)\s*>\s*\Z")
 _START_TAG_RE: Final = re.compile(
     rb"<([A-Za-z_][\w.:-]*)((?:\s+[^\s=>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*>"
@@ -135,68 +128,69 @@ class _Unsafe(Exception):
     """The file cannot be split safely; read it in one process."""
 
 
-def ranges(data: mmap.mmap | bytes, split: Plan) -> Iterator[tuple[int, int]]:
+def ranges(f: IO[bytes], split: Plan) -> Iterator[tuple[int, int]]:
     """Byte ranges of about CHUNK_BYTES that start and end on unit boundaries.
 
     Raises :class:`_Unsafe` when the bytes after the last unit are not just the root's end tag
-    (a truncated download, a second document) or a CDATA section or comment never closes.
+    (a truncated download, a second document).
     """
     start = split.body_at if split.mode == "blocks" else 0
-    # Most files have no CDATA or comment: then end tags are all there is to look for, and
-    # bytes.find is many times faster than a regular expression over the whole file.
-    hidden = data.find(b"<![CDATA[", start) >= 0 or data.find(b"<!--", start) >= 0
-    ends = _tracked_ends(data, split.mode, start) if hidden else _unit_ends(data, split.mode, start)
     last_end = -1
-    for last_end in ends:
+    for last_end in _unit_ends(f, split.mode, start):
         if last_end - start >= CHUNK_BYTES:
             yield start, last_end
             start = last_end
+    size = f.seek(0, io.SEEK_END)
     if split.mode == "blocks":
-        if last_end < 0 or not _ROOT_END.match(data, last_end):
+        if last_end < 0 or size - last_end > 4096:
+            raise _Unsafe
+        f.seek(last_end)
+        if not _ROOT_END.match(f.read()):
             raise _Unsafe
         if start < last_end:
             yield start, last_end
-    elif start < len(data):
-        yield start, len(data)
+    elif start < size:
+        yield start, size
 
 
 _UNIT_NAMES: Final = {"blocks": b"Content_Block", "packages": b"STIX_Package"}
-_END_TAG_TAIL: Final = re.compile(rb"\s*>")
-_END_TAG_HEAD: Final = re.compile(rb"</" + _NAME + rb"\Z")
+_END_TAG: Final = re.compile(rb"</" + _NAME + rb"(?:Content_Block|STIX_Package)\s*>")
+#: Bytes scanned at a time, and the context kept from one block to the next (a token found
+#: in the last _CONTEXT bytes of a block is reported with the next one, whole).
+_BLOCK = 4 * 1024**2
+_CONTEXT: Final = 256
 
 
-def _unit_ends(data: mmap.mmap | bytes, mode: str, start: int) -> Iterator[int]:
-    """Offsets just after each unit end tag, found with bytes.find."""
+def _unit_ends(f: IO[bytes], mode: str, start: int) -> Iterator[int]:
+    """Offsets just after each unit end tag.
+
+    The file is read a block at a time (memory stays flat, unlike a map of the whole file) and
+    searched with bytes.find, many times faster than a regular expression over every byte.
+    An end tag inside a CDATA section or comment is taken for a real one; that cut leaves the
+    range before it unparseable, and the reader then falls back to one process.
+    """
     name = _UNIT_NAMES[mode]
-    pos = start
+    f.seek(start)
+    data = b""
+    base = start  # file offset of data[0]
+    report_from = 0  # end tags starting before this were reported with the previous block
     while True:
-        hit = data.find(name, pos)
-        if hit < 0:
+        block = f.read(_BLOCK)
+        data += block
+        eof = not block
+        limit = len(data) if eof else len(data) - _CONTEXT
+        hit = data.find(name, report_from)
+        while 0 <= hit < limit:
+            tag_at = data.rfind(b"</", max(0, hit - 64), hit)
+            if tag_at >= report_from:
+                m = _END_TAG.match(data, tag_at)
+                if m is not None and m.end() > hit:
+                    yield base + m.end()
+            hit = data.find(name, hit + len(name))
+        if eof:
             return
-        pos = hit + len(name)
-        head = data[max(start, hit - 64) : hit]
-        tail = _END_TAG_TAIL.match(data, pos)
-        if tail is not None and _END_TAG_HEAD.search(head):
-            pos = tail.end()
-            yield pos
-
-
-def _tracked_ends(data: mmap.mmap | bytes, mode: str, start: int) -> Iterator[int]:
-    """Offsets just after each unit end tag that is not inside CDATA or a comment."""
-    closer: bytes | None = None
-    for m in _MARKERS[mode].finditer(data, start):
-        token = m.group(0)
-        if closer is not None:
-            if token == closer:
-                closer = None
-            continue
-        opener = _CLOSERS.get(token)
-        if opener is not None:
-            closer = opener
-        elif token.startswith(b"</"):
-            yield m.end()
-    if closer is not None:
-        raise _Unsafe
+        keep = limit - _CONTEXT
+        data, base, report_from = data[keep:], base + keep, limit - keep
 
 
 def read_parallel(
@@ -234,12 +228,9 @@ def _read_split(
             raise xml.XMLLimitError(f"refused: the input exceeds the {max_bytes}-byte limit")
         if size == 0:
             return
-        with (
-            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data,
-            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
-        ):
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             try:
-                for start, end in ranges(data, split):
+                for start, end in ranges(f, split):
                     pending.append(pool.submit(_read_range, path, split, start, end))
                     if len(pending) > workers * 2:
                         yield from _collect(pending.popleft(), stats)
