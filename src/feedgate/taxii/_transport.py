@@ -1,0 +1,311 @@
+"""TAXII 1.x over HTTP(S): one place for TLS, proxies, authentication, timeouts and retries.
+
+The client hands over a message and gets back a byte stream to parse; everything about the wire
+lives here. Built on httpx (timeouts split into connect and read, proxies, client certificates,
+gzip), with two things httpx leaves to us:
+
+* TLS is configured explicitly: an ``ssl.SSLContext`` built from the caller's CA file (or with
+  verification off) is passed to httpx, so neither SSL_CERT_FILE nor REQUESTS_CA_BUNDLE in the
+  environment can override what the caller asked for. A client key encrypted with a password
+  is loaded with that password (``ssl`` does this natively on Python 3.11).
+* Retries: connection errors and HTTP 429/502/503/504 are retried with exponential backoff;
+  a TAXII RETRY status is retried by the client, which knows about messages.
+
+Errors are :class:`TransportError` with a message that names the URL and what came back.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import ssl
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Final, cast
+from urllib.parse import urlsplit
+
+import httpx
+
+from feedgate import __version__
+
+from ._constants import (
+    VID_TAXII_HTTP_10,
+    VID_TAXII_HTTPS_10,
+    VID_TAXII_SERVICES_10,
+    VID_TAXII_SERVICES_11,
+    VID_TAXII_XML_10,
+    VID_TAXII_XML_11,
+)
+
+
+class TaxiiError(Exception):
+    """Anything that went wrong talking TAXII; the message is one clear line."""
+
+
+class TransportError(TaxiiError):
+    """The HTTP exchange failed: no connection, a timeout, TLS, an HTTP error status."""
+
+
+class NotTaxiiError(TaxiiError):
+    """The server answered, but not with a TAXII message (an HTML page, an empty body, ...)."""
+
+
+_RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+_SERVICES: Final = {
+    VID_TAXII_XML_11: VID_TAXII_SERVICES_11,
+    VID_TAXII_XML_10: VID_TAXII_SERVICES_10,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How to reach a server. Every field has the safe default."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    username: str | None = None
+    password: str | None = None
+    #: OpenTAXII-style JWT: POST {"username", "password"} here, send "Bearer <token>" after.
+    jwt_auth_url: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password: str | None = None
+    ca_cert: str | None = None
+    verify_ssl: bool = True
+    proxy_url: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+
+
+def ssl_context(options: Options) -> ssl.SSLContext:
+    """The TLS context for ``options``; explicit settings win over the environment."""
+    if options.verify_ssl:
+        if options.ca_cert:
+            context = ssl.create_default_context(cafile=options.ca_cert)
+        else:
+            import certifi
+
+            context = ssl.create_default_context(cafile=certifi.where())
+    else:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.cert_file:
+        try:
+            context.load_cert_chain(
+                options.cert_file, options.key_file or None, password=options.key_password
+            )
+        except ssl.SSLError as exc:
+            raise TransportError(
+                f"cannot load the client certificate {options.cert_file}"
+                f"{' / key ' + options.key_file if options.key_file else ''}: {exc.reason or exc}"
+                " (a wrong --key-password, or a key that does not match the certificate)"
+            ) from None
+        except OSError as exc:
+            raise TransportError(f"cannot read the client certificate or key: {exc}") from None
+    return context
+
+
+class Transport:
+    """Posts TAXII messages and returns the answers as streams."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        timeout = httpx.Timeout(
+            options.read_timeout, connect=options.connect_timeout, pool=options.connect_timeout
+        )
+        self._http = httpx.Client(
+            verify=ssl_context(options),
+            proxy=options.proxy_url or None,
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=options.proxy_url is None,  # env proxies only when none is given
+        )
+        self._token: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- authentication -----------------------------------------------------------------------
+
+    def _auth_headers(self) -> dict[str, str]:
+        options = self.options
+        if options.jwt_auth_url:
+            if self._token is None:
+                self._token = self._fetch_token()
+            return {"Authorization": f"Bearer {self._token}"}
+        if options.username is not None:
+            pair = f"{options.username}:{options.password or ''}".encode()
+            return {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+        return {}
+
+    def _fetch_token(self) -> str:
+        url = self.options.jwt_auth_url or ""
+        body = {"username": self.options.username or "", "password": self.options.password or ""}
+        try:
+            response = self._http.post(url, json=body)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"JWT authentication at {url} failed: {_describe(exc)}") from None
+        if response.status_code != 200:
+            raise TransportError(
+                f"JWT authentication at {url} failed: HTTP {response.status_code}"
+                " (wrong username or password?)"
+            )
+        try:
+            token = response.json()["token"]
+        except (ValueError, KeyError, TypeError):
+            raise NotTaxiiError(f"JWT authentication at {url}: no token in the answer") from None
+        if not isinstance(token, str):
+            raise NotTaxiiError(f"JWT authentication at {url}: the token is not text")
+        return token
+
+    def forget_token(self) -> bool:
+        """Drop a JWT so the next request fetches a fresh one; False if there was none."""
+        had = self._token is not None
+        self._token = None
+        return had
+
+    # -- exchange -------------------------------------------------------------------------------
+
+    @contextmanager
+    def post(self, url: str, body: bytes, version: str) -> Iterator[IO[bytes]]:
+        """POST a TAXII message; yield the answer as a byte stream (read as it arrives)."""
+        scheme = urlsplit(url).scheme
+        headers = {
+            "Content-Type": "application/xml",
+            "Accept": "application/xml",
+            "User-Agent": f"feedgate/{__version__}",
+            "X-TAXII-Content-Type": version,
+            "X-TAXII-Accept": version,
+            "X-TAXII-Services": _SERVICES.get(version, VID_TAXII_SERVICES_11),
+            "X-TAXII-Protocol": VID_TAXII_HTTPS_10 if scheme == "https" else VID_TAXII_HTTP_10,
+            **self.options.headers,
+        }
+        attempt = 0
+        while True:
+            attempt += 1
+            request = self._http.build_request(
+                "POST", url, content=body, headers={**headers, **self._auth_headers()}
+            )
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.HTTPError as exc:
+                if attempt <= self.options.retries and _retryable(exc):
+                    self._sleep(attempt)
+                    continue
+                raise TransportError(f"POST {url} failed: {_describe(exc)}") from None
+            if response.status_code in _RETRY_STATUSES and attempt <= self.options.retries:
+                response.close()
+                self._sleep(attempt, response.headers.get("Retry-After"))
+                continue
+            try:
+                _check(response, url)
+                yield cast(IO[bytes], _ResponseStream(response, url))
+            finally:
+                response.close()
+            return
+
+    def _sleep(self, attempt: int, retry_after: str | None = None) -> None:
+        delay = self.options.backoff * (2 ** (attempt - 1))
+        if retry_after and retry_after.strip().isdigit():
+            delay = float(retry_after.strip())
+        time.sleep(min(delay, self.options.max_backoff))
+
+
+def _retryable(exc: httpx.HTTPError) -> bool:
+    """Errors worth another try: the connection, not the request."""
+    return isinstance(
+        exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
+    )
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    """One line for an httpx error, naming what kind of failure it was."""
+    kinds: list[tuple[type[httpx.HTTPError], str]] = [
+        (httpx.ConnectTimeout, "connection timed out"),
+        (httpx.ReadTimeout, "no answer within the read timeout"),
+        (httpx.WriteTimeout, "sending timed out"),
+        (httpx.PoolTimeout, "timed out waiting for a connection"),
+        (httpx.ProxyError, "proxy error"),
+        (httpx.ConnectError, "cannot connect"),
+        (httpx.RemoteProtocolError, "the server broke the connection"),
+        (httpx.ReadError, "the connection failed while reading"),
+    ]
+    label = next((text for kind, text in kinds if isinstance(exc, kind)), type(exc).__name__)
+    detail = " ".join(str(exc).split())
+    return f"{label}: {detail}" if detail else label
+
+
+_XML_TYPES: Final = ("application/xml", "text/xml", "application/taxii+xml")
+
+
+def _check(response: httpx.Response, url: str) -> None:
+    """Refuse, with what came back, an answer that is not a TAXII message."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    taxii_type = response.headers.get("X-TAXII-Content-Type", "")
+    looks_xml = content_type in _XML_TYPES or content_type.endswith("+xml") or bool(taxii_type)
+    if response.status_code == 200 and (looks_xml or not content_type):
+        return
+    if looks_xml and response.status_code in (400, 401, 403, 404, 405, 500):
+        return  # some servers send their Status_Message with an error status: let it be read
+    snippet = _snippet(response)
+    status = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    if response.status_code == 200:
+        raise NotTaxiiError(
+            f"{url} answered {content_type or 'without a content type'}, not a TAXII message"
+            f"{': ' + snippet if snippet else ''}"
+        )
+    if response.status_code in (301, 302, 303, 307, 308):
+        where = response.headers.get("Location", "?")
+        raise TransportError(f"{url} redirects to {where}: {status} (not followed; use that URL)")
+    if response.status_code in (401, 403):
+        raise TransportError(f"{url}: {status} (check the credentials)")
+    raise TransportError(f"{url}: {status}{': ' + snippet if snippet else ''}")
+
+
+def _snippet(response: httpx.Response, limit: int = 120) -> str:
+    try:
+        data = response.read()[:2048]
+    except httpx.HTTPError:
+        return ""
+    text = " ".join(data.decode("utf-8", "replace").split())
+    if "<title>" in text.lower():
+        start = text.lower().index("<title>") + 7
+        end = text.lower().find("</title>", start)
+        title = text[start : end if end > 0 else start + 80].strip()
+        return f"an HTML page titled {title!r}"
+    return repr(text[:limit] + ("…" if len(text) > limit else ""))
+
+
+class _ResponseStream(io.RawIOBase):
+    """An httpx streaming response as a readable byte stream (decompressed, chunked or not)."""
+
+    def __init__(self, response: httpx.Response, url: str) -> None:
+        self._chunks = response.iter_bytes()
+        self._url = url
+        self._buffer = b""
+        self.bytes_read = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+            except httpx.HTTPError as exc:
+                raise TransportError(
+                    f"reading the answer from {self._url} failed after {self.bytes_read} bytes:"
+                    f" {_describe(exc)}"
+                ) from None
+        n = min(len(buffer), len(self._buffer))
+        buffer[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        self.bytes_read += n
+        return n
