@@ -389,6 +389,10 @@ def service_xml(service: tm.ServiceInstance, version: str) -> str:
 def collection_xml(collection: tm.Collection, version: str) -> str:
     """A Collection (1.1) / Feed (1.0) element, pretty-printed."""
     elem = _part(version, Writer.collection, collection)
+    ns = tm.NAMESPACES[version]
+    for description in elem.iterchildren(f"{{{ns}}}Description"):
+        if not description.text:
+            description.text = None  # as libtaxii writes an empty description: <Description/>
     return etree.tostring(elem, pretty_print=True, encoding="unicode")
 
 
