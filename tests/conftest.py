@@ -1,0 +1,3 @@
+"""Shared pytest set-up: the peers plugin (cabby, OpenTAXII) lives in tests/peers.py."""
+
+pytest_plugins = ["peers"]
