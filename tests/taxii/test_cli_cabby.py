@@ -536,3 +536,23 @@ def test_console_scripts_run(opentaxii: OpenTaxiiServer) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("</stix:STIX_Package>") == 1
     assert "\x1b[" not in done.stderr  # no colours when stderr is not a terminal
+
+
+def test_verbose_logs_names_and_messages(
+    opentaxii: OpenTaxiiServer, run_cabby: RunCabby, ours: Any
+) -> None:
+    args = [*opentaxii.cabby_args(discovery=True, auth=False), "-v"]
+    theirs = run_cabby("taxii-discovery", *args)
+    mine = ours("taxii-discovery", *args)
+    assert mine.returncode == 0
+    # -v: "asctime logger LEVEL: message", the request and the response at DEBUG
+    assert re.search(
+        r"^cabby\.dispatcher INFO: Sending Discovery_Request",
+        TIMESTAMP.sub("", theirs.stderr),
+        re.M,
+    )
+    lines = TIMESTAMP.sub("", mine.stderr)
+    assert re.search(r"^feedgate\.taxii\.cli INFO: Sending Discovery_Request to ", lines, re.M)
+    assert "feedgate.taxii.cli DEBUG: Request:\n<taxii_11:Discovery_Request" in lines
+    assert "feedgate.taxii.cli DEBUG: Response:\n" in lines
+    assert mine.stdout == theirs.stdout

@@ -248,13 +248,28 @@ class CliClient(TaxiiClient):
 
     def _exchange(self, url: str, request: tm.Message) -> tm.Message:
         log.info("Sending %s to %s", tag_name(request), url)
-        return super()._exchange(url, request)
+        self._debug_request(request)
+        answer = super()._exchange(url, request)
+        for raw in self.raw_responses:  # kept only with -v
+            log.debug("Response:\n%s", raw.decode("utf-8", "replace"))
+        self.raw_responses.clear()
+        return answer
 
     def _poll_part(
         self, url: str, request: tm.Message
     ) -> Generator[tm.ContentBlock, None, tuple[int, tm.PollResponse]]:
         log.info("Sending %s to %s", tag_name(request), url)
-        return (yield from super()._poll_part(url, request))
+        self._debug_request(request)
+        result = yield from super()._poll_part(url, request)
+        for raw in self.raw_responses:
+            log.debug("Response: %d bytes, %d content blocks", len(raw), result[0])
+        self.raw_responses.clear()
+        return result
+
+    @staticmethod
+    def _debug_request(request: tm.Message) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("Request:\n%s", request.to_xml().decode("utf-8", "replace"))
 
 
 def prepare_url(uri: str, host: str | None, port: int | None, https: bool) -> str:
@@ -316,6 +331,7 @@ def make_client(args: argparse.Namespace, **overrides: Any) -> CliClient:
         proxy_url=args.proxy_url,
         proxy_type=args.proxy_type,
         timeout=timeout,
+        keep_raw=bool(args.verbose),  # for the DEBUG log of each response, as cabby's -v
     )
     options.update(overrides)
     return CliClient(**options)
