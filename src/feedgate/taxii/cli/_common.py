@@ -143,7 +143,7 @@ def parse_headers(raw: Sequence[str] | None) -> dict[str, str]:
         name, sep, value = line.partition(":")
         if not sep:
             raise UsageError(f"--header {line!r}: expected header:value")
-        headers[name] = value.strip("\"'")
+        headers[name.strip()] = value.strip().strip("\"'")
     return headers
 
 
@@ -485,8 +485,8 @@ def run(
             log.error("%s", exc)
             return 2
         except BrokenPipeError:
-            _quiet_stdout()
-            return 1
+            _quiet_stdout()  # the reader (`| head`) has had enough: stop quietly, as cat does
+            return 0
         except KeyboardInterrupt:
             log.error("interrupted")
             return 130
