@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 import ssl
 import time
 from collections.abc import Iterator, Mapping
@@ -74,6 +75,8 @@ class Options:
     ca_cert: str | None = None
     verify_ssl: bool = True
     proxy_url: str | None = None
+    #: Ignore HTTP(S)_PROXY from the environment too (cabby's "noproxy").
+    ignore_env_proxy: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     retries: int = 3
@@ -123,7 +126,8 @@ class Transport:
             proxy=options.proxy_url or None,
             timeout=timeout,
             follow_redirects=False,
-            trust_env=options.proxy_url is None,  # env proxies only when none is given
+            # proxies from the environment only when none is given and none is refused
+            trust_env=options.proxy_url is None and not options.ignore_env_proxy,
         )
         self._token: str | None = None
 
@@ -145,6 +149,7 @@ class Transport:
 
     def _fetch_token(self) -> str:
         url = self.options.jwt_auth_url or ""
+        logging.getLogger("feedgate.taxii.requests").info("Obtaining JWT token from %s", url)
         body = {"username": self.options.username or "", "password": self.options.password or ""}
         try:
             response = self._http.post(url, json=body)

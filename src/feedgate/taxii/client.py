@@ -20,6 +20,7 @@ Pure protocol code: no database, no files, no printing (the CLIs do that).
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
@@ -32,6 +33,12 @@ from feedgate.xml import XMLParseError
 
 from . import messages as tm
 from ._transport import NotTaxiiError, Options, TaxiiError, Transport, TransportError
+from ._writer import tag_name
+
+#: One INFO line per request ("Sending Poll_Request to <url>", the line cabby logs) ...
+requests_log = logging.getLogger("feedgate.taxii.requests")
+#: ... and, at DEBUG, the messages themselves.
+wire_log = logging.getLogger("feedgate.taxii.wire")
 
 __all__ = [
     "NotTaxiiError",
@@ -112,6 +119,7 @@ class TaxiiClient:
         self._keep_raw = keep_raw
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
         proxy = _proxy(proxy_url, proxy_type)
+        no_proxy = bool(proxy_url) and proxy is None  # "noproxy": not even the environment's
         jwt_url = self._absolute(jwt_auth_url) if jwt_auth_url else None
         self._transport = Transport(
             Options(
@@ -125,6 +133,7 @@ class TaxiiClient:
                 ca_cert=ca_cert,
                 verify_ssl=verify_ssl,
                 proxy_url=proxy,
+                ignore_env_proxy=no_proxy,
                 connect_timeout=connect,
                 read_timeout=read,
                 retries=retries,
@@ -188,8 +197,11 @@ class TaxiiClient:
         refreshed = False
         waited = 0.0
         while True:
+            _log_request(url, request, body)
             with self._transport.post(url, body, self.message_binding) as stream:
                 data = _read_all(stream)
+            if wire_log.isEnabledFor(logging.DEBUG):
+                wire_log.debug("Response:\n%s", data.decode("utf-8", "replace"))
             if self._keep_raw:
                 self.raw_responses.append(data)
             answer = _parse(data, url)
@@ -287,6 +299,7 @@ class TaxiiClient:
         refreshed = False
         waited = 0.0
         while True:
+            _log_request(url, request, body)
             with self._transport.post(url, body, self.message_binding) as stream:
                 recorder = _Recorder(stream) if self._keep_raw else None
                 source: IO[bytes] = recorder if recorder is not None else stream  # type: ignore[assignment]
@@ -300,6 +313,7 @@ class TaxiiClient:
                             count += 1
                             yield block
                         header = reader.header
+                        wire_log.debug("Response: %d content blocks", count)
                         if recorder is not None:
                             self.raw_responses.append(recorder.data())
                         return count, header
@@ -499,6 +513,12 @@ class TaxiiClient:
         return self._manage(tm.ACT_STATUS, collection_name, subscription_id, uri)
 
 
+def _log_request(url: str, request: tm.Message, body: bytes) -> None:
+    requests_log.info("Sending %s to %s", tag_name(request), url)
+    if wire_log.isEnabledFor(logging.DEBUG):
+        wire_log.debug("Request:\n%s", body.decode("utf-8", "replace"))
+
+
 def _binding(value: str | tm.ContentBinding) -> tm.ContentBinding:
     return value if isinstance(value, tm.ContentBinding) else tm.ContentBinding(binding_id=value)
 
@@ -516,10 +536,17 @@ _MAX_MESSAGE: Final = 64 * 1024**2
 
 
 def _read_all(stream: IO[bytes]) -> bytes:
-    data = stream.read(_MAX_MESSAGE + 1)
-    if len(data) > _MAX_MESSAGE:
-        raise NotTaxiiError(f"a TAXII message over {_MAX_MESSAGE} bytes (only polls may be large)")
-    return data
+    """The whole answer (a raw stream's read() returns what one chunk gives: loop to the end)."""
+    parts: list[bytes] = []
+    size = 0
+    while chunk := stream.read(256 * 1024):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > _MAX_MESSAGE:
+            raise NotTaxiiError(
+                f"a TAXII message over {_MAX_MESSAGE} bytes (only polls may be large)"
+            )
+    return b"".join(parts)
 
 
 def _parse(data: bytes, url: str) -> tm.Message:

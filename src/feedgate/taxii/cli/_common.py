@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import IO, Any, Final, TextIO
@@ -21,7 +21,6 @@ from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from .. import messages as tm
-from .._writer import tag_name
 from ..client import StatusError, TaxiiClient
 from ._format import VERSIONS, jsonable, status_text
 
@@ -244,32 +243,11 @@ def logging_to_stderr(verbose: bool) -> Iterator[None]:
 
 
 class CliClient(TaxiiClient):
-    """The library's client, plus cabby's ``Sending <message> to <url>`` log line per request."""
+    """The library's client as the CLIs use it.
 
-    def _exchange(self, url: str, request: tm.Message) -> tm.Message:
-        log.info("Sending %s to %s", tag_name(request), url)
-        self._debug_request(request)
-        answer = super()._exchange(url, request)
-        for raw in self.raw_responses:  # kept only with -v
-            log.debug("Response:\n%s", raw.decode("utf-8", "replace"))
-        self.raw_responses.clear()
-        return answer
-
-    def _poll_part(
-        self, url: str, request: tm.Message
-    ) -> Generator[tm.ContentBlock, None, tuple[int, tm.PollResponse]]:
-        log.info("Sending %s to %s", tag_name(request), url)
-        self._debug_request(request)
-        result = yield from super()._poll_part(url, request)
-        for raw in self.raw_responses:
-            log.debug("Response: %d bytes, %d content blocks", len(raw), result[0])
-        self.raw_responses.clear()
-        return result
-
-    @staticmethod
-    def _debug_request(request: tm.Message) -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("Request:\n%s", request.to_xml().decode("utf-8", "replace"))
+    cabby's ``Sending <message> to <url>`` lines (and, with ``-v``, the messages themselves)
+    come from the library's own loggers, ``feedgate.taxii.requests`` and ``feedgate.taxii.wire``.
+    """
 
 
 def prepare_url(uri: str, host: str | None, port: int | None, https: bool) -> str:
