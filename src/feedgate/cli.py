@@ -18,6 +18,7 @@ import click
 from feedgate import __version__
 from feedgate.output import FORMATS, make_writer
 from feedgate.stix import ReadStats, read_observables
+from feedgate.taxii.cli import register as register_taxii
 from feedgate.xml import XMLParseError
 
 
@@ -193,6 +194,8 @@ def _extract_one(
         if stream is not sys.stdin.buffer:
             stream.close()
 
+
+register_taxii(main)  # feedgate taxii discovery|collections|poll|push|subscription|proxy
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -516,13 +516,14 @@ def test_feedgate_taxii_passes_everything_to_the_command(opentaxii: OpenTaxiiSer
 
 
 def test_console_scripts_run(opentaxii: OpenTaxiiServer) -> None:
-    """The entry points as a subprocess (what `taxii-poll` will run)."""
+    """The installed console script, as an admin runs it."""
     import sys
+    from pathlib import Path
 
-    code = "import sys; from feedgate.taxii.cli.poll import main; sys.exit(main())"
+    script = Path(sys.executable).parent / "taxii-poll"
     args = [*opentaxii.cabby_args(opentaxii.poll_path), "-c", opentaxii.collection_a, "-l", "1"]
     done = subprocess.run(
-        [sys.executable, "-c", code, *args],
+        [str(script), *args],
         capture_output=True,
         text=True,
         timeout=60,
