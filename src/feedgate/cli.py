@@ -18,7 +18,7 @@ import click
 from feedgate import __version__
 from feedgate.output import FORMATS, make_writer
 from feedgate.stix import ReadStats, read_observables
-from feedgate.taxii.cli import register as register_taxii
+from feedgate.taxii.cli._click import register as register_taxii
 from feedgate.xml import XMLParseError
 
 

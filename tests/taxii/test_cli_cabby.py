@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 from lxml import etree
 
-from feedgate.taxii.cli import COMMANDS, command_main, register
+from feedgate.taxii.cli import COMMANDS, command_main
+from feedgate.taxii.cli._click import register
 from peers import OpenTaxiiServer, RunCabby
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ", re.MULTILINE)
@@ -548,9 +549,7 @@ def test_verbose_logs_names_and_messages(
         re.M,
     )
     lines = TIMESTAMP.sub("", mine.stderr)
-    assert re.search(
-        r"^feedgate\.taxii\.requests INFO: Sending Discovery_Request to ", lines, re.M
-    )
+    assert re.search(r"^feedgate\.taxii\.requests INFO: Sending Discovery_Request to ", lines, re.M)
     assert "feedgate.taxii.wire DEBUG: Request:\n<taxii_11:Discovery_Request" in lines
     assert "feedgate.taxii.wire DEBUG: Response:\n" in lines
     assert mine.stdout == theirs.stdout

@@ -20,12 +20,21 @@ import base64
 import io
 import logging
 import ssl
+import sys
 import time
+import types
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Final, cast
 from urllib.parse import urlsplit
+
+# httpx imports its own command-line tool (click, rich, pygments: about 10 MB of memory and a
+# tenth of a second) whenever they are installed, and they are (feedgate's CLI uses click and
+# rich). A module without `main` in its place makes httpx skip it, as it does when they are not
+# installed; nothing of httpx's API is lost.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", types.ModuleType("httpx._main"))
 
 import httpx
 
