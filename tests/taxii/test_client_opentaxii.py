@@ -194,3 +194,26 @@ def test_wrong_ca_fails_and_verify_off_passes(opentaxii_tls: OpenTaxiiServer) ->
         taxii.discover_services()
     with client(opentaxii_tls, ca_cert=None, verify_ssl=False) as taxii:
         assert len(taxii.discover_services()) > 0
+
+
+# --- proxies ---------------------------------------------------------------------------------
+
+
+def test_http_proxy(opentaxii: OpenTaxiiServer) -> None:
+    from relay_proxy import RelayProxy
+
+    with RelayProxy() as proxy, client(opentaxii, proxy_url=proxy.url) as taxii:
+        assert len(list(taxii.poll(opentaxii.collection_a, uri=opentaxii.poll_path))) == 7
+    assert proxy.seen and proxy.seen[0].startswith(f"POST {opentaxii.base_url}")
+
+
+def test_https_through_a_proxy_tunnel_and_a_bare_proxy_address(
+    opentaxii_tls: OpenTaxiiServer,
+) -> None:
+    from relay_proxy import RelayProxy
+
+    with RelayProxy() as proxy:
+        bare = proxy.url.removeprefix("http://")  # no scheme: cabby's --proxy-url without type
+        with client(opentaxii_tls, proxy_url=bare) as taxii:
+            assert len(taxii.discover_services()) > 0
+    assert proxy.seen[0].startswith(f"CONNECT {opentaxii_tls.host}:{opentaxii_tls.port}")
