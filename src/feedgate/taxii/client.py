@@ -194,8 +194,7 @@ class TaxiiClient:
     def _exchange(self, url: str, request: tm.Message) -> tm.Message:
         """Send a request, read the whole answer (small messages), handle RETRY and JWT."""
         body = request.to_xml()
-        refreshed = False
-        waited = 0.0
+        again = _Again(self._transport)
         while True:
             _log_request(url, request, body)
             with self._transport.post(url, body, self.message_binding) as stream:
@@ -206,16 +205,8 @@ class TaxiiClient:
                 self.raw_responses.append(data)
             answer = _parse(data, url)
             if isinstance(answer, tm.StatusMessage) and answer.status_type != tm.ST_SUCCESS:
-                if answer.status_type == tm.ST_UNAUTHORIZED and not refreshed:
-                    refreshed = True
-                    if self._transport.forget_token():
-                        continue  # an expired JWT: fetch a fresh one, once
-                if answer.status_type == tm.ST_RETRY:
-                    wait = float(answer.estimated_wait or 1)
-                    if waited + wait <= MAX_RETRY_WAIT:
-                        time.sleep(wait)
-                        waited += wait
-                        continue
+                if again(answer):
+                    continue
                 raise StatusError(answer)
             return answer
 
@@ -296,8 +287,7 @@ class TaxiiClient:
     ) -> Generator[tm.ContentBlock, None, tuple[int, tm.PollResponse]]:
         """Yield one part's blocks as they arrive; return how many, and the part's header."""
         body = request.to_xml()
-        refreshed = False
-        waited = 0.0
+        again = _Again(self._transport)
         while True:
             _log_request(url, request, body)
             with self._transport.post(url, body, self.message_binding) as stream:
@@ -321,16 +311,8 @@ class TaxiiClient:
                     raise NotTaxiiError(
                         f"{url} sent a poll answer that cannot be read: {exc}"
                     ) from None
-            if status.status_type == tm.ST_UNAUTHORIZED and not refreshed:
-                refreshed = True
-                if self._transport.forget_token():
-                    continue
-            if status.status_type == tm.ST_RETRY:
-                wait = float(status.estimated_wait or 1)
-                if waited + wait <= MAX_RETRY_WAIT:
-                    time.sleep(wait)
-                    waited += wait
-                    continue
+            if again(status):
+                continue
             raise StatusError(status)
 
     def _poll_request(
@@ -511,6 +493,28 @@ class TaxiiClient:
         self, collection_name: str, subscription_id: str | None = None, uri: str | None = None
     ) -> tm.ManageCollectionSubscriptionResponse:
         return self._manage(tm.ACT_STATUS, collection_name, subscription_id, uri)
+
+
+class _Again:
+    """Whether to send a request again after an error status: once after UNAUTHORIZED when a
+    JWT can be refreshed, and after RETRY while the waits add up to at most MAX_RETRY_WAIT."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._refreshed = False
+        self._waited = 0.0
+
+    def __call__(self, status: tm.StatusMessage) -> bool:
+        if status.status_type == tm.ST_UNAUTHORIZED and not self._refreshed:
+            self._refreshed = True
+            return self._transport.forget_token()  # an expired JWT: fetch a fresh one, once
+        if status.status_type == tm.ST_RETRY:
+            wait = float(status.estimated_wait or 1)
+            if self._waited + wait <= MAX_RETRY_WAIT:
+                time.sleep(wait)
+                self._waited += wait
+                return True
+        return False
 
 
 def _log_request(url: str, request: tm.Message, body: bytes) -> None:
