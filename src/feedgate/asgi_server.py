@@ -1,0 +1,58 @@
+"""Run an ASGI app with uvicorn on a socket we bind ourselves.
+
+Binding first means port 0 works (tests and `feedgate up` ask the kernel for a free port and
+read it back) and the address is known before the server starts. Used by the hub and the
+manager's web server alike.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening TCP socket on host:port (port 0: any free port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(128)
+    return sock
+
+
+def base_url(sock: socket.socket, scheme: str = "http") -> str:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+def serve(app: Any, sock: socket.socket, **options: Any) -> None:
+    """Serve ``app`` on ``sock`` until interrupted (the foreground of `feedgate hub serve`)."""
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextmanager
+def serving(app: Any, host: str = "127.0.0.1", **options: Any) -> Iterator[str]:
+    """Serve ``app`` in a background thread for the duration of the block; yields its URL."""
+    sock = bind(host)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        yield base_url(sock)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
