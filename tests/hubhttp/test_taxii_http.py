@@ -8,14 +8,15 @@ import pytest
 from starlette.applications import Starlette
 
 from feedgate.asgi_server import serving
-from feedgate.hub.taxii_http import Answer, Credentials, chunks, endpoint, status
+from feedgate.hub.taxii_http import Answer, Context, chunks, endpoint, status
 from feedgate.taxii import messages as tm
 from feedgate.taxii.client import StatusError, TaxiiClient
 
 
-def echo_service(message: tm.Message, who: Credentials | None) -> Answer:
+def echo_service(message: tm.Message, context: Context) -> Answer:
     """Discovery answers with the caller's name; polls stream N blocks; the rest fails."""
     if isinstance(message, tm.DiscoveryRequest):
+        who = context.credentials
         name = who.username if who else "anonymous"
         return tm.DiscoveryResponse(
             message_id="d",
@@ -25,7 +26,7 @@ def echo_service(message: tm.Message, who: Credentials | None) -> Answer:
                     service_type=tm.SVC_POLL,
                     services_version=tm.VID_TAXII_SERVICES_11,
                     protocol_binding=tm.VID_TAXII_HTTP_10,
-                    address=f"/poll/{name}",
+                    address=f"{context.base_url}/poll/{name}",
                     message_bindings=(tm.VID_TAXII_XML_11,),
                 ),
             ),
@@ -64,7 +65,7 @@ def _client(url: str, **kwargs: object) -> TaxiiClient:
 
 def test_basic_credentials_reach_the_service(url: str) -> None:
     with _client(url, username="KEY", password="x") as taxii:
-        assert taxii.discover_services()[0].address == "/poll/KEY"
+        assert taxii.discover_services()[0].address == f"{url}/poll/KEY"
 
 
 def test_streamed_poll(url: str) -> None:

@@ -46,9 +46,18 @@ class Credentials:
     password: str
 
 
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Who asked, and where the server is as they reached it (services advertise addresses)."""
+
+    credentials: Credentials | None
+    base_url: str  # scheme://host[:port] of this request, no trailing slash
+    https: bool
+
+
 #: A service's answer: a whole message, or the XML chunks of a streamed message.
 Answer = tm.Message | Iterable[bytes]
-Service = Callable[[tm.Message, Credentials | None], Answer]
+Service = Callable[[tm.Message, Context], Answer]
 
 
 def status(
@@ -147,8 +156,13 @@ def _handle(request: Request, service: Service) -> Response:
             version,
             request,
         )
+    context = Context(
+        credentials(request),
+        f"{request.url.scheme}://{request.url.netloc}",
+        request.url.scheme == "https",
+    )
     try:
-        answer = service(message, credentials(request))
+        answer = service(message, context)
     except Exception:  # a bug must not take the connection down without an answer
         log.exception("TAXII service failed on %s", type(message).__name__)
         answer = status(message, tm.ST_FAILURE, "internal error; see the server log")
