@@ -35,6 +35,7 @@ Decisions beyond design.md:
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import re
 import uuid
@@ -91,6 +92,20 @@ OTX_TYPES: Final = frozenset(
 )
 
 _UUID_NS: Final = uuid.uuid5(uuid.NAMESPACE_URL, "https://otx.alienvault.com/#feedgate-stix1")
+_UUID_NS_BYTES: Final = _UUID_NS.bytes
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_UUID_NS, name))``, four times faster: ids were most of the cost of a
+    package (three per indicator) before this."""
+    digest = bytearray(
+        hashlib.sha1(_UUID_NS_BYTES + name.encode(), usedforsecurity=False).digest()[:16]
+    )
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 _NAMESPACES: Final = (
     ("stix", "http://stix.mitre.org/stix-1"),
@@ -347,9 +362,9 @@ def _indicator(ind: IndicatorDoc, pulse_id: str, url: str) -> str:
     else:
         object_kind, props = _BY_TYPE[ind.type](escaped)
     key = f"{pulse_id}/{ind.id}"
-    ind_uuid = uuid.uuid5(_UUID_NS, key)
-    obs_uuid = uuid.uuid5(_UUID_NS, key + "/observable")
-    obj_uuid = uuid.uuid5(_UUID_NS, key + "/object")
+    ind_uuid = _uuid5(key)
+    obs_uuid = _uuid5(key + "/observable")
+    obj_uuid = _uuid5(key + "/object")
     timestamp = f' timestamp="{_iso(ind.created)}"' if ind.created is not None else ""
     description = _stripped(ind.description)
     desc = f"<indicator:Description>{description}</indicator:Description>" if description else ""
@@ -381,7 +396,7 @@ def _handling(tlp: str) -> str:
 def package_id(pulse: PulseDoc) -> str:
     """The package id of this pulse revision (deterministic: the same revision, the same id)."""
     version = str(pulse.revision) if pulse.revision is not None else _iso(pulse.modified)
-    return f"{PREFIX}:Package-{uuid.uuid5(_UUID_NS, f'{pulse.id}@{version}')}"
+    return f"{PREFIX}:Package-{_uuid5(f'{pulse.id}@{version}')}"
 
 
 def package_xml(pulse: PulseDoc, *, now: dt.datetime, stats: Counter[str] | None = None) -> bytes:
