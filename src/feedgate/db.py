@@ -1,0 +1,132 @@
+"""Engine set-up for SQLite (the default, in WAL mode) and PostgreSQL (psycopg 3).
+
+A database is named by a SQLite path, a ``sqlite://`` URL or a ``postgresql://`` URL
+(design.md "Interfaces"). ``FEEDGATE_DB`` names the manager's database and ``FEEDGATE_HUB_DB`` the
+hub's; without them each lives in a SQLite file under the user's data directory.
+
+SQLite connections get ``journal_mode=WAL``, ``foreign_keys=ON``, a busy timeout and
+``synchronous=NORMAL``. Transactions are begun explicitly by us (the driver's own implicit
+transactions are switched off) so that a writer can ask for ``BEGIN IMMEDIATE`` with the
+execution option ``sqlite_immediate=True``: a read-then-write transaction then never fails with
+"database is locked" on lock upgrade, it waits for the busy timeout instead.
+
+Schema migrations (Alembic) are not here yet; stores create their tables on open.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+
+#: How long a SQLite connection waits for a lock before giving up, in milliseconds.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseConfigError(ValueError):
+    """A database name that cannot be used (bad URL, missing driver)."""
+
+
+def data_dir() -> Path:
+    """The user's data directory for feedgate: ``$XDG_DATA_HOME/feedgate`` or
+    ``~/.local/share/feedgate``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "feedgate"
+
+
+def default_hub_db() -> str:
+    """The hub's database: ``FEEDGATE_HUB_DB`` or ``<data dir>/hub.db``."""
+    return os.environ.get("FEEDGATE_HUB_DB") or str(data_dir() / "hub.db")
+
+
+def default_db() -> str:
+    """The manager's database: ``FEEDGATE_DB`` or ``<data dir>/feedgate.db``."""
+    return os.environ.get("FEEDGATE_DB") or str(data_dir() / "feedgate.db")
+
+
+def _url(url_or_path: str) -> URL:
+    text = url_or_path.strip()
+    if not text:
+        raise DatabaseConfigError("empty database name")
+    if "://" not in text:
+        path = Path(text).expanduser()
+        if not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return URL.create("sqlite", database=str(path.resolve()))
+    try:
+        url = make_url(text)
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
+        raise DatabaseConfigError(f"not a database URL: {_redact(text)}") from exc
+    backend = url.get_backend_name()
+    if backend in ("postgresql", "postgres"):
+        if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+            url = url.set(drivername="postgresql+psycopg")
+        else:
+            raise DatabaseConfigError(
+                f"unsupported PostgreSQL driver {url.drivername!r}: use postgresql:// (psycopg 3)"
+            )
+        if importlib.util.find_spec("psycopg") is None:
+            raise DatabaseConfigError("PostgreSQL needs psycopg 3: pip install 'psycopg[binary]'")
+        return url
+    if backend == "sqlite":
+        if url.drivername != "sqlite":
+            raise DatabaseConfigError(f"unsupported SQLite driver {url.drivername!r}")
+        return url
+    raise DatabaseConfigError(
+        f"unsupported database {backend!r}: use a SQLite path or a postgresql:// URL"
+    )
+
+
+def _redact(text: str) -> str:
+    """A URL without its password, for error messages."""
+    try:
+        return make_url(text).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
+
+
+def _is_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def engine(url_or_path: str, **kwargs: Any) -> sa.Engine:
+    """An engine for a SQLite path, a ``sqlite://`` URL or a ``postgresql://`` URL.
+
+    Raises :class:`DatabaseConfigError` for a name that cannot work (with the password left out
+    of the message).
+    """
+    url = _url(url_or_path)
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, **kwargs)
+
+    memory = _is_memory(url)
+    if memory:
+        # One shared connection, or every checkout would see its own empty database.
+        kwargs.setdefault("poolclass", sa.pool.StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False})
+    eng = sa.create_engine(url, **kwargs)
+
+    @event.listens_for(eng, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we send BEGIN ourselves (see module doc)
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            if not memory:
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(eng, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return eng
