@@ -16,6 +16,7 @@ from typing import IO, Any
 import click
 
 from feedgate import __version__
+from feedgate.hub.cli import register as register_hub
 from feedgate.output import FORMATS, make_writer
 from feedgate.stix import ReadStats, read_observables
 from feedgate.taxii.cli._click import register as register_taxii
@@ -196,6 +197,7 @@ def _extract_one(
 
 
 register_taxii(main)  # feedgate taxii discovery|collections|poll|push|subscription|proxy
+register_hub(main)  # feedgate hub seed|user|pulse
 
 if __name__ == "__main__":  # pragma: no cover
     main()

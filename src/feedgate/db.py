@@ -90,6 +90,11 @@ def _redact(text: str) -> str:
         return "<unparsable URL>"
 
 
+def display_name(url_or_path: str) -> str:
+    """How to show a database to a user: a path as given, a URL without its password."""
+    return _redact(url_or_path) if "://" in url_or_path else url_or_path
+
+
 def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 
@@ -98,9 +103,11 @@ def engine(url_or_path: str, **kwargs: Any) -> sa.Engine:
     """An engine for a SQLite path, a ``sqlite://`` URL or a ``postgresql://`` URL.
 
     Raises :class:`DatabaseConfigError` for a name that cannot work (with the password left out
-    of the message).
+    of the message). Statement parameters are hidden from SQLAlchemy's errors and logs.
     """
     url = _url(url_or_path)
+    # Statement parameters may hold secrets' digests or user data: keep them out of errors/logs.
+    kwargs.setdefault("hide_parameters", True)
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 

@@ -1,0 +1,241 @@
+"""``feedgate hub ...``: the hub's admin commands (seed, user add/list, pulse import).
+
+Registered on the ``feedgate`` group by :func:`register`. The database is ``--db`` or
+``FEEDGATE_HUB_DB`` (default: ``hub.db`` under the user's data directory). SQLAlchemy is imported
+only when a hub command runs, so the rest of ``feedgate`` starts as fast as before.
+
+Exit status 0 on success, 1 on a failure (one ``feedgate: error: ...`` line on stderr, the stack
+trace only with ``feedgate -v``), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+if TYPE_CHECKING:
+    from .store import HubStore
+
+_DB_HELP = "The hub's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_HUB_DB]."
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("verbose"))
+
+
+def _fail(what: str, exc: BaseException) -> NoReturn:
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    click.echo(f"feedgate: error: {what}: {message}", err=True)
+    if _verbose():
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.exit(1)
+
+
+def _db_name(db: str | None) -> str:
+    from feedgate.db import default_hub_db
+
+    group_db = click.get_current_context().meta.get("feedgate.hub.db")  # meta is shared
+
+    return db or group_db or default_hub_db()
+
+
+@contextmanager
+def _store(db: str | None) -> Iterator[tuple[HubStore, str]]:
+    """Open the hub store; any database or hub error becomes one line and exit 1."""
+    import sqlalchemy.exc
+
+    from feedgate.db import DatabaseConfigError, display_name, engine
+
+    from .model import OTXFormatError
+    from .store import HubError, HubStore
+
+    name = _db_name(db)
+    shown = display_name(name)
+    try:
+        store = HubStore(engine(name))
+    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        _fail(f"database {shown}", exc)
+    try:
+        yield store, shown
+    except (HubError, OTXFormatError, ValueError) as exc:
+        _fail(shown, exc)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        _fail(f"database {shown}", exc)
+    finally:
+        store.close()
+
+
+_db_option = click.option("--db", default=None, metavar="DB", help=_DB_HELP)
+
+
+@click.group(name="hub")
+@click.option("--db", envvar="FEEDGATE_HUB_DB", default=None, metavar="DB", help=_DB_HELP)
+@click.pass_context
+def hub(ctx: click.Context, db: str | None) -> None:
+    """The OTX-compatible threat exchange: admin commands."""
+    ctx.meta["feedgate.hub.db"] = db
+
+
+@hub.command("seed")
+@click.option("--pulses", type=click.IntRange(0), default=100, show_default=True)
+@click.option("--indicators-per-pulse", type=click.IntRange(0), default=20, show_default=True)
+@click.option("--author", default="AlienVault", show_default=True, help="The pulses' author.")
+@click.option("--seed", "seed_", type=int, default=0, show_default=True, help="Random seed.")
+@_db_option
+def seed_command(
+    pulses: int, indicators_per_pulse: int, author: str, seed_: int, db: str | None
+) -> None:
+    """Fill the hub with deterministic demo pulses (documentation IPs, reserved TLDs)."""
+    from .seed import seed
+
+    if not author.strip():
+        raise click.BadParameter("must not be empty", param_hint="--author")
+    with _store(db) as (store, shown):
+        result = seed(
+            store,
+            pulses=pulses,
+            indicators_per_pulse=indicators_per_pulse,
+            author=author,
+            seed=seed_,
+        )
+    click.echo(
+        f"seeded {result.pulses} pulses with {result.indicators} indicators by {author} "
+        f"into {shown} in {result.seconds:.1f} s"
+    )
+
+
+@hub.group("user")
+def user_group() -> None:
+    """Hub users: API keys, passwords, subscriptions."""
+
+
+@user_group.command("add")
+@click.argument("name")
+@click.option("--api-key", default=None, help="Use this API key (default: generate one).")
+@click.option(
+    "--password-env",
+    metavar="VAR",
+    default=None,
+    help="Set the password (for TAXII Basic auth) from this environment variable.",
+)
+@click.option(
+    "--subscribe", "authors", multiple=True, metavar="AUTHOR", help="Follow AUTHOR (repeatable)."
+)
+@_db_option
+def user_add(
+    name: str,
+    api_key: str | None,
+    password_env: str | None,
+    authors: tuple[str, ...],
+    db: str | None,
+) -> None:
+    """Create user NAME, or add a key, password or subscriptions to an existing one.
+
+    A generated API key is printed once on stdout; only its digest is stored.
+    """
+    password = None
+    if password_env is not None:
+        password = os.environ.get(password_env)
+        if not password:
+            raise click.BadParameter(
+                f"environment variable {password_env} is not set or empty",
+                param_hint="--password-env",
+            )
+    if api_key is not None and not api_key.strip():
+        raise click.BadParameter("must not be empty", param_hint="--api-key")
+    with _store(db) as (store, _shown):
+        existed = store.get_user(name.strip()) is not None
+        user, generated = store.create_user(
+            name, api_key=api_key, password=password, subscribe=authors
+        )
+        follows = store.subscriptions(user.username)
+    verb = "updated" if existed else "created"
+    detail = f"; follows {', '.join(follows)}" if follows else ""
+    if generated:
+        click.echo(f"{verb} user {user.username}{detail}; API key (shown only once):", err=True)
+        click.echo(generated)
+    else:
+        click.echo(f"{verb} user {user.username}{detail}", err=True)
+
+
+@user_group.command("list")
+@_db_option
+def user_list(db: str | None) -> None:
+    """List users and whom they follow."""
+    with _store(db) as (store, _shown):
+        for user in store.list_users():
+            follows = ", ".join(store.subscriptions(user.username)) or "-"
+            password = " password" if user.has_password else ""
+            click.echo(f"{user.username}\tfollows: {follows}{password}")
+
+
+@hub.group("pulse")
+def pulse_group() -> None:
+    """Pulses: import OTX pulse JSON."""
+
+
+def _read_pulses(path: str) -> list[Any]:
+    from .model import OTXFormatError, pulse_from_otx
+
+    try:
+        if path == "-":
+            data = json.load(sys.stdin)
+        else:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+    except OSError as exc:
+        _fail(path, OSError(exc.strerror or str(exc)))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        _fail(path, ValueError(f"not JSON: {exc}"))
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        data = data["results"]  # an OTX page: {count, next, previous, results}
+    items = data if isinstance(data, list) else [data]
+    out = []
+    for n, item in enumerate(items):
+        where = f"[{n}]" if isinstance(data, list) else ""
+        if isinstance(item, dict) and "indicator" in item and "name" not in item:
+            _fail(path, ValueError(f"{where or 'item'}: an indicator, not a pulse (no 'name')"))
+        try:
+            out.append(pulse_from_otx(item, where=where))
+        except OTXFormatError as exc:
+            _fail(path, exc)
+    return out
+
+
+@pulse_group.command("import")
+@click.argument("file", metavar="FILE.json")
+@_db_option
+def pulse_import(file: str, db: str | None) -> None:
+    """Import OTX pulse JSON (one pulse, a list, or an OTX results page; - for stdin).
+
+    New pulses are added; a pulse whose id exists replaces it as a new revision. The file is
+    checked completely before anything is stored.
+    """
+    items = _read_pulses(file)
+    with _store(db) as (store, shown):
+        fresh = [p for p in items if store.get_pulse(p.id) is None]
+        fresh_ids = {p.id for p in fresh}
+        store.add_pulses(fresh)
+        updated = 0
+        for pulse in items:
+            if pulse.id not in fresh_ids:
+                store.update_pulse(pulse)
+                updated += 1
+    indicators = sum(len(p.indicators) for p in items)
+    click.echo(
+        f"imported {len(items)} pulses ({len(fresh)} new, {updated} updated, "
+        f"{indicators} indicators) into {shown}"
+    )
+
+
+def register(group: click.Group) -> None:
+    """Add ``hub`` to the ``feedgate`` command."""
+    group.add_command(hub)
