@@ -120,6 +120,15 @@ def read(data: bytes, stats: ReadStats | None = None) -> list[Observable]:
     return list(read_observables(io.BytesIO(data), stats=stats))
 
 
+def elements(root: etree._Element, path: str, ns: dict[str, str] | None = None) -> list[Any]:
+    """``root.xpath(path)`` for a path that selects elements (typed loosely: lxml's stubs do not
+    know an element path from a text one)."""
+    found = root.xpath(path, namespaces=ns or {})
+    assert isinstance(found, list)
+    assert all(isinstance(item, etree._Element) for item in found)
+    return found
+
+
 def every_type_pulse() -> PulseDoc:
     return pulse(tuple(ind(1000 + i, value, kind) for i, (kind, value, _) in enumerate(EVERY_TYPE)))
 
@@ -183,12 +192,10 @@ def test_the_shape_is_otxs() -> None:
     assert root.get("id", "").startswith("alienvault-otx:Package-")
     xsi_type = "{http://www.w3.org/2001/XMLSchema-instance}type"
 
-    def one(path: str) -> etree._Element:
-        found = root.xpath(path, namespaces=ns)
-        assert isinstance(found, list) and len(found) == 1, path
-        elem = found[0]
-        assert isinstance(elem, etree._Element)
-        return elem
+    def one(path: str) -> Any:
+        found = elements(root, path, ns)
+        assert len(found) == 1, path
+        return found[0]
 
     header = one("stix:STIX_Header")
     assert [etree.QName(child).localname for child in header] == [
@@ -210,9 +217,8 @@ def test_the_shape_is_otxs() -> None:
     assert marking.get(xsi_type) == "tlpMarking:TLPMarkingStructureType"
     assert marking.get("color") == "GREEN"
 
-    indicators = root.xpath("stix:Indicators/stix:Indicator", namespaces=ns)
-    assert isinstance(indicators, list) and len(indicators) == 13
-    titles = [t.text for t in root.xpath("//indicator:Observable/cybox:Title", namespaces=ns)]
+    assert len(elements(root, "stix:Indicators/stix:Indicator", ns)) == 13
+    titles = [t.text for t in elements(root, "//indicator:Observable/cybox:Title", ns)]
     assert titles == [f"{k} - {v}" for k, v, expected in EVERY_TYPE if expected is not None]
     assert not root.xpath("//indicator:Type", namespaces=ns)
     ids = [i.get("id") for i in root.iter()]
@@ -224,8 +230,7 @@ def test_the_shape_is_otxs() -> None:
     assert hash_type is not None and hash_type.get("condition") == "Equals"
     value = md5.find("cyboxCommon:Simple_Hash_Value", ns)
     assert value is not None and value.get("condition") == "Equals" and value.text == MD5
-    cidr = root.xpath("//AddressObj:Address_Value[@condition='InclusiveBetween']", namespaces=ns)
-    assert isinstance(cidr, list)
+    cidr = elements(root, "//AddressObj:Address_Value[@condition='InclusiveBetween']", ns)
     assert [(c.text, c.get("apply_condition")) for c in cidr] == [
         ("203.0.113.0,203.0.113.255", "ANY"),
         ("2001:db8:1::,2001:db8:1:ffff:ffff:ffff:ffff:ffff", "ANY"),
@@ -299,8 +304,7 @@ def test_xml_special_characters_round_trip() -> None:
     assert obs.context["description"] == "a & b <c> ]]> 'd' \"e\"\r\nline two"  # CR kept
     # The value itself, byte-exact in the document.
     root = etree.fromstring(data)
-    values = root.xpath("//*[local-name()='Value']")
-    assert isinstance(values, list) and [v.text for v in values] == [url]
+    assert [v.text for v in elements(root, "//*[local-name()='Value']")] == [url]
 
 
 def test_characters_xml_cannot_hold_are_stripped() -> None:
