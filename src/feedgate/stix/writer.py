@@ -285,7 +285,8 @@ def _mutex(value: str) -> tuple[str, str]:
 def _cidr_range(value: str) -> tuple[str, str] | None:
     """The category and ``first,last`` text of a CIDR value, or None if it is not a network.
 
-    Host bits are ignored (``10.0.0.5/24`` is ``10.0.0.0/24``), as OTX's exporter does.
+    Host bits are ignored (``10.0.0.5/24`` is ``10.0.0.0/24``): a loosely written CIDR still names
+    its network, and serving it beats dropping it.
     """
     try:
         net = ipaddress.ip_network(value, strict=False)
