@@ -26,7 +26,7 @@ def test_a_package_becomes_a_pulse_with_otx_types() -> None:
 
 
 def test_what_cannot_be_a_pulse_is_refused() -> None:
-    with pytest.raises(ValueError, match="not a STIX 1.x package"):
+    with pytest.raises(ValueError, match=r"not a STIX 1\.x package"):
         pulse_from_package(b'{"type": "bundle", "objects": []}', "acme")
     snort = (DATA / "stix1" / "stixproject-idiom_snort-test-mechanism.xml").read_bytes()
     with pytest.raises(ValueError, match="no indicator"):
