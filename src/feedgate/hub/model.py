@@ -348,7 +348,9 @@ def pulse_from_otx(data: Any, *, where: str = "") -> Pulse:
     revision = r.integer("revision")
     if revision is not None and revision < 1:
         raise r.fail("revision", f"expected a positive integer, got {revision}")
-    raw_indicators = r.data.get("indicators") or []
+    raw_indicators = r.data.get("indicators")
+    if raw_indicators is None:
+        raw_indicators = []
     if not isinstance(raw_indicators, list):
         raise r.fail("indicators", f"expected a list, got {type(raw_indicators).__name__}")
     indicators = tuple(
