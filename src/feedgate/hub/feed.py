@@ -1,0 +1,144 @@
+"""The hub's store as the TAXII services see it: pulses as STIX packages, users by API key.
+
+The adapter between :class:`~feedgate.hub.store.HubStore` (pulses, naive-UTC labels, keyset
+cursors) and :class:`~feedgate.hub.taxii_services.Feed` (what a TAXII poll needs). Packages are
+built from pulses only when a block is written, so a poll holds one page of pulses, never the
+collection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from functools import partial
+
+from feedgate.stix.writer import IndicatorDoc, PulseDoc, package_xml
+
+from .model import Pulse, utcnow
+from .publish import pulse_from_package
+from .store import HubStore
+from .taxii_http import Credentials
+from .taxii_services import Entry
+
+#: With unique labels, "after label L" is "after cursor (L, any seq)".
+_ANY_SEQ = 2**62
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def pulse_doc(pulse: Pulse) -> PulseDoc:
+    """What the STIX writer needs of a pulse."""
+    return PulseDoc(
+        id=pulse.id,
+        name=pulse.name,
+        description=pulse.description,
+        author_name=pulse.author_name,
+        created=pulse.created,
+        modified=pulse.modified,
+        tlp=pulse.tlp,
+        references=pulse.references,
+        tags=pulse.tags,
+        revision=pulse.revision,
+        indicators=tuple(
+            IndicatorDoc(
+                id=ind.id or 0,
+                indicator=ind.indicator,
+                type=ind.type,
+                title=ind.title,
+                description=ind.description,
+                created=ind.created,
+                expiration=ind.expiration,
+                is_active=ind.is_active,
+                role=ind.role,
+            )
+            for ind in pulse.indicators
+        ),
+    )
+
+
+class StoreFeed:
+    """A :class:`~feedgate.hub.taxii_services.Feed` over a :class:`HubStore`."""
+
+    def __init__(self, store: HubStore, now: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.now = now
+
+    def authenticate(self, credentials: Credentials | None) -> str | None:
+        """OTX's scheme: the API key as Basic username, password ignored; or a real password."""
+        if credentials is None:
+            return None
+        user = self.store.user_by_api_key(credentials.username)
+        if user is not None:
+            return user.username
+        if credentials.password and self.store.check_password(
+            credentials.username, credentials.password
+        ):
+            return credentials.username
+        return None
+
+    def authors_for(self, username: str) -> Sequence[str]:
+        """The authors the user subscribes to (the default author included, as on OTX), and
+        the user's own feed, where they publish."""
+        authors = list(self.store.subscriptions(username))
+        if username not in authors:
+            authors.append(username)
+        return authors
+
+    def snapshot(self) -> int:
+        return self.store.max_seq()
+
+    def count(self, author: str, begin: datetime | None, end: datetime, snapshot: int) -> int:
+        return self.store.count_pulses(author, _naive(begin), _naive(end), snapshot)
+
+    def page(
+        self,
+        author: str,
+        begin: datetime | None,
+        end: datetime,
+        snapshot: int,
+        after: datetime | None,
+        limit: int,
+    ) -> list[Entry]:
+        now = self.now()
+        entries = self.store.pulses_page(
+            author,
+            begin_exclusive=_naive(begin),
+            end_inclusive=_naive(end),
+            after=(_naive(after), _ANY_SEQ) if after is not None else None,  # type: ignore[arg-type]
+            max_seq=snapshot,
+            limit=limit,
+        )
+        return [
+            Entry(_aware(e.label), partial(package_xml, pulse_doc(e.pulse), now=now))
+            for e in entries
+        ]
+
+    def label_at(
+        self, author: str, begin: datetime | None, end: datetime, snapshot: int, offset: int
+    ) -> datetime | None:
+        entries = self.store.pulses_page(
+            author,
+            begin_exclusive=_naive(begin),
+            end_inclusive=_naive(end),
+            max_seq=snapshot,
+            limit=offset + 1,
+        )
+        return _aware(entries[offset].label) if len(entries) > offset else None
+
+    def publish(self, username: str, package: bytes) -> str:
+        pulse = pulse_from_package(package, username, now=self.now())
+        existing = self.store.get_pulse(pulse.id)
+        if existing is None:
+            self.store.add_pulse(pulse)
+        else:
+            self.store.update_pulse(replace(pulse, created=existing.created))
+        return pulse.id
