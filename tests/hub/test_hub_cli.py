@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from hub_helpers import DATA, make_pulse, open_store
 
-from feedgate.hub.model import pulse_to_otx
+from feedgate.hub.model import pulse_to_otx, utcnow
 
 
 @pytest.fixture
@@ -132,9 +132,12 @@ def test_pulse_import(hub_db: Path, tmp_path: Path) -> None:
     one.write_text(json.dumps(pulse_to_otx(make_pulse(1, indicators=3), detail=True)))
     many = tmp_path / "many.json"
     many.write_text(json.dumps([pulse_to_otx(make_pulse(n)) for n in (2, 3)]))
+    before = utcnow()
     result = run("hub", "pulse", "import", str(one), db=hub_db)
     assert result.returncode == 0, result.stderr
     assert "imported 1 pulses (1 new, 0 updated, 3 indicators)" in result.stdout
+    position = open_store(hub_db).pulse_position(make_pulse(1).id)
+    assert position is not None and position[0] >= before  # not behind pollers' watermarks
     result = run("hub", "pulse", "import", str(many), db=hub_db)
     assert result.returncode == 0, result.stderr
     store = open_store(hub_db)

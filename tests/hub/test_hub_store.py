@@ -122,6 +122,11 @@ def test_equal_modified_times_get_unique_increasing_labels(store: HubStore) -> N
     # An older pulse written later still gets a later label.
     store.add_pulse(make_pulse(9, modified=same - timedelta(days=1)))
     assert (store.pulse_position(f"{9:024x}") or (T0, 0))[0] == same + timedelta(microseconds=5)
+    # Without backdating (a live hub's imports) the label is at least the current time.
+    before = utcnow()
+    live = store.add_pulse(make_pulse(10, modified=same), backdate=False)
+    label = (store.pulse_position(live.id) or (T0, 0))[0]
+    assert label >= before and live.modified == same
 
 
 def test_labels_unique_and_increasing_under_concurrent_writers(tmp_path: Path) -> None:

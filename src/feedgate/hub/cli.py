@@ -217,13 +217,15 @@ def pulse_import(file: str, db: str | None) -> None:
     """Import OTX pulse JSON (one pulse, a list, or an OTX results page; - for stdin).
 
     New pulses are added; a pulse whose id exists replaces it as a new revision. The file is
-    checked completely before anything is stored.
+    checked completely before anything is stored. Imported pulses keep their created/modified
+    times but get current TAXII timestamp labels, so feeds already polled past those times
+    still receive them.
     """
     items = _read_pulses(file)
     with _store(db) as (store, shown):
         fresh = [p for p in items if store.get_pulse(p.id) is None]
         fresh_ids = {p.id for p in fresh}
-        store.add_pulses(fresh)
+        store.add_pulses(fresh, backdate=False)  # pollers' past windows must not hide them
         updated = 0
         for pulse in items:
             if pulse.id not in fresh_ids:

@@ -11,13 +11,16 @@ Every stored pulse carries two server-set positions:
 * ``seq`` — a hub-wide integer that grows by one per write of a pulse.
 
 Both are allocated under one lock (a row of ``counters``: ``BEGIN IMMEDIATE`` on SQLite,
-``SELECT ... FOR UPDATE`` on PostgreSQL), so ordering by label is ordering by seq. A TAXII poll
-notes ``max_seq()`` when it starts and pages with ``pulses_page(after=..., max_seq=...)``: pulses
+``SELECT ... FOR UPDATE`` on PostgreSQL) that is held until commit, so ordering by label is
+ordering by seq, and a reader never sees seq N+1 committed without seq N. A TAXII poll notes
+``max_seq()`` when it starts and pages with ``pulses_page(after=..., max_seq=...)``: pulses
 written while it pages neither appear nor shift the pages (keyset pagination on a snapshot).
 
-Caveat: the label follows ``modified``; a pulse imported with an old ``modified`` gets a label just
-after the newest stored one, which may lie before a poller's watermark (the TAXII service should
-not hand out windows ending after its newest label, or the importer should use the current time).
+Backdating: by default (``backdate=True``) a new pulse's label is its ``modified`` time, so seeded
+or imported history spreads over time as OTX's does. A pulse whose ``modified`` is older than the
+newest label gets a label just after it, and that may lie before the end of a window a poller
+has already fetched, so that poller never sees it. Writers that feed a live hub (``hub pulse
+import``) pass ``backdate=False``: the label is then at least the current time.
 """
 
 from __future__ import annotations
@@ -549,28 +552,33 @@ class HubStore:
                 [{"username": n, "password_hash": None, "created": now} for n in missing],
             )
 
-    def add_pulse(self, pulse: Pulse) -> Pulse:
+    def add_pulse(self, pulse: Pulse, *, backdate: bool = True) -> Pulse:
         """Store a new pulse; returns it with its indicators' ids filled in. ``HubError`` if a
-        pulse with that id exists. Its author becomes a user if it is not one yet."""
-        return self.add_pulses([pulse])[0]
+        pulse with that id exists. Its author becomes a user if it is not one yet.
+        ``backdate``: see the module documentation."""
+        return self.add_pulses([pulse], backdate=backdate)[0]
 
-    def add_pulses(self, items: Iterable[Pulse], *, batch_size: int = 500) -> list[Pulse]:
+    def add_pulses(
+        self, items: Iterable[Pulse], *, batch_size: int = 500, backdate: bool = True
+    ) -> list[Pulse]:
         """Store new pulses in batches (one transaction and one ``executemany`` per table per
         batch). Within a batch labels are allocated in ``modified`` order. Returns the stored
         pulses (for large seeds use :meth:`add_pulses_count`)."""
         out: list[Pulse] = []
         for batch in _batched(items, batch_size):
-            out.extend(self._add_batch(batch))
+            out.extend(self._add_batch(batch, backdate))
         return out
 
-    def add_pulses_count(self, items: Iterable[Pulse], *, batch_size: int = 500) -> int:
+    def add_pulses_count(
+        self, items: Iterable[Pulse], *, batch_size: int = 500, backdate: bool = True
+    ) -> int:
         """Like :meth:`add_pulses` but returns only how many were stored (flat memory)."""
         total = 0
         for batch in _batched(items, batch_size):
-            total += len(self._add_batch(batch))
+            total += len(self._add_batch(batch, backdate))
         return total
 
-    def _add_batch(self, batch: Sequence[Pulse]) -> list[Pulse]:
+    def _add_batch(self, batch: Sequence[Pulse], backdate: bool) -> list[Pulse]:
         ids = [p.id for p in batch]
         if len(set(ids)) != len(ids):
             raise HubError("the same pulse id appears twice in one batch")
@@ -581,11 +589,12 @@ class HubStore:
             if dupes is not None:
                 raise HubError(f"pulse {dupes[0]} already exists (use update)")
             state = self._lock_counters(conn)
+            floor = 0 if backdate else label_to_micros(utcnow())
             stored: list[Pulse] = []
             rows: list[dict[str, Any]] = []
             ind_rows: list[dict[str, Any]] = []
             for pulse in sorted(batch, key=lambda p: p.modified):
-                label = max(label_to_micros(pulse.modified), state["label"] + 1)
+                label = max(label_to_micros(pulse.modified), floor, state["label"] + 1)
                 state["label"] = label
                 state["seq"] += 1
                 numbered = self._number_indicators(pulse, state)
