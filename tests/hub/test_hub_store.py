@@ -246,6 +246,9 @@ def test_subscribed_search_and_lookup(store: HubStore) -> None:
     assert store.search_pulses("emotet").count == 15  # private pulses are not searched
     assert store.search_pulses("100%").count == 0
 
+    assert store.pulses_by_author("Bob").count == 5
+    assert store.pulses_by_author("Bob", public_only=False).count == 6
+    assert store.pulses_by_author("Bob", modified_since=T0 + timedelta(hours=23)).count == 1
     hits = store.indicator_lookup("ipv4", "192.0.2.1")
     assert len(hits) == 16  # private pulses too: the REST layer decides who may see them
     assert hits[0].pulse_id == f"{30:024x}" and hits[0].indicator.type == "IPv4"

@@ -809,6 +809,23 @@ class HubStore:
             cond.append(pulses.c.modified > modified_since)
         return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
 
+    def pulses_by_author(
+        self,
+        author: str,
+        modified_since: datetime | None = None,
+        limit: int = 50,
+        page: int = 1,
+        *,
+        public_only: bool = True,
+    ) -> PulsePage:
+        """One author's pulses, newest first (the REST API's ``/pulses/user/<author>``)."""
+        cond: list[Any] = [pulses.c.author_name == author]
+        if public_only:
+            cond.append(pulses.c.public.is_(True))
+        if modified_since is not None:
+            cond.append(pulses.c.modified > modified_since)
+        return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
+
     def search_pulses(self, q: str, limit: int = 20, page: int = 1) -> PulsePage:
         """Public pulses whose name, description, tags or adversary contain ``q`` (any case),
         newest first."""
