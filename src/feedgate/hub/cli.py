@@ -124,7 +124,7 @@ def user_group() -> None:
     "--password-env",
     metavar="VAR",
     default=None,
-    help="Set the password (for TAXII Basic auth) from this environment variable.",
+    help="Set a password (Basic auth with the user name) from this environment variable.",
 )
 @click.option(
     "--subscribe", "authors", multiple=True, metavar="AUTHOR", help="Follow AUTHOR (repeatable)."
