@@ -837,6 +837,27 @@ class HubStore:
         cond = [pulses.c.public.is_(True), sa.or_(*matches)]
         return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
 
+    def pulses_by_authors(
+        self,
+        authors: Sequence[str],
+        *,
+        viewer: str | None = None,
+        modified_since: datetime | None = None,
+        limit: int = 50,
+        page: int = 1,
+    ) -> PulsePage:
+        """The REST API's author listings: pulses of ``authors`` modified after
+        ``modified_since``, newest first, page ``page`` (1-based) of ``limit``. With ``viewer``,
+        only what that user may see: public pulses and the viewer's own."""
+        if not authors:
+            return PulsePage(0, [])
+        cond: list[Any] = [pulses.c.author_name.in_(list(authors))]
+        if modified_since is not None:
+            cond.append(pulses.c.modified > modified_since)
+        if viewer is not None:
+            cond.append(sa.or_(pulses.c.public.is_(True), pulses.c.author_name == viewer))
+        return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
+
     def _page(self, cond: list[Any], order: list[Any], limit: int, page: int) -> PulsePage:
         limit = max(1, limit)
         page = max(1, page)
