@@ -1,4 +1,4 @@
-"""``feedgate hub ...``: the hub's admin commands (seed, user add/list, pulse import).
+"""``feedgate hub ...``: the hub's server and admin commands (serve, seed, user, pulse import).
 
 Registered on the ``feedgate`` group by :func:`register`. The database is ``--db`` or
 ``FEEDGATE_HUB_DB`` (default: ``hub.db`` under the user's data directory). SQLAlchemy is imported
@@ -236,6 +236,31 @@ def pulse_import(file: str, db: str | None) -> None:
         f"imported {len(items)} pulses ({len(fresh)} new, {updated} updated, "
         f"{indicators} indicators) into {shown}"
     )
+
+
+@hub.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=9000, show_default=True)
+@click.option(
+    "--page-size", type=click.IntRange(1), default=1000, show_default=True,
+    help="Content blocks per TAXII poll part.",
+)  # fmt: skip
+@_db_option
+def serve_command(host: str, port: int, page_size: int, db: str | None) -> None:
+    """Serve TAXII 1.1 at /taxii/* and the OTX REST API at /api/v1/* until interrupted."""
+    from feedgate.asgi_server import base_url, bind, serve
+
+    from .app import create_app
+
+    with _store(db) as (store, shown):
+        try:
+            sock = bind(host, port)
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}", exc)
+        url = base_url(sock)
+        click.echo(f"hub on {url} (TAXII 1.1: {url}/taxii/discovery, REST: {url}/api/v1/)")
+        click.echo(f"database: {shown}; stop with Ctrl-C", err=True)
+        serve(create_app(store, page_size=page_size), sock)
 
 
 def register(group: click.Group) -> None:
