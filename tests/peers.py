@@ -678,7 +678,9 @@ def _set_parent_death_signal() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def start_opentaxii(data: OpenTaxiiData, *, tls: TlsFiles | None = None) -> OpenTaxiiServer:
+def start_opentaxii(
+    data: OpenTaxiiData, *, tls: TlsFiles | None = None, workers: int = 1
+) -> OpenTaxiiServer:
     """Start gunicorn serving OpenTAXII on a socket bound here to 127.0.0.1:0 (passed as
     fd://N, so no port is ever guessed), and wait until it answers a Discovery_Request."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -694,7 +696,7 @@ def start_opentaxii(data: OpenTaxiiData, *, tls: TlsFiles | None = None) -> Open
         "--bind",
         f"fd://{listener.fileno()}",
         "--workers",
-        "1",
+        str(workers),
         "--worker-class",
         "gthread",
         "--threads",

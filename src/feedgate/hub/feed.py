@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import partial
 
 from feedgate.stix.writer import IndicatorDoc, PulseDoc, package_xml
 
@@ -108,8 +107,10 @@ class StoreFeed:
         after: datetime | None,
         limit: int,
     ) -> list[Entry]:
+        """A page of packages: rendered once per pulse revision and kept in the store, so a
+        poll mostly reads bytes; a package is rendered again when an indicator in it expires."""
         now = self.now()
-        entries = self.store.pulses_page(
+        keys = self.store.pulse_keys_page(
             author,
             begin_exclusive=_naive(begin),
             end_inclusive=_naive(end),
@@ -117,10 +118,36 @@ class StoreFeed:
             max_seq=snapshot,
             limit=limit,
         )
-        return [
-            Entry(_aware(e.label), partial(package_xml, pulse_doc(e.pulse), now=now))
-            for e in entries
+        rendered = self.store.rendered_packages([k[0] for k in keys])
+        stale = [
+            pulse_id
+            for pulse_id, revision, _, _ in keys
+            if (cached := rendered.get(pulse_id)) is None
+            or cached[0] != revision
+            or (cached[1] is not None and cached[1] <= now)
         ]
+        if stale:
+            fresh = [self._render(pulse, now) for pulse in self.store.get_pulses(stale).values()]
+            self.store.store_packages(fresh)
+            rendered.update({pid: (rev, until, xml) for pid, rev, until, xml in fresh})
+        return [
+            Entry(_aware(label), rendered[pulse_id][2])
+            for pulse_id, _, label, _ in keys
+            if pulse_id in rendered
+        ]
+
+    @staticmethod
+    def _render(pulse: Pulse, now: datetime) -> tuple[str, int, datetime | None, bytes]:
+        """(id, revision, valid until, XML): valid until the first included indicator expires."""
+        expiries = [
+            ind.expiration for ind in pulse.usable_indicators(now) if ind.expiration is not None
+        ]
+        return (
+            pulse.id,
+            pulse.revision,
+            min(expiries) if expiries else None,
+            package_xml(pulse_doc(pulse), now=now),
+        )
 
     def label_at(
         self, author: str, begin: datetime | None, end: datetime, snapshot: int, offset: int

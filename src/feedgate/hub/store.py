@@ -118,6 +118,20 @@ pulses = sa.Table(
     sa.Index("ix_pulses_author_modified", "author_name", "modified"),
 )
 
+#: The STIX package each pulse is served as, rendered once per revision (the TAXII poll sends
+#: these bytes as they are). ``valid_until``: when an indicator in it expires and the package
+#: must be rendered again (NULL: never).
+packages = sa.Table(
+    "packages",
+    metadata,
+    sa.Column(
+        "pulse_id", sa.String(24), sa.ForeignKey("pulses.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("valid_until", sa.BigInteger, nullable=True),
+    sa.Column("xml", sa.LargeBinary, nullable=False),
+)
+
 indicators = sa.Table(
     "indicators",
     metadata,
@@ -773,6 +787,76 @@ class HubStore:
             PulseEntry(p, micros_to_label(int(r.label)), int(r.seq))
             for p, r in zip(loaded, rows, strict=True)
         ]
+
+    def pulse_keys_page(
+        self,
+        author: str | None,
+        *,
+        begin_exclusive: datetime | None = None,
+        end_inclusive: datetime | None = None,
+        after: tuple[datetime, int] | None = None,
+        max_seq: int | None = None,
+        limit: int = 100,
+    ) -> list[tuple[str, int, datetime, int]]:
+        """Like :meth:`pulses_page` but only (id, revision, label, seq): what a poll needs
+        when the packages are already rendered (no indicators loaded)."""
+        if limit < 1:
+            return []
+        columns = (pulses.c.id, pulses.c.revision, pulses.c.label, pulses.c.seq)
+        query = self._window(sa.select(*columns), author, begin_exclusive, end_inclusive, max_seq)
+        if after is not None:
+            label, seq = label_to_micros(after[0]), after[1]
+            query = query.where(
+                sa.or_(pulses.c.label > label, sa.and_(pulses.c.label == label, pulses.c.seq > seq))
+            )
+        query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [(r.id, int(r.revision), micros_to_label(int(r.label)), int(r.seq)) for r in rows]
+
+    def get_pulses(self, pulse_ids: Sequence[str]) -> dict[str, Pulse]:
+        """The pulses with these ids, by id (missing ones left out)."""
+        out: dict[str, Pulse] = {}
+        with self._read() as conn:
+            for start in range(0, len(pulse_ids), 900):
+                chunk = list(pulse_ids[start : start + 900])
+                rows = conn.execute(sa.select(pulses).where(pulses.c.id.in_(chunk))).all()
+                for pulse in self._load(conn, rows):
+                    out[pulse.id] = pulse
+        return out
+
+    def rendered_packages(
+        self, pulse_ids: Sequence[str]
+    ) -> dict[str, tuple[int, datetime | None, bytes]]:
+        """Stored packages by pulse id: (revision, valid until, XML)."""
+        out: dict[str, tuple[int, datetime | None, bytes]] = {}
+        with self._read() as conn:
+            for start in range(0, len(pulse_ids), 900):
+                chunk = list(pulse_ids[start : start + 900])
+                query = sa.select(packages).where(packages.c.pulse_id.in_(chunk))
+                for r in conn.execute(query):
+                    until = None if r.valid_until is None else micros_to_label(int(r.valid_until))
+                    out[r.pulse_id] = (int(r.revision), until, bytes(r.xml))
+        return out
+
+    def store_packages(self, items: Sequence[tuple[str, int, datetime | None, bytes]]) -> None:
+        """Keep rendered packages: (pulse id, revision, valid until, XML)."""
+        if not items:
+            return
+        rows = [
+            {
+                "pulse_id": pulse_id,
+                "revision": revision,
+                "valid_until": None if until is None else label_to_micros(until),
+                "xml": xml,
+            }
+            for pulse_id, revision, until, xml in items
+        ]
+        with self._write() as conn:
+            conn.execute(
+                packages.delete().where(packages.c.pulse_id.in_([r["pulse_id"] for r in rows]))
+            )
+            conn.execute(packages.insert(), rows)
 
     def count_pulses(
         self,
