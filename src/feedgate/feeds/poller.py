@@ -1,0 +1,222 @@
+"""Poll one source: the window from its watermark to now, in segments, each one transaction.
+
+What an admin relies on (design.md, "Feed sources and polling"): the window runs from the
+source's watermark (or now − age on a first poll) to now, in segments of ``poll_segment``. Each
+segment's blocks are parsed as they stream in and upserted in one transaction, and only then
+does the watermark move to the segment's end, in that same transaction. So a crash or a failure
+re-polls at most the current segment, and upserts make that harmless: nothing lost, nothing
+doubled. A failing segment is retried with backoff up to ``max_retries`` times; then the poll
+stops, the source shows the error, and the next interval tries again from the watermark.
+
+"Poll Now" and the scheduler run this same function. Every step is written to the threat-feed
+log in the gateway style (``segment …: 12 blocks, 480 observables read, 470 new, 10 updated``).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from feedgate.observables import Observable
+from feedgate.stix import ReadStats, StixReadError, read_observables
+from feedgate.taxii.client import TaxiiClient, TaxiiError
+from feedgate.xml import XMLParseError
+
+from .log import ThreatFeedLog
+from .sources import Source, client_options
+from .store import FeedStore
+
+#: Observables written per upsert batch (one segment may hold many batches).
+BATCH: Final = 5000
+#: Backoff between retries of a segment: BASE × 2**attempt, at most MAX.
+BACKOFF_BASE: Final = 2.0
+BACKOFF_MAX: Final = 60.0
+
+
+@dataclass
+class PollResult:
+    """What one poll did, for the CLI, the API and the scheduler."""
+
+    source: str
+    ok: bool = True
+    segments: int = 0
+    blocks: int = 0
+    read: int = 0
+    new: int = 0
+    updated: int = 0
+    expired: int = 0
+    skipped_blocks: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stamp(moment: datetime) -> str:
+    """Times in log lines: minutes precision, UTC (``2026-11-01T00:00Z``)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def segments(
+    begin: datetime, end: datetime, size: timedelta
+) -> Iterator[tuple[datetime, datetime]]:
+    """(begin, end] windows of at most ``size`` covering (begin, end]."""
+    start = begin
+    while start < end:
+        stop = min(start + size, end)
+        yield start, stop
+        start = stop
+
+
+def default_client(source: Source) -> TaxiiClient:
+    return TaxiiClient(**client_options(source))
+
+
+class _SegmentFailed(Exception):
+    """A segment could not be polled; the message is the cause, in one line."""
+
+
+def poll_source(
+    store: FeedStore,
+    source: Source,
+    log: ThreatFeedLog,
+    *,
+    now: Callable[[], datetime] = utcnow,
+    client_factory: Callable[[Source], TaxiiClient] = default_client,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PollResult:
+    """Poll ``source`` now; see the module docstring. Never raises for feed problems: they are
+    in the result, the source's status and the log."""
+    name = source.name
+    result = PollResult(name)
+    started = time.monotonic()
+    begun = now()
+    store.set_status(name, last_start=begun, result="running", error=None)
+    watermark = store.watermark(name)
+    begin = watermark or begun - source.age
+    end = begun
+    scheme = "https" if source.use_https else "http"
+    log.info(
+        name,
+        f"poll started: collection {source.collection} at {scheme}://{source.hostname}:"
+        f"{source.port}{source.poll_path}, window {stamp(begin)}–{stamp(end)}",
+    )
+    try:
+        with client_factory(source) as client:
+            for seg_begin, seg_end in segments(begin, end, source.poll_segment):
+                _segment_with_retries(store, source, log, client, seg_begin, seg_end, result, sleep)
+                result.segments += 1
+    except _SegmentFailed as exc:
+        result.ok = False
+        result.error = str(exc)
+    except (TaxiiError, ValueError, OSError) as exc:  # the client could not even be set up
+        result.ok = False
+        result.error = " ".join(str(exc).split()) or type(exc).__name__
+        log.error(name, f"poll failed: {result.error}")
+    result.expired = store.expire(name, now())
+    result.seconds = time.monotonic() - started
+    summary = (
+        f"{result.segments} segment(s), {result.blocks} blocks, {result.read} observables read,"
+        f" {result.new} new, {result.updated} updated, {result.expired} expired"
+        f" in {result.seconds:.1f} s"
+    )
+    if result.ok:
+        log.info(name, f"poll done: {summary}")
+    else:
+        log.error(name, f"poll stopped after {summary}: {result.error}")
+    store.set_status(
+        name,
+        last_end=now(),
+        result="ok" if result.ok else "error",
+        error=result.error,
+        blocks=result.blocks,
+        read=result.read,
+        new=result.new,
+        updated=result.updated,
+        expired=result.expired,
+    )
+    return result
+
+
+def _segment_with_retries(
+    store: FeedStore,
+    source: Source,
+    log: ThreatFeedLog,
+    client: TaxiiClient,
+    begin: datetime,
+    end: datetime,
+    result: PollResult,
+    sleep: Callable[[float], None],
+) -> None:
+    window = f"segment {stamp(begin)}–{stamp(end)}"
+    for attempt in range(source.max_retries + 1):
+        try:
+            blocks, read, new, updated, skipped = _segment(store, source, log, client, begin, end)
+        except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
+            cause = " ".join(str(exc).split()) or type(exc).__name__
+            if attempt < source.max_retries:
+                delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+                log.warning(
+                    source.name,
+                    f"{window}: {cause}; nothing of it stored; retry {attempt + 1} of"
+                    f" {source.max_retries} in {delay:.0f} s",
+                )
+                sleep(delay)
+                continue
+            log.error(source.name, f"{window}: {cause}; giving up until the next poll")
+            raise _SegmentFailed(cause) from None
+        result.blocks += blocks
+        result.read += read
+        result.new += new
+        result.updated += updated
+        result.skipped_blocks += skipped
+        log.info(
+            source.name,
+            f"{window}: {blocks} blocks, {read} observables read, {new} new, {updated} updated",
+        )
+        return
+
+
+def _segment(
+    store: FeedStore,
+    source: Source,
+    log: ThreatFeedLog,
+    client: TaxiiClient,
+    begin: datetime,
+    end: datetime,
+) -> tuple[int, int, int, int, int]:
+    """One segment in one transaction: (blocks, read, new, updated, skipped blocks)."""
+    blocks = read = new = updated = skipped = 0
+    seen_at = end
+    with store.segment(source.name) as segment:
+        batch: list[Observable] = []
+        for block in client.poll(source.collection, begin, end, uri=source.poll_path):
+            blocks += 1
+            stats = ReadStats()
+            try:
+                found = list(read_observables(io.BytesIO(block.content), stats=stats))
+            except (StixReadError, XMLParseError) as exc:
+                # One unreadable package must not hold a whole feed back: say so, go on.
+                skipped += 1
+                log.warning(
+                    source.name,
+                    f"block {blocks} of {stamp(begin)}–{stamp(end)}"
+                    f" skipped: {' '.join(str(exc).split())}",
+                )
+                continue
+            read += len(found)
+            batch.extend(found)
+            if len(batch) >= BATCH:
+                n, u = segment.upsert(batch, seen_at)
+                new, updated, batch = new + n, updated + u, []
+        if batch:
+            n, u = segment.upsert(batch, seen_at)
+            new, updated = new + n, updated + u
+        segment.finish(end)
+    return blocks, read, new, updated, skipped

@@ -1,0 +1,115 @@
+"""The poller against a real hub on 127.0.0.1: windows, segments, watermark, retries, log."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from feedgate.feeds.log import ThreatFeedLog
+from feedgate.feeds.sources import Source
+from feedgate.feeds.store import FeedStore
+
+from feedgate import db
+from feedgate.asgi_server import serving
+from feedgate.feeds.poller import poll_source, segments
+from feedgate.hub.app import create_app
+from feedgate.hub.seed import generate
+from feedgate.hub.store import HubStore
+
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+@dataclass
+class Setup:
+    hub: HubStore
+    feeds: FeedStore
+    log: ThreatFeedLog
+    source: Source
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[Setup]:
+    hub = HubStore(db.engine(str(tmp_path / "hub.db")))
+    hub.add_pulses(
+        generate(8, 5, author="AlienVault", seed=3, until=datetime(2026, 11, 15), months=1)
+    )
+    hub.set_default_author("AlienVault")
+    _, key = hub.create_user("gateway")
+    feeds = FeedStore(db.engine(str(tmp_path / "feeds.db")))
+    log = ThreatFeedLog(feeds, tmp_path / "threat-feed.log")
+    with serving(create_app(hub, page_size=3)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        source = Source(
+            name="otx",
+            hostname=host,
+            port=int(port),
+            use_https=False,
+            collection="user_AlienVault",
+            username=key,
+            password="x",
+            age=timedelta(days=60),
+            poll_segment=timedelta(days=7),
+        )
+        feeds.add_source(source)
+        yield Setup(hub, feeds, log, source)
+
+
+def test_first_poll_reads_everything_in_segments_then_nothing_new(setup: Setup) -> None:
+    result = poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
+    assert result.ok, result.error
+    assert result.segments == 9  # 60 days in 7-day segments
+    assert result.blocks == 8
+    assert result.read == result.new > 0
+    assert setup.feeds.watermark("otx") == NOW
+    again = poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW + timedelta(hours=1))
+    assert again.ok and again.blocks == 0 and again.new == 0
+    lines = [e.message for e in setup.feeds.log_entries("otx")]
+    assert any("observables read" in line and " new, " in line for line in lines)
+    assert any(line.startswith("poll done:") for line in lines)
+
+
+def test_new_pulses_arrive_with_the_next_poll(setup: Setup) -> None:
+    poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
+    before = sum(setup.feeds.count_observables("otx").values())
+    setup.hub.add_pulses(
+        generate(2, 4, author="AlienVault", seed=44, until=datetime(2026, 11, 20, 6), months=0),
+        backdate=False,
+    )
+    later = NOW + timedelta(hours=12)
+    result = poll_source(setup.feeds, setup.source, setup.log, now=lambda: later)
+    assert result.ok and result.blocks == 2 and result.new > 0
+    assert sum(setup.feeds.count_observables("otx").values()) == before + result.new
+
+
+def test_empty_collection_reads_zero_and_is_not_an_error(setup: Setup) -> None:
+    source = replace(setup.source, name="mine", collection="user_gateway")
+    setup.feeds.add_source(source)
+    result = poll_source(setup.feeds, source, setup.log, now=lambda: NOW)
+    assert result.ok and result.read == 0
+    assert setup.feeds.status("mine").result == "ok"
+
+
+def test_wrong_credentials_fail_clearly_after_retries(setup: Setup) -> None:
+    source = replace(setup.source, name="bad", password=None, username="wrong-key", max_retries=2)
+    setup.feeds.add_source(source)
+    delays: list[float] = []
+    result = poll_source(setup.feeds, source, setup.log, now=lambda: NOW, sleep=delays.append)
+    assert not result.ok and "UNAUTHORIZED" in (result.error or "")
+    assert delays == [2.0, 4.0]
+    status = setup.feeds.status("bad")
+    assert status.result == "error" and "UNAUTHORIZED" in (status.error or "")
+    assert setup.feeds.watermark("bad") is None  # nothing moved
+    assert "wrong-key" not in " ".join(e.message for e in setup.feeds.log_entries("bad"))
+
+
+def test_segments_cover_the_window_exactly() -> None:
+    begin = datetime(2026, 1, 1, tzinfo=UTC)
+    end = begin + timedelta(days=2, hours=5)
+    parts = list(segments(begin, end, timedelta(days=1)))
+    assert parts[0][0] == begin and parts[-1][1] == end
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+    assert len(parts) == 3
