@@ -1,0 +1,367 @@
+"""A feed source: where to poll, how, how often and what to enforce (design.md "Feed sources").
+
+:class:`Source` is an immutable record; :func:`validate` checks one and returns it normalised, or
+raises :class:`SourceError` naming the field and saying how to fix it. Secrets (``password``,
+``key_password``) are plaintext in memory only: ``repr`` masks them, and the store encrypts them
+with :mod:`feedgate.feeds.secrets`. Duplicate names are the store's to refuse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import idna
+
+from feedgate.observables import ENFORCEABLE_KINDS
+
+__all__ = [
+    "ALL_ENFORCE",
+    "MASK",
+    "MIN_POLLING_INTERVAL",
+    "SECRET_FIELDS",
+    "TAXII_VERSIONS",
+    "Source",
+    "SourceError",
+    "client_options",
+    "endpoint",
+    "format_duration",
+    "parse_duration",
+    "validate",
+]
+
+#: Every kind a source can enforce, as plain strings (the default: all of them).
+ALL_ENFORCE: Final[frozenset[str]] = frozenset(kind.value for kind in ENFORCEABLE_KINDS)
+#: The fields that hold secrets: never printed, stored encrypted.
+SECRET_FIELDS: Final = ("password", "key_password")
+#: What is shown in place of a secret that is set.
+MASK: Final = "********"
+TAXII_VERSIONS: Final = ("1.0", "1.1")
+MIN_POLLING_INTERVAL: Final = timedelta(minutes=5)
+MAX_RETRIES: Final = 10
+MAX_NAME_LENGTH: Final = 64
+
+
+class SourceError(ValueError):
+    """A source field that cannot be used; ``field`` names it, the message says how to fix it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    hostname: str
+    collection: str
+    description: str = ""
+    enabled: bool = True
+    port: int = 443
+    use_https: bool = True
+    poll_path: str = "/taxii/poll"
+    discovery_path: str | None = None
+    taxii_version: str = "1.1"
+    username: str | None = None
+    password: str | None = None  # plaintext in memory only; never printed (repr hides it)
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password: str | None = None  # idem
+    ca_cert: str | None = None
+    verify_ssl: bool = True
+    proxy_url: str | None = None
+    polling_interval: timedelta = timedelta(minutes=60)
+    age: timedelta = timedelta(days=30)
+    poll_segment: timedelta = timedelta(days=1)
+    max_retries: int = 3
+    enforce: frozenset[str] = field(default=ALL_ENFORCE)
+
+    def __repr__(self) -> str:
+        parts = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in SECRET_FIELDS and value is not None:
+                parts.append(f"{item.name}={MASK!r}")
+            elif item.name == "enforce":
+                parts.append(f"enforce={sorted(value)!r}")
+            else:
+                parts.append(f"{item.name}={value!r}")
+        return f"Source({', '.join(parts)})"
+
+    __str__ = __repr__
+
+
+# -- durations ------------------------------------------------------------------------------------
+
+_UNITS: Final = {"w": 7 * 86400, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION: Final = re.compile(r"(\d+)\s*([wdhms])")
+
+
+def parse_duration(text: str, field: str = "duration") -> timedelta:
+    """``"90s"``, ``"60m"``, ``"1h"``, ``"30d"``, ``"2w"`` or a sum such as ``"1h30m"``.
+
+    Raises :class:`SourceError` (a ``ValueError``) for anything else, naming ``field``.
+    """
+    compact = "".join(str(text).split()).lower()
+    if not compact:
+        raise SourceError(field, "empty duration: give a number and a unit, e.g. 60m, 1h, 30d")
+    total = 0
+    pos = 0
+    for match in _DURATION.finditer(compact):
+        if match.start() != pos:
+            break
+        total += int(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(compact):
+        hint = " (a unit is required)" if compact.isdigit() else ""
+        raise SourceError(
+            field,
+            f"{_show(text)} is not a duration{hint}: give a number and a unit "
+            "s, m, h, d or w, e.g. 90s, 60m, 1h, 30d, 2w",
+        )
+    return timedelta(seconds=total)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest text :func:`parse_duration` reads back as ``value``: ``"60m"`` → ``"1h"``."""
+    seconds = value.total_seconds()
+    if seconds != int(seconds):
+        return f"{seconds:g}s"  # not parseable back; sub-second durations are never valid here
+    whole = int(seconds)
+    if whole == 0:
+        return "0s"
+    sign = "-" if whole < 0 else ""
+    whole = abs(whole)
+    for unit, size in _UNITS.items():
+        if whole % size == 0:
+            return f"{sign}{whole // size}{unit}"
+    return f"{sign}{whole}s"  # unreachable: every integer is a whole number of seconds
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _show(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _check_name(name: str) -> str:
+    if not name:
+        raise SourceError("name", "empty: give a name such as otx or partner-feed")
+    if len(name) > MAX_NAME_LENGTH or not _NAME.fullmatch(name):
+        raise SourceError(
+            "name",
+            f"{_show(name)} cannot be used: use at most {MAX_NAME_LENGTH} letters, digits, "
+            "'-', '_' or '.', starting with a letter or digit (e.g. otx-main)",
+        )
+    return name
+
+
+def _check_hostname(hostname: str) -> str:
+    what = "hostname"
+    text = hostname.strip()
+    if not text:
+        raise SourceError(what, "empty: give the server's host name, e.g. otx.alienvault.com")
+    if "://" in text or "/" in text or "?" in text or "#" in text:
+        raise SourceError(
+            what,
+            f"{_show(text)} looks like a URL: give the host name only, e.g. "
+            "otx.alienvault.com; the path goes in --poll-path, the port in --port "
+            "and http/https in --https/--no-https",
+        )
+    if "@" in text:
+        raise SourceError(
+            what, f"{_show(text)}: give the host name only; credentials go in --username"
+        )
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        return ipaddress.ip_address(bare).compressed
+    except ValueError:
+        pass
+    if ":" in text:
+        raise SourceError(what, f"{_show(text)}: give the host name only; the port goes in --port")
+    name = text.rstrip(".")
+    try:
+        ascii_name = idna.encode(name, uts46=True).decode("ascii") if not name.isascii() else name
+    except idna.IDNAError:
+        ascii_name = ""
+    ascii_name = ascii_name.lower()
+    labels = ascii_name.split(".")
+    if (
+        not ascii_name
+        or len(ascii_name) > 253
+        or not all(_LABEL.fullmatch(label) for label in labels)
+    ):
+        raise SourceError(
+            what,
+            f"{_show(text)} is not a host name: use letters, digits, '-' and dots, "
+            "e.g. otx.alienvault.com, or an IP address",
+        )
+    return ascii_name
+
+
+def _check_path(what: str, path: str, option: str) -> str:
+    if not path.startswith("/"):
+        raise SourceError(
+            what,
+            f"{_show(path)} must start with '/': give the path on the server, e.g. "
+            f"{option} /taxii/poll",
+        )
+    if "://" in path or any(ch.isspace() for ch in path) or _CONTROL.search(path):
+        raise SourceError(
+            what,
+            f"{_show(path)} is not a URL path: give only the path on the server, e.g. "
+            f"{option} /taxii/poll (no spaces; the host goes in --hostname)",
+        )
+    return path
+
+
+def _check_proxy(url: str) -> str:
+    what = "proxy_url"
+    hint = "give it as http://host:port or https://host:port, e.g. http://proxy.example:3128"
+    if url.strip().lower() == "noproxy":
+        return "noproxy"  # the client's way to say: no proxy, not even the environment's
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        raise SourceError(what, f"{_show(url)} is not a proxy URL: {hint}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise SourceError(what, f"{_show(url)} has no http:// or https:// scheme: {hint}")
+    if parts.username is not None or parts.password is not None:
+        raise SourceError(
+            what, "credentials in the proxy URL are not supported (they would be shown): " + hint
+        )
+    if not parts.hostname or port is None:
+        raise SourceError(what, f"{_show(url)} needs a host and a port: {hint}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise SourceError(what, f"{_show(url)} must not have a path: {hint}")
+    return url.strip()
+
+
+def _check_durations(source: Source) -> None:
+    if source.polling_interval < MIN_POLLING_INTERVAL:
+        raise SourceError(
+            "polling_interval",
+            f"{format_duration(source.polling_interval)} is too often: poll at most every "
+            f"{format_duration(MIN_POLLING_INTERVAL)} (e.g. --interval 60m)",
+        )
+    if source.age <= timedelta(0):
+        raise SourceError(
+            "age", f"{format_duration(source.age)}: must be more than zero, e.g. --age 30d"
+        )
+    if source.poll_segment <= timedelta(0):
+        raise SourceError(
+            "poll_segment",
+            f"{format_duration(source.poll_segment)}: must be more than zero, e.g. --segment 1d",
+        )
+    if source.poll_segment > source.age:
+        raise SourceError(
+            "poll_segment",
+            f"{format_duration(source.poll_segment)} is longer than the age "
+            f"{format_duration(source.age)}: give a segment of at most the age "
+            "(e.g. --segment 1d) or a longer --age",
+        )
+
+
+def validate(source: Source) -> Source:
+    """``source`` checked and normalised (host name lower case, IDNA), or :class:`SourceError`."""
+    changes: dict[str, Any] = {}
+    _check_name(source.name)
+    changes["hostname"] = _check_hostname(source.hostname)
+    collection = source.collection.strip()
+    if not collection:
+        raise SourceError(
+            "collection", "empty: give the TAXII collection to poll, e.g. --collection user_AV"
+        )
+    if _CONTROL.search(collection):
+        raise SourceError("collection", f"{_show(collection)} contains control characters")
+    changes["collection"] = collection
+    if isinstance(source.port, bool) or not 1 <= source.port <= 65535:
+        raise SourceError(
+            "port", f"{source.port} is out of range: give a port from 1 to 65535 (e.g. 443)"
+        )
+    changes["poll_path"] = _check_path("poll_path", source.poll_path, "--poll-path")
+    if source.discovery_path is not None:
+        path = source.discovery_path.strip()
+        changes["discovery_path"] = (
+            _check_path("discovery_path", path, "--discovery-path") if path else None
+        )
+    if source.taxii_version not in TAXII_VERSIONS:
+        raise SourceError(
+            "taxii_version",
+            f"{_show(source.taxii_version)} is not a TAXII version: give 1.0 or 1.1",
+        )
+    if source.password is not None and not source.username:
+        raise SourceError(
+            "password", "a password needs a user name: give --username too (or drop the password)"
+        )
+    if source.key_file and not source.cert_file:
+        raise SourceError(
+            "key_file", "a key file needs its certificate: give --cert too (or drop --key)"
+        )
+    if source.key_password is not None and not source.cert_file:
+        raise SourceError(
+            "key_password",
+            "a key password needs a client certificate: give --cert (and --key) too",
+        )
+    if source.proxy_url is not None:
+        changes["proxy_url"] = _check_proxy(source.proxy_url) if source.proxy_url.strip() else None
+    _check_durations(source)
+    if isinstance(source.max_retries, bool) or not 0 <= source.max_retries <= MAX_RETRIES:
+        raise SourceError(
+            "max_retries",
+            f"{source.max_retries} is out of range: give 0 to {MAX_RETRIES} (e.g. --retries 3)",
+        )
+    enforce = frozenset(str(kind).strip().lower() for kind in source.enforce)
+    unknown = enforce - ALL_ENFORCE
+    if unknown:
+        raise SourceError(
+            "enforce",
+            f"unknown kind(s) {', '.join(sorted(unknown))}: choose from "
+            f"{', '.join(sorted(ALL_ENFORCE))}",
+        )
+    changes["enforce"] = enforce
+    return dataclasses.replace(source, **changes)
+
+
+# -- using a source -------------------------------------------------------------------------------
+
+
+def client_options(source: Source) -> dict[str, Any]:
+    """The keyword arguments of :class:`feedgate.taxii.client.TaxiiClient` for ``source``."""
+    return {
+        "host": source.hostname,
+        "port": source.port,
+        "use_https": source.use_https,
+        "discovery_path": source.discovery_path,
+        "version": source.taxii_version,
+        "username": source.username,
+        "password": source.password,
+        "cert_file": source.cert_file,
+        "key_file": source.key_file,
+        "key_password": source.key_password,
+        "ca_cert": source.ca_cert,
+        "verify_ssl": source.verify_ssl,
+        "proxy_url": source.proxy_url,
+    }
+
+
+def endpoint(source: Source) -> str:
+    """The poll service's URL, for people: ``https://host[:port]/path`` (no credentials)."""
+    scheme = "https" if source.use_https else "http"
+    default = 443 if source.use_https else 80
+    host = f"[{source.hostname}]" if ":" in source.hostname else source.hostname
+    port = "" if source.port == default else f":{source.port}"
+    return f"{scheme}://{host}{port}{source.poll_path}"
