@@ -16,6 +16,7 @@ from typing import IO, Any
 import click
 
 from feedgate import __version__
+from feedgate.feeds.cli_sources import register as register_sources
 from feedgate.hub.cli import register as register_hub
 from feedgate.output import FORMATS, make_writer
 from feedgate.stix import ReadStats, read_observables
@@ -198,6 +199,7 @@ def _extract_one(
 
 register_taxii(main)  # feedgate taxii discovery|collections|poll|push|subscription|proxy
 register_hub(main)  # feedgate hub seed|user|pulse
+register_sources(main)  # feedgate source add|list|show|edit|delete|enable|disable
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,530 @@
+"""``feedgate source add|list|show|edit|delete|enable|disable``: the feed sources.
+
+Registered on the ``feedgate`` group by :func:`register`. The database is ``--db`` or
+``FEEDGATE_DB`` (default: ``feedgate.db`` under the user's data directory). Passwords never go
+on the command line: they come from an environment variable (``--password-env VAR``) or a hidden
+prompt (``--password-prompt``), and are shown as ``********``.
+
+Exit status 0 on success, 1 on a failure (one ``feedgate: error: ...`` line on stderr, naming the
+field and its option; the stack trace only with ``feedgate -v``), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from .sources import (
+    ALL_ENFORCE,
+    MASK,
+    SECRET_FIELDS,
+    Source,
+    SourceError,
+    endpoint,
+    format_duration,
+    parse_duration,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from .store import FeedStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
+
+#: The option that sets each field, for error messages.
+OPTION_OF: dict[str, str] = {
+    "name": "NAME",
+    "description": "--description",
+    "hostname": "--hostname",
+    "port": "--port",
+    "use_https": "--https/--no-https",
+    "poll_path": "--poll-path",
+    "discovery_path": "--discovery-path",
+    "collection": "--collection",
+    "taxii_version": "--taxii-version",
+    "username": "--username",
+    "password": "--password-env",
+    "cert_file": "--cert",
+    "key_file": "--key",
+    "key_password": "--key-password-env",
+    "ca_cert": "--ca-cert",
+    "verify_ssl": "--verify/--no-verify",
+    "proxy_url": "--proxy-url",
+    "polling_interval": "--interval",
+    "age": "--age",
+    "poll_segment": "--segment",
+    "max_retries": "--retries",
+    "enforce": "--enforce/--no-enforce",
+}
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("verbose"))
+
+
+def _fail(message: str, exc: BaseException | None = None) -> NoReturn:
+    click.echo(f"feedgate: error: {' '.join(message.split())}", err=True)
+    if exc is not None and _verbose():
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _source_error(exc: SourceError) -> NoReturn:
+    option = OPTION_OF.get(exc.field)
+    where = f"{exc.field} ({option})" if option else exc.field
+    _fail(f"{where}: {exc.message}", exc)
+
+
+def _db_name(db: str | None) -> str:
+    from feedgate.db import default_db
+
+    return db or click.get_current_context().meta.get("feedgate.source.db") or default_db()
+
+
+@contextmanager
+def _store(db: str | None) -> Iterator[FeedStore]:
+    """Open the feed store; any database or store error becomes one line and exit 1."""
+    import sqlalchemy.exc
+
+    from feedgate.db import DatabaseConfigError, display_name, engine
+
+    from .secrets import SecretError
+    from .store import FeedStore, FeedStoreError
+
+    name = _db_name(db)
+    shown = display_name(name)
+    try:
+        store = FeedStore(engine(name))
+    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        _fail(f"database {shown}: {_first_line(exc)}", exc)
+    try:
+        yield store
+    except SourceError as exc:
+        _source_error(exc)
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        _fail(f"database {shown}: {_first_line(exc)}", exc)
+    except (FeedStoreError, SecretError) as exc:
+        _fail(_first_line(exc), exc)
+    finally:
+        close = getattr(store, "close", None)
+        if close is not None:
+            close()
+
+
+def _get(store: FeedStore, name: str) -> Source:
+    source = store.get_source(name)
+    if source is None:
+        _fail(f"no source named {name!r} (see feedgate source list)")
+    return source
+
+
+# -- options --------------------------------------------------------------------------------------
+
+
+def _db_option(func: F) -> F:
+    return click.option("--db", default=None, metavar="DB", help=_DB_HELP)(func)
+
+
+def _common_options(func: F) -> F:
+    """Options ``add`` and ``edit`` share; in ``edit`` an option not given leaves a field alone."""
+    options = [
+        click.option("--description", default=None, help="Free text about the source."),
+        click.option("--port", type=int, default=None, help="TCP port [add: 443]."),
+        click.option("--https/--no-https", "use_https", default=None, help="HTTPS [add: yes]."),
+        click.option(
+            "--discovery-path", default=None, metavar="PATH", help="Discovery service path."
+        ),
+        click.option(
+            "--taxii-version",
+            type=click.Choice(["1.0", "1.1"]),
+            default=None,
+            help="TAXII version [add: 1.1].",
+        ),
+        click.option("--username", default=None, help="Basic auth user (OTX: the API key)."),
+        click.option(
+            "--password-env",
+            default=None,
+            metavar="VAR",
+            help="Take the password from this environment variable.",
+        ),
+        click.option(
+            "--password-prompt", is_flag=True, help="Ask for the password (hidden input)."
+        ),
+        click.option("--cert", "cert_file", default=None, metavar="FILE", help="Client cert."),
+        click.option("--key", "key_file", default=None, metavar="FILE", help="Client key."),
+        click.option(
+            "--key-password-env",
+            default=None,
+            metavar="VAR",
+            help="Take the client key's password from this environment variable.",
+        ),
+        click.option("--ca-cert", default=None, metavar="FILE", help="CA bundle to trust."),
+        click.option(
+            "--verify/--no-verify",
+            "verify_ssl",
+            default=None,
+            help="Verify the server's certificate [add: yes].",
+        ),
+        click.option(
+            "--proxy-url", default=None, metavar="URL", help="http(s)://host:port or noproxy."
+        ),
+        click.option("--interval", default=None, metavar="DUR", help="Poll every [add: 60m]."),
+        click.option("--age", default=None, metavar="DUR", help="Look back / keep [add: 30d]."),
+        click.option("--segment", default=None, metavar="DUR", help="One request's span [1d]."),
+        click.option("--retries", type=int, default=None, help="Retries per segment [add: 3]."),
+        click.option(
+            "--enforce",
+            multiple=True,
+            metavar="KIND",
+            help="Enforce KIND (repeat, or comma-separate; 'all'). In add: only these.",
+        ),
+        click.option(
+            "--no-enforce", multiple=True, metavar="KIND", help="Do not enforce KIND (or 'all')."
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _env_secret(var: str, option: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise click.BadParameter(
+            f"environment variable {var} is not set or empty", param_hint=option
+        )
+    return value
+
+
+def _kinds(values: tuple[str, ...], option: str) -> frozenset[str]:
+    kinds = {part.strip().lower() for value in values for part in value.split(",") if part.strip()}
+    if "all" in kinds:
+        kinds = (kinds - {"all"}) | ALL_ENFORCE
+    unknown = kinds - ALL_ENFORCE
+    if unknown:
+        raise click.BadParameter(
+            f"unknown kind(s) {', '.join(sorted(unknown))}: choose from "
+            f"{', '.join(sorted(ALL_ENFORCE))} or all",
+            param_hint=option,
+        )
+    return frozenset(kinds)
+
+
+def _duration(text: str, field: str) -> timedelta:
+    try:
+        return parse_duration(text, field=field)
+    except SourceError as exc:
+        _source_error(exc)
+
+
+def _optional(text: str) -> str | None:
+    """An empty value clears an optional field."""
+    return text if text.strip() else None
+
+
+def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
+    """The fields the options set; ``current`` is the source being edited (None in add)."""
+    if opts["password_env"] is not None and opts["password_prompt"]:
+        raise click.UsageError("give --password-env or --password-prompt, not both")
+    changes: dict[str, Any] = {}
+    for key in ("description", "port", "use_https", "taxii_version", "verify_ssl"):
+        if opts[key] is not None:
+            changes[key] = opts[key]
+    for key in ("discovery_path", "username", "cert_file", "key_file", "ca_cert", "proxy_url"):
+        if opts[key] is not None:
+            changes[key] = _optional(opts[key])
+    if opts.get("no_password"):
+        changes["password"] = None
+    if opts["password_env"] is not None:
+        changes["password"] = _env_secret(opts["password_env"], "--password-env")
+    elif opts["password_prompt"]:
+        changes["password"] = click.prompt(
+            "Password", hide_input=True, confirmation_prompt=True, err=True
+        )
+    if opts["key_password_env"] is not None:
+        changes["key_password"] = (
+            _env_secret(opts["key_password_env"], "--key-password-env")
+            if opts["key_password_env"]
+            else None
+        )
+    if "username" in changes and changes["username"] is None:
+        changes.setdefault("password", None)  # no user, no password
+    if "key_file" in changes and "cert_file" in changes and changes["cert_file"] is None:
+        changes.setdefault("key_password", None)
+    for key, field in (
+        ("interval", "polling_interval"),
+        ("age", "age"),
+        ("segment", "poll_segment"),
+    ):
+        if opts[key] is not None:
+            changes[field] = _duration(opts[key], field)
+    if opts["retries"] is not None:
+        changes["max_retries"] = opts["retries"]
+    enforce = _kinds(opts["enforce"], "--enforce")
+    no_enforce = _kinds(opts["no_enforce"], "--no-enforce")
+    if enforce or no_enforce:
+        if current is None:
+            base = enforce if opts["enforce"] else ALL_ENFORCE
+        else:
+            base = current.enforce | enforce
+        changes["enforce"] = base - no_enforce
+    return changes
+
+
+def _describe(source: Source) -> str:
+    return (
+        f"{endpoint(source)}, collection {source.collection}, "
+        f"every {format_duration(source.polling_interval)}"
+        + ("" if source.enabled else ", disabled")
+    )
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+@click.group(name="source")
+@click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
+@click.pass_context
+def source_group(ctx: click.Context, db: str | None) -> None:
+    """Feed sources: the TAXII servers and collections to poll."""
+    ctx.meta["feedgate.source.db"] = db
+
+
+@source_group.command("add")
+@click.argument("name")
+@click.option("--hostname", required=True, metavar="HOST", help="Server host name (no URL).")
+@click.option("--poll-path", required=True, metavar="PATH", help="Poll service path.")
+@click.option("--collection", required=True, help="The TAXII collection to poll.")
+@_common_options
+@click.option("--disabled", is_flag=True, help="Add it disabled (not polled until enabled).")
+@_db_option
+def add_command(
+    name: str,
+    hostname: str,
+    poll_path: str,
+    collection: str,
+    disabled: bool,
+    db: str | None,
+    **opts: Any,
+) -> None:
+    """Add source NAME (letters, digits, - _ .)."""
+    fields = _changes(opts, None)
+    try:
+        source = validate(
+            Source(
+                name=name,
+                hostname=hostname,
+                poll_path=poll_path,
+                collection=collection,
+                enabled=not disabled,
+                **fields,
+            )
+        )
+    except SourceError as exc:
+        _source_error(exc)
+    from .store import FeedStoreError
+
+    with _store(db) as store:
+        if store.get_source(source.name) is not None:
+            _fail(
+                f"a source named {source.name} exists: choose another name, or change it with "
+                f"feedgate source edit {source.name}"
+            )
+        try:
+            store.add_source(source)
+        except FeedStoreError as exc:  # added by someone else meanwhile
+            _fail(_first_line(exc), exc)
+    click.echo(f"added source {source.name}: {_describe(source)}")
+
+
+@source_group.command("edit")
+@click.argument("name")
+@click.option("--hostname", default=None, metavar="HOST", help="Server host name (no URL).")
+@click.option("--poll-path", default=None, metavar="PATH", help="Poll service path.")
+@click.option("--collection", default=None, help="The TAXII collection to poll.")
+@_common_options
+@click.option("--no-password", is_flag=True, help="Remove the stored password.")
+@_db_option
+def edit_command(
+    name: str,
+    hostname: str | None,
+    poll_path: str | None,
+    collection: str | None,
+    db: str | None,
+    **opts: Any,
+) -> None:
+    """Change source NAME: only the options given; an empty value ('') clears an optional one."""
+    if opts["no_password"] and (opts["password_env"] is not None or opts["password_prompt"]):
+        raise click.UsageError("give a new password or --no-password, not both")
+    with _store(db) as store:
+        current = _get(store, name)
+        fields = _changes(opts, current)
+        for key, value in (
+            ("hostname", hostname),
+            ("poll_path", poll_path),
+            ("collection", collection),
+        ):
+            if value is not None:
+                fields[key] = value
+        source = validate(dataclasses.replace(current, **fields))
+        if source == current:
+            click.echo(f"source {name}: nothing changed")
+            return
+        store.update_source(source)
+    click.echo(f"updated source {source.name}: {_describe(source)}")
+
+
+def _set_enabled(name: str, db: str | None, enabled: bool) -> None:
+    with _store(db) as store:
+        current = _get(store, name)
+        if current.enabled != enabled:
+            store.update_source(dataclasses.replace(current, enabled=enabled))
+    click.echo(f"source {name} {'enabled' if enabled else 'disabled'}")
+
+
+@source_group.command("enable")
+@click.argument("name")
+@_db_option
+def enable_command(name: str, db: str | None) -> None:
+    """Poll source NAME again on its interval."""
+    _set_enabled(name, db, True)
+
+
+@source_group.command("disable")
+@click.argument("name")
+@_db_option
+def disable_command(name: str, db: str | None) -> None:
+    """Stop polling source NAME (its observables stay until they age out)."""
+    _set_enabled(name, db, False)
+
+
+@source_group.command("delete")
+@click.argument("name")
+@_db_option
+def delete_command(name: str, db: str | None) -> None:
+    """Delete source NAME."""
+    with _store(db) as store:
+        _get(store, name)
+        store.delete_source(name)
+    click.echo(f"deleted source {name}")
+
+
+def _status_fields(status: object) -> dict[str, Any]:
+    if status is None:
+        return {}
+    if dataclasses.is_dataclass(status) and not isinstance(status, type):
+        return dataclasses.asdict(status)
+    if hasattr(status, "_asdict"):
+        return dict(status._asdict())
+    if isinstance(status, dict):
+        return dict(status)
+    return {key: value for key, value in vars(status).items() if not key.startswith("_")}
+
+
+def _when(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S%z").replace("+0000", "Z")
+    return "-" if value is None else str(value)
+
+
+def _last_poll(status: dict[str, Any]) -> str:
+    result = status.get("result")
+    if not result:
+        return "never"
+    when = status.get("last_end") or status.get("last_start")
+    text = str(result) + (f" {_when(when)}" if when else "")
+    if status.get("error"):
+        error = " ".join(str(status["error"]).split())
+        text += f": {error[:60]}{'…' if len(error) > 60 else ''}"
+    return text
+
+
+def _status(store: FeedStore, name: str) -> dict[str, Any]:
+    return _status_fields(store.status(name))
+
+
+@source_group.command("list")
+@_db_option
+def list_command(db: str | None) -> None:
+    """The sources: name, enabled, host, collection, interval, last poll."""
+    with _store(db) as store:
+        rows = [
+            [
+                source.name,
+                "yes" if source.enabled else "no",
+                source.hostname
+                + ("" if source.port == (443 if source.use_https else 80) else f":{source.port}"),
+                source.collection,
+                format_duration(source.polling_interval),
+                _last_poll(_status(store, source.name)),
+            ]
+            for source in sorted(store.list_sources(), key=lambda s: s.name)
+        ]
+    if not rows:
+        click.echo("no sources (add one with: feedgate source add NAME --hostname ...)")
+        return
+    header = ["NAME", "ENABLED", "HOST", "COLLECTION", "INTERVAL", "LAST POLL"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    for row in [header, *rows]:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+def _shown(name: str, value: Any) -> str:
+    if name in SECRET_FIELDS:
+        return MASK if value is not None else "-"
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, frozenset):
+        return ", ".join(sorted(value)) or "none"
+    if value is None or value == "":
+        return "-"
+    return str(value)
+
+
+@source_group.command("show")
+@click.argument("name")
+@_db_option
+def show_command(name: str, db: str | None) -> None:
+    """Every field of source NAME (secrets as ********) and its last poll."""
+    with _store(db) as store:
+        source = _get(store, name)
+        status = _status(store, name)
+    lines = [
+        (item.name, _shown(item.name, getattr(source, item.name)))
+        for item in dataclasses.fields(source)
+    ]
+    lines.insert(lines.index(("poll_path", source.poll_path)) + 1, ("endpoint", endpoint(source)))
+    lines.append(("last_poll", _last_poll(status)))
+    for key, value in status.items():
+        if key in ("name", "source", "result", "error") or value is None:
+            continue
+        lines.append((key, _when(value)))
+    if status.get("error"):
+        lines.append(("last_error", " ".join(str(status["error"]).split())))
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+def register(group: click.Group) -> None:
+    """Add ``source`` to the ``feedgate`` command."""
+    group.add_command(source_group)
