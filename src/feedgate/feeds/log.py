@@ -1,0 +1,141 @@
+"""The threat-feed log: one row per event in the database and one line in a rotating file.
+
+Lines are in the gateway style::
+
+    2026-11-28T03:40:12Z Info: source "otx": segment 2026-11-01T00:00Z–2026-11-02T00:00Z: ...
+
+The caller writes the message; :class:`ThreatFeedLog` adds the time, the level word and the
+``source "name": `` prefix. Secrets never belong in a message, and callers never pass them; as a
+last defence, ``password=...``-like text and credentials in URLs are masked before anything is
+written, and control characters are shown escaped so a feed's text cannot forge log lines.
+
+Several processes may write one file; :class:`logging.handlers.RotatingFileHandler` does not
+coordinate rotation between processes, so a rotation may lose or split a line then (the database
+rows are the record; the file is for tailing).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from feedgate.db import data_dir
+
+if TYPE_CHECKING:
+    from .store import FeedStore, LogEntry
+
+__all__ = ["ThreatFeedLog", "default_log_path", "format_line", "redact"]
+
+#: Rotation: files of at most this size, this many old ones kept.
+MAX_BYTES: Final = 10 * 1024**2
+BACKUPS: Final = 5
+
+_WORDS: Final = {"info": "Info", "warning": "Warning", "error": "Error"}
+_LEVELNO: Final = {"info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+_SECRET_ASSIGNMENT: Final = re.compile(
+    r"""(?ix)
+    \b((?:key[_-]?)?pass(?:word|wd|phrase)?|pwd|secret|token|api[_-]?key|
+       authorization|x-otx-api-key)
+    (\s*[=:]\s*)
+    (?:"[^"]*"|'[^']*'|(?:basic|bearer)\s+\S+|[^\s,;&]+)
+    """
+)
+_URL_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def default_log_path() -> Path:
+    """``<data dir>/threat-feed.log`` (``$XDG_DATA_HOME/feedgate/threat-feed.log``)."""
+    return data_dir() / "threat-feed.log"
+
+
+def redact(message: str) -> str:
+    """``message`` with ``password=...``-like values and URL passwords masked, and control
+    characters escaped (one log row is one line)."""
+    text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", message)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}:***@", text)
+    return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+def stamp(moment: datetime) -> str:
+    """``2026-11-28T03:40:12Z``."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_line(at: datetime, level: str, source: str | None, message: str) -> str:
+    """One log line in the gateway style (no newline)."""
+    word = _WORDS.get(level, level.capitalize())
+    prefix = f'source "{redact(source)}": ' if source else ""
+    return f"{stamp(at)} {word}: {prefix}{redact(message)}"
+
+
+def format_entry(entry: LogEntry) -> str:
+    """A stored log row as a line."""
+    return format_line(entry.at, entry.level, entry.source, entry.message)
+
+
+class ThreatFeedLog:
+    """Writes threat-feed events to the store and to a rotating file.
+
+    ``path=None`` means :func:`default_log_path`; pass ``write_file=False`` for the database
+    only. A file that cannot be written never stops a poll: the row is still stored and the
+    failure is reported once through the standard :mod:`logging` machinery.
+    """
+
+    def __init__(
+        self, store: FeedStore, path: Path | None = None, *, write_file: bool = True
+    ) -> None:
+        self.store = store
+        self.path = (path or default_log_path()) if write_file else None
+        self._handler: logging.handlers.RotatingFileHandler | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handler = logging.handlers.RotatingFileHandler(
+                self.path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
+            )
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def info(self, source: str | None, message: str) -> int:
+        return self.write("info", source, message)
+
+    def warning(self, source: str | None, message: str) -> int:
+        return self.write("warning", source, message)
+
+    def error(self, source: str | None, message: str) -> int:
+        return self.write("error", source, message)
+
+    def write(self, level: str, source: str | None, message: str) -> int:
+        """Store and print one event; the row's id."""
+        at = datetime.now(UTC).replace(microsecond=0)
+        clean = redact(message)
+        row = self.store.add_log(source, level, clean, at=at)
+        if self._handler is not None:
+            line = format_line(at, level, source, clean)
+            record = logging.makeLogRecord(
+                {
+                    "name": "feedgate.threat_feed",
+                    "levelno": _LEVELNO[level],
+                    "levelname": logging.getLevelName(_LEVELNO[level]),
+                    "msg": line,
+                }
+            )
+            self._handler.handle(record)
+        return row
+
+    def close(self) -> None:
+        if self._handler is not None:
+            self._handler.close()
+            self._handler = None
+
+    def __enter__(self) -> ThreatFeedLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

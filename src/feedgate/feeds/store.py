@@ -1,0 +1,942 @@
+"""The feed manager's storage: sources, their poll status, observables and the threat-feed log.
+
+SQLAlchemy Core over SQLite (WAL) or PostgreSQL (design.md "Storage"); the schema is created on
+open (``create_all``) until Alembic migrations arrive. Timestamps go in and come out as aware UTC
+datetimes (stored as naive UTC).
+
+Observables are keyed by (source, digest), where the digest is SHA-256 of ``kind NUL value``: a
+value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``first_seen`` is
+kept across updates; ``last_seen`` never moves backwards (re-polling an old segment is harmless).
+
+Ingest (:meth:`FeedStore.segment`): one transaction per poll segment, and the watermark moves in
+that same transaction, so a failed segment leaves nothing behind and is polled again.
+
+* PostgreSQL: batches are upserted straight into ``observables`` inside the segment's
+  transaction (row locks only; other writers, such as the log, go on).
+* SQLite has one writer lock per file. Holding it for a whole segment (network time included)
+  would block every other writer, the threat-feed log included, and the poller writes log lines
+  while a segment is open. So batches go to a per-connection TEMP table (which takes no lock on
+  the database file), and at the end of the segment one ``BEGIN IMMEDIATE`` transaction merges it
+  into ``observables`` and moves the watermark.
+
+Counting: :meth:`Segment.upsert` returns (new, updated) for distinct observables of the segment.
+An observable seen again after it expired is live again and counted as **new** (the matcher
+gains it); its ``first_seen`` is kept. Repeats within one segment are counted once.
+
+Expiry (:meth:`FeedStore.expire`) marks observables not seen for longer than the source's age, or
+past their own ``valid_until``, as expired: kept for history, no longer live. An observable whose
+``valid_until`` has already passed when it is written is stored expired.
+
+:meth:`FeedStore.version` is a counter bumped by every committed change that matters to a matcher
+(segments that wrote rows, expiries that expired something, sources added, changed or deleted).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from feedgate.observables import Observable
+
+from .sources import Source
+
+__all__ = [
+    "BATCH_SIZE",
+    "FeedStore",
+    "FeedStoreError",
+    "LogEntry",
+    "Segment",
+    "SourceStatus",
+    "StoredObservable",
+    "metadata",
+]
+
+SCHEMA_VERSION: Final = "1"
+#: Rows per upsert statement batch.
+BATCH_SIZE: Final = 5000
+LEVELS: Final = ("info", "warning", "error")
+
+metadata = sa.MetaData()
+
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: a rowid alias
+
+sources = sa.Table(
+    "feed_sources",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("use_https", sa.Boolean, nullable=False),
+    sa.Column("poll_path", sa.Text, nullable=False),
+    sa.Column("discovery_path", sa.Text, nullable=True),
+    sa.Column("collection", sa.Text, nullable=False),
+    sa.Column("taxii_version", sa.String(8), nullable=False),
+    sa.Column("username", sa.Text, nullable=True),
+    sa.Column("password_enc", sa.Text, nullable=True),  # feedgate.feeds.secrets.encrypt
+    sa.Column("cert_file", sa.Text, nullable=True),
+    sa.Column("key_file", sa.Text, nullable=True),
+    sa.Column("key_password_enc", sa.Text, nullable=True),  # idem
+    sa.Column("ca_cert", sa.Text, nullable=True),
+    sa.Column("verify_ssl", sa.Boolean, nullable=False),
+    sa.Column("proxy_url", sa.Text, nullable=True),
+    sa.Column("polling_interval_us", sa.BigInteger, nullable=False),
+    sa.Column("age_us", sa.BigInteger, nullable=False),
+    sa.Column("poll_segment_us", sa.BigInteger, nullable=False),
+    sa.Column("max_retries", sa.Integer, nullable=False),
+    sa.Column("enforce", sa.Text, nullable=False),  # JSON list, sorted
+)
+
+status_table = sa.Table(
+    "feed_status",
+    metadata,
+    sa.Column(
+        "source_id",
+        _BigId,
+        sa.ForeignKey("feed_sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("last_start", sa.DateTime, nullable=True),
+    sa.Column("last_end", sa.DateTime, nullable=True),
+    sa.Column("result", sa.String(16), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("blocks", sa.BigInteger, nullable=True),
+    sa.Column("read", sa.BigInteger, nullable=True),
+    sa.Column("new", sa.BigInteger, nullable=True),
+    sa.Column("updated", sa.BigInteger, nullable=True),
+    sa.Column("expired", sa.BigInteger, nullable=True),
+    sa.Column("watermark", sa.DateTime, nullable=True),
+)
+
+observables_table = sa.Table(
+    "observables",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "source_id",
+        _BigId,
+        sa.ForeignKey("feed_sources.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),  # sha256(kind NUL value)
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("original_type", sa.Text, nullable=True),
+    sa.Column("first_seen", sa.DateTime, nullable=False),
+    sa.Column("last_seen", sa.DateTime, nullable=False),
+    sa.Column("valid_until", sa.DateTime, nullable=True),
+    sa.Column("expired", sa.Boolean, nullable=False),
+    sa.Column("context", sa.Text, nullable=False),  # JSON object
+    sa.UniqueConstraint("source_id", "digest", name="uq_observables_key"),
+    sa.Index("ix_observables_live", "expired", "kind"),
+    sa.Index("ix_observables_source_seen", "source_id", "last_seen"),
+)
+
+log_table = sa.Table(
+    "feed_log",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("level", sa.String(8), nullable=False),
+    sa.Column("source", sa.String(64), nullable=True),  # a name: log rows outlive their source
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Index("ix_feed_log_source", "source", "id"),
+)
+
+counters = sa.Table(
+    "feed_counters",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+
+#: SQLite's per-connection staging table for a segment (see the module doc).
+_stage_md = sa.MetaData()
+_stage = sa.Table(
+    "feed_stage",
+    _stage_md,
+    sa.Column("digest", sa.LargeBinary, primary_key=True),
+    sa.Column("kind", sa.String(16)),
+    sa.Column("value", sa.Text),
+    sa.Column("original_type", sa.Text),
+    sa.Column("seen_at", sa.DateTime),
+    sa.Column("valid_until", sa.DateTime),
+    sa.Column("expired", sa.Boolean),
+    sa.Column("context", sa.Text),
+)
+_STAGE_DDL: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS feed_stage (digest BLOB PRIMARY KEY, kind VARCHAR(16), "
+    "value TEXT, original_type TEXT, seen_at DATETIME, valid_until DATETIME, expired BOOLEAN, "
+    "context TEXT)"
+)
+
+
+class FeedStoreError(Exception):
+    """A store operation that cannot be done (duplicate or unknown source, bad argument)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceStatus:
+    """What the last poll of a source did; all ``None`` before the first one."""
+
+    last_start: datetime | None = None
+    last_end: datetime | None = None
+    result: str | None = None  # "ok" | "error" | "running" | None
+    error: str | None = None
+    blocks: int | None = None
+    read: int | None = None
+    new: int | None = None
+    updated: int | None = None
+    expired: int | None = None
+    watermark: datetime | None = None
+
+
+_STATUS_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(SourceStatus))
+_STATUS_TIMES: Final = frozenset({"last_start", "last_end", "watermark"})
+_RESULTS: Final = frozenset({"ok", "error", "running"})
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One threat-feed log row."""
+
+    id: int
+    at: datetime
+    level: str  # "info" | "warning" | "error"
+    source: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObservable:
+    """An observable as stored for a source."""
+
+    source: str
+    kind: str
+    value: str
+    original_type: str | None
+    first_seen: datetime
+    last_seen: datetime
+    valid_until: datetime | None
+    expired: bool
+    context: dict[str, Any]
+
+    def to_observable(self) -> Observable:
+        """The :class:`Observable` (kind, value, type, context) this row was made from."""
+        from feedgate.observables import Kind
+
+        return Observable(Kind(self.kind), self.value, self.original_type, self.context)
+
+
+# --- time and value helpers -------------------------------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_db(value: datetime | None) -> datetime | None:
+    """Aware (or naive meaning UTC) → naive UTC for storage."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise FeedStoreError(f"expected a datetime, got {type(value).__name__}")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _from_db(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _micros(value: timedelta) -> int:
+    return value // timedelta(microseconds=1)
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from a context (``2026-11-01T00:00:00Z``, no zone = UTC), else None."""
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text[-1:] in ("Z", "z"):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    else:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        return None
+
+
+def digest(kind: str, value: str) -> bytes:
+    """The stored key of an observable within its source."""
+    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
+
+
+def _context_json(context: Mapping[str, Any]) -> str:
+    return json.dumps(dict(context), ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# --- the store --------------------------------------------------------------------------------
+
+
+class FeedStore:
+    """The manager's feed data over an engine from :func:`feedgate.db.engine`.
+
+    Methods are thread-safe (each uses its own connection and transaction); several processes
+    may share one database. Writers on SQLite use ``BEGIN IMMEDIATE``.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        metadata.create_all(engine)
+        with self._write() as conn:
+            for name, value in (("version", 0), ("schema_version", int(SCHEMA_VERSION))):
+                row = conn.execute(
+                    sa.select(counters.c.value).where(counters.c.name == name)
+                ).first()
+                if row is None:
+                    conn.execute(counters.insert().values(name=name, value=value))
+
+    def close(self) -> None:
+        """Release the engine's connections."""
+        self.engine.dispose()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @staticmethod
+    def _bump(conn: sa.Connection) -> None:
+        conn.execute(
+            counters.update().where(counters.c.name == "version").values(value=counters.c.value + 1)
+        )
+
+    @staticmethod
+    def _source_id(conn: sa.Connection, name: str) -> int:
+        row = conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).first()
+        if row is None:
+            raise FeedStoreError(f"no source named {name}")
+        return int(row[0])
+
+    # --- sources ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _source_row(source: Source) -> dict[str, Any]:
+        from . import secrets
+
+        return {
+            "name": source.name,
+            "description": source.description,
+            "enabled": bool(source.enabled),
+            "hostname": source.hostname,
+            "port": int(source.port),
+            "use_https": bool(source.use_https),
+            "poll_path": source.poll_path,
+            "discovery_path": source.discovery_path,
+            "collection": source.collection,
+            "taxii_version": source.taxii_version,
+            "username": source.username,
+            "password_enc": None if source.password is None else secrets.encrypt(source.password),
+            "cert_file": source.cert_file,
+            "key_file": source.key_file,
+            "key_password_enc": (
+                None if source.key_password is None else secrets.encrypt(source.key_password)
+            ),
+            "ca_cert": source.ca_cert,
+            "verify_ssl": bool(source.verify_ssl),
+            "proxy_url": source.proxy_url,
+            "polling_interval_us": _micros(source.polling_interval),
+            "age_us": _micros(source.age),
+            "poll_segment_us": _micros(source.poll_segment),
+            "max_retries": int(source.max_retries),
+            "enforce": json.dumps(sorted(str(k) for k in source.enforce)),
+        }
+
+    @staticmethod
+    def _source(row: Any) -> Source:
+        from . import secrets
+
+        return Source(
+            name=row.name,
+            description=row.description,
+            enabled=bool(row.enabled),
+            hostname=row.hostname,
+            port=int(row.port),
+            use_https=bool(row.use_https),
+            poll_path=row.poll_path,
+            discovery_path=row.discovery_path,
+            collection=row.collection,
+            taxii_version=row.taxii_version,
+            username=row.username,
+            password=None if row.password_enc is None else secrets.decrypt(row.password_enc),
+            cert_file=row.cert_file,
+            key_file=row.key_file,
+            key_password=(
+                None if row.key_password_enc is None else secrets.decrypt(row.key_password_enc)
+            ),
+            ca_cert=row.ca_cert,
+            verify_ssl=bool(row.verify_ssl),
+            proxy_url=row.proxy_url,
+            polling_interval=timedelta(microseconds=row.polling_interval_us),
+            age=timedelta(microseconds=row.age_us),
+            poll_segment=timedelta(microseconds=row.poll_segment_us),
+            max_retries=int(row.max_retries),
+            enforce=frozenset(json.loads(row.enforce)),
+        )
+
+    def add_source(self, source: Source) -> None:
+        """Store a new source; :class:`FeedStoreError` if one of that name exists."""
+        values = self._source_row(source)  # encrypt before taking the lock
+        with self._write() as conn:
+            exists = conn.execute(
+                sa.select(sources.c.id).where(sources.c.name == source.name)
+            ).first()
+            if exists is not None:
+                raise FeedStoreError(f"a source named {source.name} exists")
+            conn.execute(sources.insert().values(**values))
+            self._bump(conn)
+
+    def update_source(self, source: Source) -> None:
+        """Replace the stored source of the same name (status and observables are kept)."""
+        values = self._source_row(source)
+        with self._write() as conn:
+            done = conn.execute(
+                sources.update().where(sources.c.name == source.name).values(**values)
+            )
+            if done.rowcount == 0:
+                raise FeedStoreError(f"no source named {source.name}")
+            self._bump(conn)
+
+    def delete_source(self, name: str) -> bool:
+        """Delete a source with its observables and status; False if there was none.
+
+        Its log rows stay (they name the source, they do not belong to it).
+        """
+        with self._write() as conn:
+            row = conn.execute(sa.select(sources.c.id).where(sources.c.name == name)).first()
+            if row is None:
+                return False
+            sid = int(row[0])
+            # Explicit deletes: PostgreSQL and SQLite both cascade, but a SQLite connection
+            # opened without foreign_keys=ON would not.
+            conn.execute(observables_table.delete().where(observables_table.c.source_id == sid))
+            conn.execute(status_table.delete().where(status_table.c.source_id == sid))
+            conn.execute(sources.delete().where(sources.c.id == sid))
+            self._bump(conn)
+            return True
+
+    def get_source(self, name: str) -> Source | None:
+        with self._read() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
+        return None if row is None else self._source(row)
+
+    def list_sources(self) -> list[Source]:
+        """All sources, by name."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(sources).order_by(sources.c.name)).all()
+        return [self._source(row) for row in rows]
+
+    # --- poll state -------------------------------------------------------------------------
+
+    def watermark(self, name: str) -> datetime | None:
+        """The end of the last committed segment of ``name`` (aware UTC), or None."""
+        return self.status(name).watermark
+
+    def status(self, name: str) -> SourceStatus:
+        """The poll status of ``name``; :class:`FeedStoreError` for an unknown source."""
+        with self._read() as conn:
+            sid = self._source_id(conn, name)
+            row = conn.execute(
+                sa.select(status_table).where(status_table.c.source_id == sid)
+            ).first()
+        if row is None:
+            return SourceStatus()
+        values: dict[str, Any] = {}
+        for key in _STATUS_FIELDS:
+            value = getattr(row, key)
+            values[key] = _from_db(value) if key in _STATUS_TIMES else value
+        return SourceStatus(**values)
+
+    def set_status(self, name: str, **fields: object) -> None:
+        """Set some fields of the status of ``name`` (the others are kept)."""
+        unknown = set(fields) - _STATUS_FIELDS
+        if unknown:
+            raise FeedStoreError(f"unknown status field(s): {', '.join(sorted(unknown))}")
+        values: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key in _STATUS_TIMES:
+                values[key] = _to_db(value)  # type: ignore[arg-type]
+            elif key == "result" and value is not None and value not in _RESULTS:
+                raise FeedStoreError(f"status result must be one of {sorted(_RESULTS)}")
+            else:
+                values[key] = value
+        with self._write() as conn:
+            sid = self._source_id(conn, name)
+            self._put_status(conn, sid, values)
+
+    @staticmethod
+    def _put_status(conn: sa.Connection, sid: int, values: dict[str, Any]) -> None:
+        if not values:
+            return
+        done = conn.execute(
+            status_table.update().where(status_table.c.source_id == sid).values(**values)
+        )
+        if done.rowcount == 0:
+            conn.execute(status_table.insert().values(source_id=sid, **values))
+
+    # --- ingest -----------------------------------------------------------------------------
+
+    @contextmanager
+    def segment(self, name: str) -> Iterator[Segment]:
+        """One poll segment of source ``name`` as one transaction (see the module doc).
+
+        Committed when the block exits normally; on an exception nothing of it is stored and
+        the watermark does not move.
+        """
+        with self.engine.connect() as conn:
+            with conn.begin():
+                sid = self._source_id(conn, name)
+            seg = Segment(self, conn, sid, name)
+            try:
+                seg._open()
+                yield seg
+            except BaseException:
+                seg._discard()
+                raise
+            else:
+                seg._commit()
+            finally:
+                seg._cleanup()
+
+    def expire(self, name: str, now: datetime) -> int:
+        """Mark observables of ``name`` expired that were not seen for longer than the source's
+        age, or whose ``valid_until`` has passed; how many were marked."""
+        moment = _to_db(now)
+        assert moment is not None
+        o = observables_table
+        with self._write() as conn:
+            row = conn.execute(
+                sa.select(sources.c.id, sources.c.age_us).where(sources.c.name == name)
+            ).first()
+            if row is None:
+                raise FeedStoreError(f"no source named {name}")
+            sid, age_us = int(row[0]), int(row[1])
+            cutoff = moment - timedelta(microseconds=age_us)
+            done = conn.execute(
+                o.update()
+                .where(
+                    o.c.source_id == sid,
+                    o.c.expired.is_(False),
+                    sa.or_(
+                        o.c.last_seen < cutoff,
+                        sa.and_(o.c.valid_until.is_not(None), o.c.valid_until <= moment),
+                    ),
+                )
+                .values(expired=True)
+            )
+            count = int(done.rowcount or 0)
+            if count:
+                self._bump(conn)
+        return count
+
+    # --- log --------------------------------------------------------------------------------
+
+    def add_log(
+        self, source: str | None, level: str, message: str, at: datetime | None = None
+    ) -> int:
+        """Append a threat-feed log row; its id (ids increase)."""
+        if level not in LEVELS:
+            raise FeedStoreError(f"log level must be one of {', '.join(LEVELS)}, not {level!r}")
+        when = _to_db(at or utcnow())
+        with self._write() as conn:
+            done = conn.execute(
+                log_table.insert().values(at=when, level=level, source=source, message=message)
+            )
+            key = done.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def log_entries(
+        self, source: str | None = None, after_id: int = 0, limit: int = 1000
+    ) -> list[LogEntry]:
+        """Log rows with id > ``after_id``, oldest first, at most ``limit``."""
+        query = sa.select(log_table).where(log_table.c.id > after_id)
+        if source is not None:
+            query = query.where(log_table.c.source == source)
+        query = query.order_by(log_table.c.id).limit(max(0, limit))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [
+            LogEntry(int(r.id), r.at.replace(tzinfo=UTC), r.level, r.source, r.message)
+            for r in rows
+        ]
+
+    # --- browse -----------------------------------------------------------------------------
+
+    def _filtered(
+        self,
+        query: sa.Select[Any],
+        source: str | None,
+        kind: str | None,
+        search: str | None,
+        live_only: bool,
+    ) -> sa.Select[Any]:
+        o = observables_table
+        if source is not None:
+            query = query.where(sources.c.name == source)
+        if kind is not None:
+            query = query.where(o.c.kind == kind)
+        if live_only:
+            query = query.where(o.c.expired.is_(False))
+        if search:
+            pattern = _like(search)
+            query = query.where(
+                sa.or_(
+                    o.c.value.ilike(pattern, escape="\\"),
+                    o.c.context.ilike(pattern, escape="\\"),
+                )
+            )
+        return query
+
+    def _browse_query(self) -> sa.Select[Any]:
+        o = observables_table
+        return sa.select(
+            o.c.id,
+            sources.c.name.label("source"),
+            o.c.kind,
+            o.c.value,
+            o.c.original_type,
+            o.c.first_seen,
+            o.c.last_seen,
+            o.c.valid_until,
+            o.c.expired,
+            o.c.context,
+        ).select_from(o.join(sources, sources.c.id == o.c.source_id))
+
+    @staticmethod
+    def _stored(row: Any) -> StoredObservable:
+        return StoredObservable(
+            source=row.source,
+            kind=row.kind,
+            value=row.value,
+            original_type=row.original_type,
+            first_seen=row.first_seen.replace(tzinfo=UTC),
+            last_seen=row.last_seen.replace(tzinfo=UTC),
+            valid_until=_from_db(row.valid_until),
+            expired=bool(row.expired),
+            context=json.loads(row.context),
+        )
+
+    def observables(
+        self,
+        source: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        live_only: bool = True,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[StoredObservable]:
+        """A page of stored observables in storage order. ``search`` looks for text in the
+        value and the context (case-insensitive for ASCII)."""
+        query = self._filtered(self._browse_query(), source, kind, search, live_only)
+        query = query.order_by(observables_table.c.id).limit(max(0, limit)).offset(max(0, offset))
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return [self._stored(row) for row in rows]
+
+    def iter_observables(
+        self,
+        source: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        live_only: bool = True,
+        batch: int = 1000,
+    ) -> Iterator[StoredObservable]:
+        """Every matching observable, read in keyset pages of ``batch`` (for exports)."""
+        after = 0
+        while True:
+            query = self._filtered(self._browse_query(), source, kind, search, live_only)
+            query = (
+                query.where(observables_table.c.id > after)
+                .order_by(observables_table.c.id)
+                .limit(batch)
+            )
+            with self._read() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                yield self._stored(row)
+            if len(rows) < batch:
+                return
+            after = int(rows[-1].id)
+
+    def count_observables(
+        self, source: str | None = None, kind: str | None = None, live_only: bool = True
+    ) -> dict[str, int]:
+        """How many observables there are, by kind."""
+        o = observables_table
+        query = sa.select(o.c.kind, sa.func.count()).select_from(
+            o.join(sources, sources.c.id == o.c.source_id)
+        )
+        query = self._filtered(query, source, kind, None, live_only).group_by(o.c.kind)
+        with self._read() as conn:
+            return {str(k): int(n) for k, n in conn.execute(query)}
+
+    def version(self) -> int:
+        """The change counter (see the module doc)."""
+        with self._read() as conn:
+            row = conn.execute(
+                sa.select(counters.c.value).where(counters.c.name == "version")
+            ).one()
+        return int(row[0])
+
+
+class Segment:
+    """The write side of one poll segment; made by :meth:`FeedStore.segment`."""
+
+    def __init__(self, store: FeedStore, conn: sa.Connection, source_id: int, name: str) -> None:
+        self._store = store
+        self._conn = conn
+        self._sid = source_id
+        self.name = name
+        self._postgres = store._postgres
+        self._seen: set[int] = set()  # 64-bit key prefixes of what this segment wrote
+        self._wrote = False
+        self._watermark: datetime | None = None
+        self._closed = False
+        self._txn: sa.RootTransaction | None = None
+
+    # lifecycle (called by FeedStore.segment)
+
+    def _open(self) -> None:
+        if self._postgres:
+            self._txn = self._conn.begin()
+        else:
+            with self._conn.begin():
+                self._conn.exec_driver_sql(_STAGE_DDL)
+                self._conn.exec_driver_sql("DELETE FROM temp.feed_stage")
+
+    def _discard(self) -> None:
+        self._closed = True
+        if self._txn is not None and self._txn.is_active:
+            self._txn.rollback()
+
+    def _commit(self) -> None:
+        self._closed = True
+        conn = self._conn
+        if self._postgres:
+            assert self._txn is not None
+            self._finish_in(conn)
+            self._txn.commit()
+            return
+        conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            if self._wrote:
+                self._merge(conn)
+            self._finish_in(conn)
+
+    def _cleanup(self) -> None:
+        if not self._postgres:
+            try:
+                self._conn.execution_options(sqlite_immediate=False)
+                with self._conn.begin():
+                    self._conn.exec_driver_sql("DROP TABLE IF EXISTS temp.feed_stage")
+            except sa.exc.SQLAlchemyError:  # pragma: no cover - the connection is going anyway
+                self._conn.invalidate()
+
+    def _finish_in(self, conn: sa.Connection) -> None:
+        if self._watermark is not None:
+            self._store._put_status(conn, self._sid, {"watermark": self._watermark})
+        if self._wrote:
+            self._store._bump(conn)
+
+    def _merge(self, conn: sa.Connection) -> None:
+        o = observables_table
+        s = _stage
+        select = (
+            sa.select(
+                sa.literal(self._sid, _BigId),
+                s.c.digest,
+                s.c.kind,
+                s.c.value,
+                s.c.original_type,
+                s.c.seen_at,
+                s.c.seen_at,
+                s.c.valid_until,
+                s.c.expired,
+                s.c.context,
+            )
+            .where(sa.true())  # SQLite: "INSERT ... SELECT ... ON CONFLICT" needs a WHERE
+            .order_by(s.c.digest)
+        )
+        stmt = sqlite.insert(o).from_select(
+            [
+                "source_id",
+                "digest",
+                "kind",
+                "value",
+                "original_type",
+                "first_seen",
+                "last_seen",
+                "valid_until",
+                "expired",
+                "context",
+            ],
+            select,
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[o.c.source_id, o.c.digest],
+                set_={
+                    "last_seen": sa.func.max(o.c.last_seen, stmt.excluded.last_seen),
+                    "valid_until": stmt.excluded.valid_until,
+                    "original_type": stmt.excluded.original_type,
+                    "context": stmt.excluded.context,
+                    "expired": stmt.excluded.expired,
+                },
+            )
+        )
+
+    # the poller's side
+
+    def upsert(self, observables: Iterable[Observable], seen_at: datetime) -> tuple[int, int]:
+        """Write ``observables`` as seen at ``seen_at``; (new, updated) distinct observables.
+
+        Goes in batches of :data:`BATCH_SIZE`, each deduplicated and sorted by key.
+        """
+        if self._closed:
+            raise FeedStoreError("the segment is over")
+        seen = _to_db(seen_at)
+        assert seen is not None
+        now = _to_db(utcnow())
+        assert now is not None
+        new = updated = 0
+        batch: dict[bytes, dict[str, Any]] = {}
+        for obs in observables:
+            kind = str(obs.kind)
+            key = digest(kind, obs.value)
+            context = obs.context
+            valid_until = _parse_time(context.get("valid_until")) if context else None
+            batch[key] = {
+                "digest": key,
+                "kind": kind,
+                "value": obs.value,
+                "original_type": obs.original_type,
+                "valid_until": valid_until,
+                "expired": valid_until is not None and valid_until <= now,
+                "context": _context_json(context),
+            }
+            if len(batch) >= BATCH_SIZE:
+                n, u = self._write_batch(batch, seen)
+                new, updated, batch = new + n, updated + u, {}
+        if batch:
+            n, u = self._write_batch(batch, seen)
+            new, updated = new + n, updated + u
+        return new, updated
+
+    def finish(self, watermark: datetime) -> None:
+        """Move the source's watermark to ``watermark`` when the segment commits."""
+        if self._closed:
+            raise FeedStoreError("the segment is over")
+        self._watermark = _to_db(watermark)
+
+    def _write_batch(self, batch: dict[bytes, dict[str, Any]], seen: datetime) -> tuple[int, int]:
+        rows = [batch[key] for key in sorted(batch)]
+        o = observables_table
+        conn = self._conn
+        fresh = [r for r in rows if int.from_bytes(r["digest"][:8], "big") not in self._seen]
+        if self._postgres:
+            existing = self._existing(conn, fresh)
+            stmt = postgresql.insert(o)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[o.c.source_id, o.c.digest],
+                set_={
+                    "last_seen": sa.func.greatest(o.c.last_seen, stmt.excluded.last_seen),
+                    "valid_until": stmt.excluded.valid_until,
+                    "original_type": stmt.excluded.original_type,
+                    "context": stmt.excluded.context,
+                    "expired": stmt.excluded.expired,
+                },
+            )
+            conn.execute(
+                stmt,
+                [
+                    {**r, "source_id": self._sid, "first_seen": seen, "last_seen": seen}
+                    for r in rows
+                ],
+            )
+        else:
+            with conn.begin():
+                existing = self._existing(conn, fresh)
+                stmt_s = sqlite.insert(_stage)
+                stmt_s = stmt_s.on_conflict_do_update(
+                    index_elements=[_stage.c.digest],
+                    set_={
+                        "seen_at": sa.func.max(_stage.c.seen_at, stmt_s.excluded.seen_at),
+                        "valid_until": stmt_s.excluded.valid_until,
+                        "original_type": stmt_s.excluded.original_type,
+                        "context": stmt_s.excluded.context,
+                        "expired": stmt_s.excluded.expired,
+                    },
+                )
+                conn.execute(stmt_s, [{**r, "seen_at": seen} for r in rows])
+        self._wrote = True
+        new = updated = 0
+        for r in fresh:
+            self._seen.add(int.from_bytes(r["digest"][:8], "big"))
+            if existing.get(r["digest"], True):  # absent or expired: new (live again)
+                new += 1
+            else:
+                updated += 1
+        return new, updated
+
+    def _existing(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[bytes, bool]:
+        """digest → expired, for the rows' keys already stored for this source."""
+        if not rows:
+            return {}
+        o = observables_table
+        out: dict[bytes, bool] = {}
+        keys = [r["digest"] for r in rows]
+        for start in range(0, len(keys), 1000):
+            chunk = keys[start : start + 1000]
+            query = sa.select(o.c.digest, o.c.expired).where(
+                o.c.source_id == self._sid, o.c.digest.in_(chunk)
+            )
+            for key, expired in conn.execute(query):
+                out[bytes(key)] = bool(expired)
+        return out

@@ -1,0 +1,355 @@
+"""feeds.store on SQLite: sources with secrets encrypted at rest, segments as transactions,
+upsert counting, expiry, the version counter, browsing and the log rows."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from feedgate.db import engine
+from feedgate.feeds import secrets
+from feedgate.feeds.sources import Source
+from feedgate.feeds.store import (
+    BATCH_SIZE,
+    FeedStore,
+    FeedStoreError,
+    SourceStatus,
+    observables_table,
+)
+from feedgate.observables import Kind, Observable
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+PASSWORD = "S3cr3t-pass-phrase-xyzzy"
+KEY_PASSWORD = "key-pass-q7w8e9r0"
+
+
+@pytest.fixture(autouse=True)
+def secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "feeds.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[FeedStore]:
+    s = FeedStore(engine(str(db_path)))
+    yield s
+    s.close()
+
+
+def make_source(name: str = "otx", **changes: Any) -> Source:
+    values: dict[str, Any] = {"hostname": "otx.example", "collection": "user_AV"}
+    values.update(changes)
+    return Source(name=name, **values)
+
+
+def ip(n: int, **ctx: Any) -> Observable:
+    return Observable(Kind.IPV4, f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", None, ctx)
+
+
+def live_values(store: FeedStore, source: str = "otx") -> set[str]:
+    return {o.value for o in store.observables(source=source, limit=10**6)}
+
+
+# --- sources -------------------------------------------------------------------------------
+
+
+def test_sources_round_trip_with_secrets_encrypted_at_rest(store: FeedStore, db_path: Path) -> None:
+    full = make_source(
+        description="AlienVault OTX",
+        enabled=False,
+        port=8443,
+        use_https=False,
+        poll_path="/taxii/poll",
+        discovery_path="/taxii/discovery",
+        taxii_version="1.0",
+        username="me",
+        password=PASSWORD,
+        cert_file="/etc/c.pem",
+        key_file="/etc/k.pem",
+        key_password=KEY_PASSWORD,
+        ca_cert="/etc/ca.pem",
+        verify_ssl=False,
+        proxy_url="http://proxy.example:3128",
+        polling_interval=timedelta(minutes=90),
+        age=timedelta(days=7),
+        poll_segment=timedelta(hours=6),
+        max_retries=5,
+        enforce=frozenset({"ipv4", "domain"}),
+    )
+    store.add_source(full)
+    store.add_source(make_source("abc"))
+    assert store.get_source("otx") == full
+    assert [s.name for s in store.list_sources()] == ["abc", "otx"]
+    assert store.get_source("nope") is None
+    store.close()
+    raw = b"".join(p.read_bytes() for p in db_path.parent.glob("feeds.db*"))
+    assert b"otx.example" in raw  # the file is what we think it is
+    for secret in (PASSWORD, KEY_PASSWORD):
+        assert secret.encode() not in raw
+        assert secret.encode("utf-16-le") not in raw
+
+
+def test_duplicate_update_delete(store: FeedStore) -> None:
+    store.add_source(make_source(password=None))
+    with pytest.raises(FeedStoreError, match="a source named otx exists"):
+        store.add_source(make_source())
+    changed = make_source(description="changed", username="u", password="p")
+    store.update_source(changed)
+    assert store.get_source("otx") == changed
+    with pytest.raises(FeedStoreError):
+        store.update_source(make_source("missing"))
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1)], T0)
+        seg.finish(T0)
+    store.set_status("otx", result="ok")
+    store.add_log("otx", "info", "kept")
+    assert store.delete_source("otx") is True
+    assert store.delete_source("otx") is False
+    assert store.get_source("otx") is None
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(observables_table)).scalar() == 0
+    assert [e.message for e in store.log_entries("otx")] == ["kept"]  # the log stays
+    with pytest.raises(FeedStoreError):
+        store.status("otx")
+
+
+def test_status_fields(store: FeedStore) -> None:
+    store.add_source(make_source())
+    assert store.status("otx") == SourceStatus()
+    assert store.watermark("otx") is None
+    store.set_status("otx", last_start=T0, result="running", error=None)
+    store.set_status("otx", last_end=T0 + timedelta(seconds=5), result="error", error="boom", new=3)
+    status = store.status("otx")
+    assert status.last_start == T0 and status.last_start.tzinfo is not None
+    assert status.last_end == T0 + timedelta(seconds=5)
+    assert (status.result, status.error, status.new, status.read) == ("error", "boom", 3, None)
+    with pytest.raises(FeedStoreError, match="unknown status field"):
+        store.set_status("otx", colour="red")
+    with pytest.raises(FeedStoreError):
+        store.set_status("otx", result="maybe")
+    with pytest.raises(FeedStoreError):
+        store.set_status("missing", result="ok")
+
+
+# --- ingest --------------------------------------------------------------------------------
+
+
+def test_upsert_counts_new_and_updated_in_sorted_batches(store: FeedStore) -> None:
+    store.add_source(make_source())
+    batch1 = [ip(n, package_title="first") for n in range(20_000)]
+    executed: list[int] = []
+
+    def count_rows(
+        conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool
+    ) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO FEED_STAGE"):
+            executed.append(len(params) if many else 1)
+
+    sa.event.listen(store.engine, "before_cursor_execute", count_rows)
+    with store.segment("otx") as seg:
+        assert seg.upsert(batch1, T0) == (20_000, 0)
+        seg.finish(T0 + timedelta(days=1))
+    sa.event.remove(store.engine, "before_cursor_execute", count_rows)
+    assert sum(executed) == 20_000 and max(executed) <= BATCH_SIZE
+    assert store.count_observables() == {"ipv4": 20_000}
+    assert store.watermark("otx") == T0 + timedelta(days=1)
+
+    # Again: 10,000 seen again (updated), 5,000 new, duplicates in the input counted once.
+    later = T0 + timedelta(days=1)
+    again = [ip(n, package_title="second") for n in range(10_000, 25_000)]
+    with store.segment("otx") as seg:
+        assert seg.upsert(again + again[:100], later) == (5_000, 10_000)
+        assert seg.upsert(again[:10], later) == (0, 0)  # already counted in this segment
+        seg.finish(later)
+    assert store.count_observables() == {"ipv4": 25_000}
+    row = store.observables(search="10.0.39.16")[0]  # n = 10,000
+    assert row.first_seen == T0 and row.last_seen == later
+    assert row.context == {"package_title": "second"}
+
+
+def test_sorted_batches_and_first_seen_kept(store: FeedStore) -> None:
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert([ip(2), ip(1)], T0 + timedelta(days=2))
+    # An older segment polled again does not move last_seen backwards.
+    with store.segment("otx") as seg:
+        assert seg.upsert([ip(1)], T0) == (0, 1)
+    (row,) = store.observables(search="10.0.0.1")
+    assert row.first_seen == T0 + timedelta(days=2) and row.last_seen == T0 + timedelta(days=2)
+
+
+def test_a_failing_segment_stores_nothing_and_keeps_the_watermark(store: FeedStore) -> None:
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1)], T0)
+        seg.finish(T0)
+    version = store.version()
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.segment("otx") as seg:
+        seg.upsert([ip(n) for n in range(2, 12_000)], T0 + timedelta(days=1))
+        seg.finish(T0 + timedelta(days=1))
+        raise Boom
+    assert store.watermark("otx") == T0
+    assert store.count_observables() == {"ipv4": 1}
+    assert store.version() == version
+    # The connection is clean for the next segment.
+    with store.segment("otx") as seg:
+        assert seg.upsert([ip(2)], T0) == (1, 0)
+    assert store.count_observables() == {"ipv4": 2}
+
+
+def test_log_rows_can_be_written_while_a_segment_is_open(store: FeedStore) -> None:
+    """The poller logs skipped blocks mid-segment: SQLite must not deadlock on its own lock."""
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1)], T0)
+        store.add_log("otx", "warning", "block 2 skipped")
+        seg.upsert([ip(2)], T0)
+        # Another writer in another thread finishes too.
+        worker = threading.Thread(target=store.set_status, args=("otx",), kwargs={"new": 1})
+        worker.start()
+        worker.join(10)
+        seg.finish(T0)
+    assert store.count_observables() == {"ipv4": 2}
+    assert store.status("otx").new == 1
+
+
+def test_segment_of_unknown_source(store: FeedStore) -> None:
+    with pytest.raises(FeedStoreError, match="no source named x"), store.segment("x"):
+        pass
+
+
+def test_version_moves_with_committed_changes(store: FeedStore) -> None:
+    v0 = store.version()
+    store.add_source(make_source())
+    v1 = store.version()
+    assert v1 > v0
+    with store.segment("otx") as seg:
+        seg.finish(T0)  # nothing written: no change for matchers
+    assert store.version() == v1
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1)], T0)
+    v2 = store.version()
+    assert v2 > v1
+    assert store.expire("otx", T0 + timedelta(days=1)) == 0
+    assert store.version() == v2
+    assert store.expire("otx", T0 + timedelta(days=31)) == 1
+    assert store.version() > v2
+
+
+# --- expiry --------------------------------------------------------------------------------
+
+
+def test_expiry_by_age(store: FeedStore) -> None:
+    store.add_source(make_source(age=timedelta(days=30)))
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1)], T0)
+        seg.upsert([ip(2)], T0 + timedelta(days=10))
+    assert store.expire("otx", T0 + timedelta(days=30)) == 0  # not longer than the age
+    assert store.expire("otx", T0 + timedelta(days=31)) == 1
+    assert live_values(store) == {"10.0.0.2"}
+    everything = store.observables(live_only=False)
+    assert {(o.value, o.expired) for o in everything} == {("10.0.0.1", True), ("10.0.0.2", False)}
+    assert store.count_observables(live_only=False) == {"ipv4": 2}
+    # Seen again after it expired: live again, counted as new, first_seen kept.
+    with store.segment("otx") as seg:
+        assert seg.upsert([ip(1), ip(2)], T0 + timedelta(days=32)) == (1, 1)
+    assert live_values(store) == {"10.0.0.1", "10.0.0.2"}
+    (row,) = store.observables(search="10.0.0.1")
+    assert row.first_seen == T0 and not row.expired
+
+
+def test_expiry_by_valid_until(store: FeedStore) -> None:
+    store.add_source(make_source())
+    now = datetime.now(UTC).replace(microsecond=0)
+    soon = (now + timedelta(days=2)).isoformat().replace("+00:00", "Z")
+    past = "2001-01-01T00:00:00"
+    with store.segment("otx") as seg:
+        assert seg.upsert(
+            [
+                ip(1, valid_until=soon),
+                ip(2, valid_until="not a time"),
+                ip(3),
+                ip(4, valid_until=past),  # already over: stored, but not live
+            ],
+            now,
+        ) == (4, 0)
+    rows = {o.value: o for o in store.observables(live_only=False)}
+    assert rows["10.0.0.1"].valid_until == now + timedelta(days=2)
+    assert rows["10.0.0.2"].valid_until is None
+    assert rows["10.0.0.4"].expired
+    assert live_values(store) == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+    assert store.expire("otx", now + timedelta(days=1)) == 0
+    assert store.expire("otx", now + timedelta(days=2)) == 1
+    assert live_values(store) == {"10.0.0.2", "10.0.0.3"}
+
+
+def test_expire_unknown_source(store: FeedStore) -> None:
+    with pytest.raises(FeedStoreError):
+        store.expire("x", T0)
+
+
+# --- browse and log ------------------------------------------------------------------------
+
+
+def test_browse_filters_and_paging(store: FeedStore) -> None:
+    store.add_source(make_source())
+    store.add_source(make_source("other"))
+    with store.segment("otx") as seg:
+        seg.upsert(
+            [
+                ip(1, package_title="Evil Campaign"),
+                Observable(Kind.DOMAIN, "evil_100%.example", None, {}),
+                Observable(Kind.OTHER, "Global\\mutex", "MutexObjectType", {"tlp": "amber"}),
+            ],
+            T0,
+        )
+    with store.segment("other") as seg:
+        seg.upsert([ip(1), ip(2)], T0)
+    assert len(store.observables(limit=100)) == 5
+    assert [o.kind for o in store.observables(source="otx", kind="other")] == ["other"]
+    assert store.observables(source="otx", kind="other")[0].original_type == "MutexObjectType"
+    assert [o.value for o in store.observables(search="evil campaign")] == ["10.0.0.1"]
+    assert [o.value for o in store.observables(search="_100%")] == ["evil_100%.example"]
+    assert store.observables(search="0_1") == []  # "_" is not a wildcard
+    assert len(store.observables(limit=2)) == 2
+    assert len(store.observables(limit=2, offset=4)) == 1
+    assert store.count_observables() == {"ipv4": 3, "domain": 1, "other": 1}
+    assert store.count_observables(source="other") == {"ipv4": 2}
+    assert store.count_observables(kind="domain") == {"domain": 1}
+    assert [o.value for o in store.iter_observables(batch=2)] == [
+        o.value for o in store.observables()
+    ]
+    obs = store.observables(kind="other")[0].to_observable()
+    assert obs == Observable(Kind.OTHER, "Global\\mutex", "MutexObjectType", {"tlp": "amber"})
+
+
+def test_log_entries(store: FeedStore) -> None:
+    first = store.add_log(None, "info", "started", at=T0)
+    second = store.add_log("otx", "warning", "slow")
+    third = store.add_log("otx", "error", "failed")
+    assert first < second < third
+    entries = store.log_entries()
+    assert [(e.level, e.source, e.message) for e in entries] == [
+        ("info", None, "started"),
+        ("warning", "otx", "slow"),
+        ("error", "otx", "failed"),
+    ]
+    assert entries[0].at == T0 and entries[1].at.tzinfo is not None
+    assert [e.id for e in store.log_entries(after_id=second)] == [third]
+    assert [e.message for e in store.log_entries(source="otx", limit=1)] == ["slow"]
+    with pytest.raises(FeedStoreError):
+        store.add_log(None, "debug", "x")
