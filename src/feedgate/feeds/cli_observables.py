@@ -1,0 +1,325 @@
+"""``feedgate observables`` and ``feedgate log``: browse the stored observables and the
+threat-feed log.
+
+Registered on the ``feedgate`` group by :func:`register`. The database is ``--db`` or
+``FEEDGATE_DB`` (default: ``feedgate.db`` under the user's data directory). Exit status 0 on
+success, 1 on a failure (one ``feedgate: error: ...`` line on stderr; the stack trace only with
+``feedgate -v``), 2 on bad usage.
+
+``--format stix2`` writes one STIX 2.1 bundle of indicators, streamed: one indicator per
+observable with a single-comparison pattern (``[ipv4-addr:value = '198.51.100.1']``), its id a
+uuid5 of source, kind and value (the same observable always gets the same id). Observables of kind
+``other`` are written only when their original type is a STIX 2 object path (what our STIX 2
+reader records for them); the others have no STIX 2 pattern and are left out, counted on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
+
+import click
+
+from feedgate.observables import Kind, Observable
+
+if TYPE_CHECKING:
+    from .store import FeedStore, StoredObservable
+
+_DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
+FORMATS: Final = ("jsonl", "table", "csv", "stix2")
+#: How often ``log --follow`` looks for new rows, in seconds.
+FOLLOW_INTERVAL: Final = 1.0
+
+#: uuid5 namespace of feedgate's STIX 2 indicator ids.
+STIX2_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "https://feedgate.invalid/stix2/indicator")
+
+_STIX2_PATHS: Final[dict[str, str]] = {
+    "ipv4": "ipv4-addr:value",
+    "ipv6": "ipv6-addr:value",
+    "domain": "domain-name:value",
+    "url": "url:value",
+    "email": "email-addr:value",
+    "md5": "file:hashes.MD5",
+    "sha1": "file:hashes.'SHA-1'",
+    "sha256": "file:hashes.'SHA-256'",
+}
+#: A STIX 2 object path such as ``mutex:name`` or ``file:hashes.'SHA-512'``.
+_OBJECT_PATH: Final = re.compile(r"[a-z0-9][a-z0-9-]*:[A-Za-z0-9_-]+(?:\.(?:'[^'\\]*'|[\w-]+))*")
+
+
+def _verbose() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx and ctx.find_root().params.get("verbose"))
+
+
+def _fail(message: str, exc: BaseException | None = None) -> NoReturn:
+    click.echo(f"feedgate: error: {' '.join(message.split())}", err=True)
+    if exc is not None and _verbose():
+        traceback.print_exception(exc, file=sys.stderr)
+    sys.exit(1)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def _store(db: str | None) -> Iterator[FeedStore]:
+    """Open the feed store; a database or store error becomes one line and exit 1."""
+    import sqlalchemy.exc
+
+    from feedgate.db import DatabaseConfigError, default_db, display_name, engine
+
+    from .store import FeedStore, FeedStoreError
+
+    name = db or default_db()
+    shown = display_name(name)
+    try:
+        store = FeedStore(engine(name))
+    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        _fail(f"database {shown}: {_first_line(exc)}", exc)
+    try:
+        yield store
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        _fail(f"database {shown}: {_first_line(exc)}", exc)
+    except FeedStoreError as exc:
+        _fail(_first_line(exc), exc)
+    finally:
+        store.close()
+
+
+def _quiet_broken_pipe() -> None:
+    """Whoever reads our output (``| head``) has had enough: stop quietly, as cat does."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+# --- observables ------------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def as_observable(stored: StoredObservable) -> Observable:
+    """A stored row as an :class:`Observable` whose context also says where and when it was
+    seen (``source``, ``first_seen``, ``last_seen``, ``expired``), for the shared writers."""
+    context = {
+        **stored.context,
+        "source": stored.source,
+        "first_seen": _iso(stored.first_seen),
+        "last_seen": _iso(stored.last_seen),
+        "expired": stored.expired,
+    }
+    return Observable(Kind(stored.kind), stored.value, stored.original_type, context)
+
+
+def _stix_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{moment.microsecond // 1000:03d}Z"
+    )
+
+
+def _stix_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def stix2_pattern(kind: str, value: str, original_type: str | None) -> str | None:
+    """The STIX 2 pattern for one observable, or None when it has none."""
+    path = _STIX2_PATHS.get(kind)
+    if kind == "cidr":
+        path = "ipv6-addr:value" if ":" in value else "ipv4-addr:value"
+    elif kind == "other":
+        path = original_type if original_type and _OBJECT_PATH.fullmatch(original_type) else None
+    if path is None:
+        return None
+    return f"[{path} = {_stix_quote(value)}]"
+
+
+def stix2_indicator_id(source: str, kind: str, value: str) -> str:
+    name = "\0".join((source, kind, value))
+    return f"indicator--{uuid.uuid5(STIX2_NAMESPACE, name)}"
+
+
+def stix2_indicator(stored: StoredObservable) -> dict[str, Any] | None:
+    """One STIX 2.1 indicator for a stored observable, or None (no pattern for it)."""
+    pattern = stix2_pattern(stored.kind, stored.value, stored.original_type)
+    if pattern is None:
+        return None
+    created = stored.first_seen
+    modified = max(stored.last_seen, created)
+    valid_from = created
+    if stored.valid_until is not None and stored.valid_until <= valid_from:
+        valid_from = stored.valid_until - timedelta(seconds=1)  # STIX: valid_until > valid_from
+    ctx = stored.context
+    title = ctx.get("indicator_title")
+    out: dict[str, Any] = {
+        "type": "indicator",
+        "spec_version": "2.1",
+        "id": stix2_indicator_id(stored.source, stored.kind, stored.value),
+        "created": _stix_time(created),
+        "modified": _stix_time(modified),
+        "name": str(title) if title else f"{stored.kind} {stored.value}"[:200],
+        "indicator_types": ["malicious-activity"],
+        "pattern": pattern,
+        "pattern_type": "stix",
+        "valid_from": _stix_time(valid_from),
+    }
+    if stored.valid_until is not None:
+        out["valid_until"] = _stix_time(stored.valid_until)
+    description = ctx.get("description")
+    if isinstance(description, str) and description:
+        out["description"] = description
+    confidence = ctx.get("confidence")
+    if isinstance(confidence, int) and not isinstance(confidence, bool) and 0 <= confidence <= 100:
+        out["confidence"] = confidence
+    out["x_feedgate_source"] = stored.source
+    out["x_feedgate_kind"] = stored.kind
+    return out
+
+
+class _Stix2Bundle:
+    """Streams one bundle: header, indicators one by one, closing brackets."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.count = 0
+        self.left_out = 0
+        out.write(f'{{"type": "bundle", "id": "bundle--{uuid.uuid4()}", "objects": [')
+
+    def write(self, stored: StoredObservable) -> None:
+        indicator = stix2_indicator(stored)
+        if indicator is None:
+            self.left_out += 1
+            return
+        self.out.write(",\n  " if self.count else "\n  ")
+        self.out.write(json.dumps(indicator, ensure_ascii=False))
+        self.count += 1
+
+    def close(self) -> None:
+        self.out.write("\n]}\n" if self.count else "]}\n")
+
+
+@click.command("observables")
+@click.option("--source", default=None, metavar="NAME", help="Only this source's observables.")
+@click.option(
+    "--kind", type=click.Choice([k.value for k in Kind]), default=None, help="Only this kind."
+)
+@click.option("--search", default=None, metavar="TEXT", help="Text in the value or its context.")
+@click.option("--all", "include_expired", is_flag=True, help="Include expired observables.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="jsonl",
+    show_default=True,
+    help="Output format on stdout.",
+)
+@click.option("--limit", type=click.IntRange(0), default=None, help="At most N [default: all].")
+@click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
+def observables_command(
+    source: str | None,
+    kind: str | None,
+    search: str | None,
+    include_expired: bool,
+    fmt: str,
+    limit: int | None,
+    db: str | None,
+) -> None:
+    """List stored observables (live ones unless --all)."""
+    from feedgate.output import make_writer
+
+    out = sys.stdout
+    with _store(db) as store:
+        if source is not None:
+            store.status(source)  # FeedStoreError "no source named ..." for an unknown one
+        rows = store.iter_observables(
+            source=source, kind=kind, search=search, live_only=not include_expired
+        )
+        bundle: _Stix2Bundle | None = None
+        write: Callable[[StoredObservable], None]
+        if fmt == "stix2":
+            bundle = _Stix2Bundle(out)
+            write = bundle.write
+        else:
+            writer = make_writer(fmt, out)
+
+            def write(stored: StoredObservable) -> None:
+                writer(as_observable(stored))
+
+        try:
+            for n, stored in enumerate(rows):
+                if limit is not None and n >= limit:
+                    break
+                write(stored)
+            if bundle is not None:
+                bundle.close()
+            out.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+            return
+    if bundle is not None and bundle.left_out:
+        click.echo(
+            f"feedgate: {bundle.left_out} observable(s) of kind other left out of the STIX 2 "
+            "bundle (their type has no STIX 2 pattern)",
+            err=True,
+        )
+
+
+# --- log --------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    pass
+
+
+def _on_term(_signum: int, _frame: object) -> None:
+    raise _Stop
+
+
+@click.command("log")
+@click.option("--source", default=None, metavar="NAME", help="Only this source's rows.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new rows until interrupted.")
+@click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
+def log_command(source: str | None, follow: bool, db: str | None) -> None:
+    """Print the threat-feed log (oldest first)."""
+    from .log import format_entry
+
+    out = sys.stdout
+    if follow:
+        signal.signal(signal.SIGTERM, _on_term)
+    with _store(db) as store:
+        after = 0
+        try:
+            while True:
+                entries = store.log_entries(source=source, after_id=after, limit=1000)
+                for entry in entries:
+                    out.write(format_entry(entry) + "\n")
+                if entries:
+                    after = entries[-1].id
+                    out.flush()
+                    if len(entries) == 1000:
+                        continue
+                if not follow:
+                    break
+                time.sleep(FOLLOW_INTERVAL)
+        except (KeyboardInterrupt, _Stop):
+            out.flush()
+        except BrokenPipeError:
+            _quiet_broken_pipe()
+
+
+def register(group: click.Group) -> None:
+    """Add ``observables`` and ``log`` to the ``feedgate`` command."""
+    group.add_command(observables_command)
+    group.add_command(log_command)
