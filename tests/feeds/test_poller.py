@@ -76,10 +76,11 @@ def test_new_pulses_arrive_with_the_next_poll(setup: Setup) -> None:
     poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
     before = sum(setup.feeds.count_observables("otx").values())
     setup.hub.add_pulses(
-        generate(2, 4, author="AlienVault", seed=44, until=datetime(2026, 11, 20, 6), months=0),
+        generate(2, 4, author="AlienVault", seed=44, until=datetime(2026, 11, 20, 6), months=1),
         backdate=False,
     )
-    later = NOW + timedelta(hours=12)
+    # published now (labels are never behind the present), polled an hour later
+    later = datetime.now(UTC) + timedelta(hours=1)
     result = poll_source(setup.feeds, setup.source, setup.log, now=lambda: later)
     assert result.ok and result.blocks == 2 and result.new > 0
     assert sum(setup.feeds.count_observables("otx").values()) == before + result.new
