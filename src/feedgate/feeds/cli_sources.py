@@ -525,6 +525,36 @@ def show_command(name: str, db: str | None) -> None:
         click.echo(f"{key + ':':<{width + 1}} {value}")
 
 
+@click.command("poll")
+@click.argument("names", nargs=-1, metavar="NAME...")
+@click.option("--all", "all_", is_flag=True, help="Every enabled source.")
+@_db_option
+def poll_command(names: tuple[str, ...], all_: bool, db: str | None) -> None:
+    """Poll Now: poll the sources, print their threat-feed log lines; exit 1 if one failed."""
+    from .log import ThreatFeedLog, format_entry
+    from .poller import poll_source
+
+    if bool(names) == all_:
+        raise click.UsageError("name the sources to poll, or give --all")
+    failed = 0
+    with _store(db) as store:
+        if all_:
+            sources = [s for s in store.list_sources() if s.enabled]
+        else:
+            sources = [_get(store, name) for name in names]
+        log = ThreatFeedLog(store)
+        for source in sources:
+            seen = store.log_entries(source.name, limit=1_000_000)
+            last = seen[-1].id if seen else 0
+            result = poll_source(store, source, log)
+            for entry in store.log_entries(source.name, after_id=last):
+                click.echo(format_entry(entry))
+            failed += not result.ok
+    if failed:
+        sys.exit(1)
+
+
 def register(group: click.Group) -> None:
-    """Add ``source`` to the ``feedgate`` command."""
+    """Add ``source`` and ``poll`` to the ``feedgate`` command."""
     group.add_command(source_group)
+    group.add_command(poll_command)
