@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from feedgate.feeds.log import ThreatFeedLog
-from feedgate.feeds.sources import Source
-from feedgate.feeds.store import FeedStore
 
 from feedgate import db
 from feedgate.asgi_server import serving
+from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source, segments
+from feedgate.feeds.sources import Source
+from feedgate.feeds.store import FeedStore
 from feedgate.hub.app import create_app
 from feedgate.hub.seed import generate
 from feedgate.hub.store import HubStore
