@@ -1,0 +1,157 @@
+"""``feedgate serve`` and ``feedgate up``: the long-running faces of the feed manager.
+
+``serve`` runs the scheduler (polls what is due) and the REST API. ``up`` is the whole system on
+the embedded default, for a first look: a hub seeded with demo pulses and served on
+127.0.0.1, a user subscribed to its main author, a source pointing at it, one poll, then the
+scheduler and the API; it prints where everything is. Thin: the work is in feeds/, hub/, web/.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+_DB_HELP = "The manager's database: a SQLite path or postgresql:// URL [env: FEEDGATE_DB]."
+
+
+def _token() -> str:
+    return os.environ.get("FEEDGATE_API_TOKEN") or secrets.token_urlsafe(24)
+
+
+def _run_manager(store: object, feed_log: object, host: str, port: int, tick: float) -> None:
+    """The scheduler in a thread and the API in the foreground, until interrupted."""
+    from feedgate.asgi_server import base_url, bind, serve
+    from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.scheduler import Scheduler
+    from feedgate.feeds.store import FeedStore
+    from feedgate.web.api import create_api
+
+    assert isinstance(store, FeedStore) and isinstance(feed_log, ThreatFeedLog)
+    token = _token()
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        click.echo(f"feedgate: error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+        sys.exit(1)
+    url = base_url(sock)
+    click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
+    click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
+    sys.stdout.flush()
+    stop = threading.Event()
+    scheduler = Scheduler(store, feed_log)
+    worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
+    worker.start()
+    try:
+        serve(create_api(store, feed_log, token), sock)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--tick",
+    type=click.FloatRange(0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds between looks for due sources.",
+)
+@click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
+def serve_command(host: str, port: int, tick: float, db: str | None) -> None:
+    """Run the scheduler (polls what is due) and the REST API until interrupted."""
+    from feedgate.db import default_db, display_name, engine
+    from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.store import FeedStore
+
+    name = db or default_db()
+    store = FeedStore(engine(name))
+    feed_log = ThreatFeedLog(store)
+    click.echo(f"database:  {display_name(name)}")
+    click.echo(f"log file:  {feed_log.path}")
+    _run_manager(store, feed_log, host, port, tick)
+
+
+@click.command("up")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="The API's port (the hub takes any free port).",
+)
+@click.option(
+    "--pulses",
+    type=click.IntRange(1),
+    default=200,
+    show_default=True,
+    help="Demo pulses seeded into an empty hub.",
+)
+def up_command(port: int, pulses: int) -> None:
+    """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
+    from feedgate.asgi_server import serving
+    from feedgate.db import default_db, default_hub_db, display_name, engine
+    from feedgate.feeds.log import ThreatFeedLog, format_entry
+    from feedgate.feeds.poller import poll_source
+    from feedgate.feeds.sources import Source
+    from feedgate.feeds.store import FeedStore
+    from feedgate.hub.app import create_app
+    from feedgate.hub.passwords import new_api_key
+    from feedgate.hub.seed import seed
+    from feedgate.hub.store import HubStore
+
+    hub_db, feeds_db = default_hub_db(), default_db()
+    for path in (hub_db, feeds_db):
+        if "://" not in path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    hub = HubStore(engine(hub_db))
+    author = hub.default_author() or "AlienVault"
+    if hub.max_seq() == 0:
+        click.echo(f"seeding the hub with {pulses} demo pulses by {author} ...", err=True)
+        seed(hub, pulses=pulses, indicators_per_pulse=20, author=author)
+    key = new_api_key()
+    hub.create_user("gateway", api_key=key, subscribe=[author])
+    with serving(create_app(hub)) as hub_url:
+        host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
+        store = FeedStore(engine(feeds_db))
+        feed_log = ThreatFeedLog(store)
+        source = Source(
+            name="otx-demo",
+            description=f"the demo hub's feed of {author}",
+            hostname=host,
+            port=int(hub_port),
+            use_https=False,
+            poll_path="/taxii/poll",
+            collection=f"user_{author}",
+            username=key,
+            password="x",
+            age=timedelta(days=200),
+            poll_segment=timedelta(days=30),
+        )
+        if store.get_source(source.name) is None:
+            store.add_source(source)
+        else:
+            store.update_source(source)  # the hub's port and the key are new on every start
+        click.echo(f"hub:       {hub_url}/taxii/discovery (OTX REST: {hub_url}/api/v1/)")
+        click.echo(f"API key:   {key}  (the demo user 'gateway', following {author})")
+        click.echo(f"databases: hub {display_name(hub_db)}, manager {display_name(feeds_db)}")
+        click.echo(f"log file:  {feed_log.path}")
+        entries = store.log_entries(source.name, limit=1_000_000)
+        last = entries[-1].id if entries else 0
+        poll_source(store, source, feed_log)
+        for entry in store.log_entries(source.name, after_id=last):
+            click.echo(format_entry(entry))
+        _run_manager(store, feed_log, "127.0.0.1", port, 10.0)
+
+
+def register(group: click.Group) -> None:
+    """Add ``serve`` and ``up`` to the ``feedgate`` command."""
+    group.add_command(serve_command)
+    group.add_command(up_command)

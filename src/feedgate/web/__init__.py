@@ -1,0 +1,1 @@
+"""The feed manager's web layer: REST API (and, later, console pages), thin over feeds/."""
