@@ -29,8 +29,10 @@ test: lint peers
 peers: venv
 	$(BIN)/python tests/peers.py build
 
+# The whole system on the embedded default (Ctrl-C stops it): a demo hub, a source on it, one
+# poll, then the scheduler and the REST API.
 demo: venv
-	$(BIN)/feedgate stix extract --format table examples/otx-poll-response.xml
+	$(BIN)/feedgate up
 
 bench: venv
 	$(BIN)/python -m pip install -q -e '.[bench]'
