@@ -79,6 +79,8 @@ class FaultProxy:
         self.lie_more = False
         self.delay = 0.0
         self.chunk = 256
+        #: answers being sent right now (a client killed mid-answer leaves one behind)
+        self.sending = 0
         self._fault: _Fault | None = None
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -207,9 +209,15 @@ class FaultProxy:
         if not self.delay:
             client.sendall(data)
             return
-        for start in range(0, len(data), self.chunk):
-            client.sendall(data[start : start + self.chunk])
-            time.sleep(self.delay)
+        with self._lock:
+            self.sending += 1
+        try:
+            for start in range(0, len(data), self.chunk):
+                client.sendall(data[start : start + self.chunk])
+                time.sleep(self.delay)
+        finally:
+            with self._lock:
+                self.sending -= 1
 
 
 def _read_request(client: socket.socket) -> tuple[str, str, list[bytes], bytes] | None:
