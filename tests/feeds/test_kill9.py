@@ -123,6 +123,8 @@ def test_kill9_mid_segment_then_restart(hub: Hub, tmp_path: Path) -> None:  # no
         )
     assert result.ok, result.error
     assert feeds.status("feed").result == "ok"
+    restart = [e.message for e in feeds.log_entries("feed")]
+    assert any("the previous poll did not finish" in m for m in restart)
     assert feeds.watermark("feed") == LATER
     everything: set[Pair]
     everything, blocks = truth(source, hub.host, hub.port, begin, LATER)

@@ -97,6 +97,15 @@ def poll_source(
     result = PollResult(name)
     started = time.monotonic()
     begun = now()
+    previous = store.status(name)
+    if previous.result == "running":
+        # Nobody else polls it (the scheduler's lease), so that poll's process died mid-way;
+        # its last segment was rolled back, and this poll starts from its watermark.
+        log.warning(
+            name,
+            "the previous poll did not finish (its process stopped); going on from its"
+            " watermark, nothing of the unfinished segment was kept",
+        )
     store.set_status(name, last_start=begun, result="running", error=None)
     watermark = store.watermark(name)
     begin = watermark or begun - source.age
