@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +139,20 @@ def engine(url_or_path: str, **kwargs: Any) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return eng
+
+
+@contextmanager
+def write_transaction(engine_: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction: ``BEGIN IMMEDIATE`` on SQLite, so a read-then-write waits for the
+    lock up front instead of failing half-way."""
+    with engine_.connect() as conn:
+        conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine_: sa.Engine) -> Iterator[sa.Connection]:
+    """A read transaction: one consistent snapshot for all its queries."""
+    with engine_.connect() as conn, conn.begin():
+        yield conn

@@ -21,15 +21,16 @@ import re
 import signal
 import sys
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import click
 
+from feedgate.cli_errors import fail as _fail
+from feedgate.cli_errors import first_line as _first_line
 from feedgate.observables import Kind, Observable
 
 if TYPE_CHECKING:
@@ -55,23 +56,6 @@ _STIX2_PATHS: Final[dict[str, str]] = {
 }
 #: A STIX 2 object path such as ``mutex:name`` or ``file:hashes.'SHA-512'``.
 _OBJECT_PATH: Final = re.compile(r"[a-z0-9][a-z0-9-]*:[A-Za-z0-9_-]+(?:\.(?:'[^'\\]*'|[\w-]+))*")
-
-
-def _verbose() -> bool:
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().params.get("verbose"))
-
-
-def _fail(message: str, exc: BaseException | None = None) -> NoReturn:
-    click.echo(f"feedgate: error: {' '.join(message.split())}", err=True)
-    if exc is not None and _verbose():
-        traceback.print_exception(exc, file=sys.stderr)
-    sys.exit(1)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @contextmanager

@@ -14,13 +14,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
+
+from feedgate.cli_errors import fail as _fail
+from feedgate.cli_errors import first_line as _first_line
 
 from .sources import (
     ALL_ENFORCE,
@@ -66,23 +68,6 @@ OPTION_OF: dict[str, str] = {
     "max_retries": "--retries",
     "enforce": "--enforce/--no-enforce",
 }
-
-
-def _verbose() -> bool:
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().params.get("verbose"))
-
-
-def _fail(message: str, exc: BaseException | None = None) -> NoReturn:
-    click.echo(f"feedgate: error: {' '.join(message.split())}", err=True)
-    if exc is not None and _verbose():
-        traceback.print_exception(exc, file=sys.stderr)
-    sys.exit(1)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _source_error(exc: SourceError) -> NoReturn:

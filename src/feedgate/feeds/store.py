@@ -37,7 +37,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -45,6 +45,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from feedgate.db import read_transaction, write_transaction
 from feedgate.observables import Observable
 
 from .sources import Source
@@ -329,17 +330,13 @@ class FeedStore:
 
     # --- plumbing ---------------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                yield conn
+    def _write(self) -> AbstractContextManager[sa.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+        return write_transaction(self.engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def _read(self) -> AbstractContextManager[sa.Connection]:
+        """A read transaction: one consistent snapshot for all its queries."""
+        return read_transaction(self.engine)
 
     @staticmethod
     def _bump(conn: sa.Connection) -> None:

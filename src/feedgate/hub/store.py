@@ -31,12 +31,14 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+
+from feedgate.db import read_transaction, write_transaction
 
 from .model import Indicator, Pulse, User, canonical_type, is_pulse_id, utcnow
 from .passwords import api_key_digest, hash_password, new_api_key, verify_password
@@ -240,19 +242,13 @@ class HubStore:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    @contextmanager
-    def _write(self) -> Iterator[sa.Connection]:
+    def _write(self) -> AbstractContextManager[sa.Connection]:
         """A write transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        with self.engine.connect() as conn:
-            conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                yield conn
+        return write_transaction(self.engine)
 
-    @contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
+    def _read(self) -> AbstractContextManager[sa.Connection]:
         """A read transaction: one consistent snapshot for all its queries."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        return read_transaction(self.engine)
 
     def close(self) -> None:
         """Release the engine's connections."""
