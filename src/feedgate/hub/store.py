@@ -753,6 +753,16 @@ class HubStore:
             query = query.where(pulses.c.seq <= max_seq)
         return query
 
+    @staticmethod
+    def _after(query: Any, after: tuple[datetime, int] | None) -> Any:
+        """Keyset: rows after the cursor (label, seq) in (label, seq) order."""
+        if after is None:
+            return query
+        label, seq = label_to_micros(after[0]), after[1]
+        return query.where(
+            sa.or_(pulses.c.label > label, sa.and_(pulses.c.label == label, pulses.c.seq > seq))
+        )
+
     def pulses_page(
         self,
         author: str | None,
@@ -770,11 +780,7 @@ class HubStore:
         if limit < 1:
             return []
         query = self._window(sa.select(pulses), author, begin_exclusive, end_inclusive, max_seq)
-        if after is not None:
-            label, seq = label_to_micros(after[0]), after[1]
-            query = query.where(
-                sa.or_(pulses.c.label > label, sa.and_(pulses.c.label == label, pulses.c.seq > seq))
-            )
+        query = self._after(query, after)
         query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
@@ -800,11 +806,7 @@ class HubStore:
             return []
         columns = (pulses.c.id, pulses.c.revision, pulses.c.label, pulses.c.seq)
         query = self._window(sa.select(*columns), author, begin_exclusive, end_inclusive, max_seq)
-        if after is not None:
-            label, seq = label_to_micros(after[0]), after[1]
-            query = query.where(
-                sa.or_(pulses.c.label > label, sa.and_(pulses.c.label == label, pulses.c.seq > seq))
-            )
+        query = self._after(query, after)
         query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
         with self._read() as conn:
             rows = conn.execute(query).all()
