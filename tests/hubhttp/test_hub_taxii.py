@@ -153,3 +153,22 @@ def test_inbox_publishes_a_pulse_of_mine(hub: Hub, tmp_path: object) -> None:
     assert values == ["198.51.100.250"]
     assert blocks[0].timestamp_label is not None
     assert blocks[0].timestamp_label <= datetime.now(UTC)
+
+
+def test_accounts_with_a_real_password(hub: Hub) -> None:
+    hub.store.create_user("carol", password="correct horse battery staple")
+    with TaxiiClient(
+        host=hub.host,
+        port=hub.port,
+        discovery_path="/taxii/discovery",
+        username="carol",
+        password="correct horse battery staple",
+    ) as taxii:
+        for _ in range(3):  # repeated Basic auth is served from the verification cache
+            assert len(list(taxii.poll(hub.collection))) >= PULSES
+    with (
+        TaxiiClient(host=hub.host, port=hub.port, username="carol", password="wrong") as taxii,
+        pytest.raises(StatusError) as info,
+    ):
+        list(taxii.poll(hub.collection, uri="/taxii/poll"))
+    assert info.value.status_type == tm.ST_UNAUTHORIZED
