@@ -166,7 +166,7 @@ def _segment_with_retries(
     window = f"segment {stamp(begin)}–{stamp(end)}"
     for attempt in range(source.max_retries + 1):
         try:
-            blocks, read, new, updated, skipped = _segment(store, source, log, client, begin, end)
+            blocks, read, new, updated, skipped = _segment(store, source, client, begin, end)
         except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
             cause = " ".join(str(exc).split()) or type(exc).__name__
             if attempt < source.max_retries:
@@ -195,7 +195,6 @@ def _segment_with_retries(
 def _segment(
     store: FeedStore,
     source: Source,
-    log: ThreatFeedLog,
     client: TaxiiClient,
     begin: datetime,
     end: datetime,
@@ -205,25 +204,24 @@ def _segment(
     seen_at = end
     with store.segment(source.name) as segment:
         batch: list[Observable] = []
-        for block in client.poll(source.collection, begin, end, uri=source.poll_path):
-            blocks += 1
+        # Each part of the poll goes to the STIX reader as the server sent it: one parse of
+        # the Poll_Response, blocks and packages together.
+        for part in client.poll_raw(source.collection, begin, end, uri=source.poll_path):
             stats = ReadStats()
             try:
-                found = list(read_observables(io.BytesIO(block.content), stats=stats))
+                for obs in read_observables(io.BytesIO(part), stats=stats):
+                    batch.append(obs)
+                    if len(batch) >= BATCH:
+                        n, u = segment.upsert(batch, seen_at)
+                        new, updated, batch = new + n, updated + u, []
             except (StixReadError, XMLParseError) as exc:
-                # One unreadable package must not hold a whole feed back: say so, go on.
-                skipped += 1
-                log.warning(
-                    source.name,
-                    f"block {blocks} of {stamp(begin)}–{stamp(end)}"
-                    f" skipped: {' '.join(str(exc).split())}",
-                )
-                continue
-            read += len(found)
-            batch.extend(found)
-            if len(batch) >= BATCH:
-                n, u = segment.upsert(batch, seen_at)
-                new, updated, batch = new + n, updated + u, []
+                raise TaxiiError(
+                    f"the server sent a poll answer that cannot be read: "
+                    f"{' '.join(str(exc).split())}"
+                ) from None
+            blocks += stats.content_blocks
+            read += stats.observables
+            skipped += stats.skipped.get("unreadable text content block", 0)
         if batch:
             n, u = segment.upsert(batch, seen_at)
             new, updated = new + n, updated + u
