@@ -98,8 +98,8 @@ def up_command(port: int, pulses: int) -> None:
     """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
     from feedgate.asgi_server import serving
     from feedgate.db import default_db, default_hub_db, display_name, engine
-    from feedgate.feeds.log import ThreatFeedLog, format_entry
-    from feedgate.feeds.poller import poll_source
+    from feedgate.feeds.cli_sources import poll_and_echo
+    from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.sources import Source
     from feedgate.feeds.store import FeedStore
     from feedgate.hub.app import create_app
@@ -143,11 +143,7 @@ def up_command(port: int, pulses: int) -> None:
         click.echo(f"API key:   {key}  (the demo user 'gateway', following {author})")
         click.echo(f"databases: hub {display_name(hub_db)}, manager {display_name(feeds_db)}")
         click.echo(f"log file:  {feed_log.path}")
-        entries = store.log_entries(source.name, limit=1_000_000)
-        last = entries[-1].id if entries else 0
-        poll_source(store, source, feed_log)
-        for entry in store.log_entries(source.name, after_id=last):
-            click.echo(format_entry(entry))
+        poll_and_echo(store, source, feed_log)
         _run_manager(store, feed_log, "127.0.0.1", port, 10.0)
 
 

@@ -37,6 +37,8 @@ from .sources import (
 )
 
 if TYPE_CHECKING:
+    from .log import ThreatFeedLog
+    from .poller import PollResult
     from .store import FeedStore
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -510,14 +512,25 @@ def show_command(name: str, db: str | None) -> None:
         click.echo(f"{key + ':':<{width + 1}} {value}")
 
 
+def poll_and_echo(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
+    """Poll Now: poll ``source`` and print the threat-feed log lines the poll wrote."""
+    from .log import format_entry
+    from .poller import poll_source
+
+    last = store.last_log_id()
+    result = poll_source(store, source, log)
+    for entry in store.log_entries(source.name, after_id=last):
+        click.echo(format_entry(entry))
+    return result
+
+
 @click.command("poll")
 @click.argument("names", nargs=-1, metavar="NAME...")
 @click.option("--all", "all_", is_flag=True, help="Every enabled source.")
 @_db_option
 def poll_command(names: tuple[str, ...], all_: bool, db: str | None) -> None:
     """Poll Now: poll the sources, print their threat-feed log lines; exit 1 if one failed."""
-    from .log import ThreatFeedLog, format_entry
-    from .poller import poll_source
+    from .log import ThreatFeedLog
 
     if bool(names) == all_:
         raise click.UsageError("name the sources to poll, or give --all")
@@ -529,12 +542,7 @@ def poll_command(names: tuple[str, ...], all_: bool, db: str | None) -> None:
             sources = [_get(store, name) for name in names]
         log = ThreatFeedLog(store)
         for source in sources:
-            seen = store.log_entries(source.name, limit=1_000_000)
-            last = seen[-1].id if seen else 0
-            result = poll_source(store, source, log)
-            for entry in store.log_entries(source.name, after_id=last):
-                click.echo(format_entry(entry))
-            failed += not result.ok
+            failed += not poll_and_echo(store, source, log).ok
     if failed:
         sys.exit(1)
 

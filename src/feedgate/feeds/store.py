@@ -604,6 +604,11 @@ class FeedStore:
             for r in rows
         ]
 
+    def last_log_id(self) -> int:
+        """The newest log row's id (0 for none): pass it as ``after_id`` to see what follows."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(log_table.c.id))).scalar() or 0)
+
     # --- browse -----------------------------------------------------------------------------
 
     def _filtered(
