@@ -267,21 +267,31 @@ class TaxiiClient:
         )
         part_request: tm.Message = request
         for part in itertools.count(1):
-            if part > self.max_parts:
-                raise TaxiiError(
-                    f"{url}: the server still says there is more after {self.max_parts} parts"
-                    " (stopping rather than looping forever)"
-                )
+            self._check_part_cap(url, part)
             blocks, header = yield from self._poll_part(url, part_request)
             if not header.more or blocks == 0 or not header.result_id:
                 return  # done; an empty part ends a poll whatever `more` says
-            part_request = tm.PollFulfillment(
-                message_id=_now_id(),
-                version=self.message_binding,
-                collection_name=collection_name,
-                result_id=header.result_id,
-                result_part_number=header.result_part_number + 1,
+            part_request = self._fulfilment(
+                collection_name, header.result_id, header.result_part_number + 1
             )
+
+    def _check_part_cap(self, url: str, part: int) -> None:
+        """Stop a poll whose server never stops saying there is more."""
+        if part > self.max_parts:
+            raise TaxiiError(
+                f"{url}: the server still says there is more after {self.max_parts} parts"
+                " (stopping rather than looping forever)"
+            )
+
+    def _fulfilment(self, collection_name: str, result_id: str, part: int) -> tm.PollFulfillment:
+        """The request for part ``part`` of a multi-part result."""
+        return tm.PollFulfillment(
+            message_id=_now_id(),
+            version=self.message_binding,
+            collection_name=collection_name,
+            result_id=result_id,
+            result_part_number=part,
+        )
 
     def poll_raw(
         self,
@@ -305,11 +315,7 @@ class TaxiiClient:
             tm.RT_FULL,
         )  # fmt: skip
         for part in itertools.count(1):
-            if part > self.max_parts:
-                raise TaxiiError(
-                    f"{url}: the server still says there is more after {self.max_parts} parts"
-                    " (stopping rather than looping forever)"
-                )
+            self._check_part_cap(url, part)
             data = self._exchange_raw(url, request)
             root = _ROOT_NAME.search(data, 0, 4096)
             start = root.start() if root is not None else 0
@@ -321,12 +327,8 @@ class TaxiiClient:
             if not _BLOCK_START.search(data):
                 return  # an empty part ends a poll whatever `more` says
             number = head.get(b"result_part_number", b"1").decode("ascii", "replace")
-            request = tm.PollFulfillment(
-                message_id=_now_id(),
-                version=self.message_binding,
-                collection_name=collection_name,
-                result_id=result_id,
-                result_part_number=(int(number) if number.isdigit() else part) + 1,
+            request = self._fulfilment(
+                collection_name, result_id, (int(number) if number.isdigit() else part) + 1
             )
 
     def _exchange_raw(self, url: str, request: tm.Message) -> bytes:
