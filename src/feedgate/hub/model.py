@@ -12,30 +12,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-#: OTX indicator types, spelled exactly as OTX does (design.md "OTX pulses").
-INDICATOR_TYPES: tuple[str, ...] = (
-    "IPv4",
-    "IPv6",
-    "domain",
-    "hostname",
-    "email",
-    "URL",
-    "URI",
-    "FileHash-MD5",
-    "FileHash-SHA1",
-    "FileHash-SHA256",
-    "FileHash-PEHASH",
-    "FileHash-IMPHASH",
-    "CIDR",
-    "FilePath",
-    "Mutex",
-    "CVE",
-    "YARA",
-    "JA3",
-    "osquery",
-    "SSLCertFingerprint",
-    "BitcoinAddress",
-)
+from feedgate.stix.writer import OTX_TYPE_NAMES
+
+#: OTX indicator types, spelled exactly as OTX does (design.md "OTX pulses"); one list, the
+#: STIX writer's, so the hub cannot accept a type its packages do not know.
+INDICATOR_TYPES: tuple[str, ...] = OTX_TYPE_NAMES
 _TYPE_BY_LOWER = {t.lower(): t for t in INDICATOR_TYPES}
 
 TLPS: tuple[str, ...] = ("white", "green", "amber", "red")

@@ -48,6 +48,7 @@ __all__ = [
     "EXPORTED_TYPES",
     "NAMESPACE",
     "OTX_TYPES",
+    "OTX_TYPE_NAMES",
     "PREFIX",
     "PULSE_URL",
     "IndicatorDoc",
@@ -64,32 +65,31 @@ PREFIX: Final = "alienvault-otx"
 PULSE_URL: Final = "https://otx.alienvault.com/pulse/"
 SOURCE_NAME: Final = "Alienvault OTX"
 
-#: Every indicator type OTX knows, spelled as OTX spells them (design.md).
-OTX_TYPES: Final = frozenset(
-    {
-        "IPv4",
-        "IPv6",
-        "domain",
-        "hostname",
-        "email",
-        "URL",
-        "URI",
-        "FileHash-MD5",
-        "FileHash-SHA1",
-        "FileHash-SHA256",
-        "FileHash-PEHASH",
-        "FileHash-IMPHASH",
-        "CIDR",
-        "FilePath",
-        "Mutex",
-        "CVE",
-        "YARA",
-        "JA3",
-        "osquery",
-        "SSLCertFingerprint",
-        "BitcoinAddress",
-    }
+#: Every indicator type OTX knows, spelled as OTX spells them (design.md), in OTX's order.
+OTX_TYPE_NAMES: Final[tuple[str, ...]] = (
+    "IPv4",
+    "IPv6",
+    "domain",
+    "hostname",
+    "email",
+    "URL",
+    "URI",
+    "FileHash-MD5",
+    "FileHash-SHA1",
+    "FileHash-SHA256",
+    "FileHash-PEHASH",
+    "FileHash-IMPHASH",
+    "CIDR",
+    "FilePath",
+    "Mutex",
+    "CVE",
+    "YARA",
+    "JA3",
+    "osquery",
+    "SSLCertFingerprint",
+    "BitcoinAddress",
 )
+OTX_TYPES: Final = frozenset(OTX_TYPE_NAMES)
 
 _UUID_NS: Final = uuid.uuid5(uuid.NAMESPACE_URL, "https://otx.alienvault.com/#feedgate-stix1")
 _UUID_NS_BYTES: Final = _UUID_NS.bytes
