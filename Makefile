@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv test lint demo bench clean peers
+.PHONY: venv test lint demo bench clean peers sysdeps
 
 venv: $(STAMP)
 
@@ -20,8 +20,34 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint peers
+test: lint peers sysdeps
 	$(BIN)/pytest -q
+
+# System packages the tests need: PostgreSQL (Debian's, for initdb/pg_ctl; tests/pgserver.py
+# starts its own server). Installed with apt only when missing and we are root; a failed install
+# or a missing one we may not install warns loudly, and the tests that need it skip (fail under
+# FEEDGATE_REQUIRE_ALL=1).
+PG_INITDB = /usr/lib/postgresql/*/bin/initdb
+BANNER    = !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+sysdeps:
+	@if ls $(PG_INITDB) >/dev/null 2>&1; then \
+	    :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "sysdeps: PostgreSQL is missing: apt-get install postgresql"; mkdir -p .cache; \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	        --no-install-recommends postgresql; } >.cache/sysdeps.log 2>&1 \
+	    && ls $(PG_INITDB) >/dev/null 2>&1 \
+	    || printf '%s\n' "$(BANNER)" \
+	        "!!! installing PostgreSQL with apt FAILED (see .cache/sysdeps.log):" \
+	        "!!! the PostgreSQL tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	else \
+	    printf '%s\n' "$(BANNER)" \
+	        "!!! PostgreSQL is not installed and we are not root, so it cannot be installed:" \
+	        "!!!   sudo apt-get install --no-install-recommends postgresql" \
+	        "!!! the PostgreSQL tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	fi
 
 # Peers for interop tests (cabby, OpenTAXII, python-stix with old pins) in .cache/peers/venv:
 # built once, rebuilt when tests/data/peers/requirements.txt changes. A failed build warns loudly

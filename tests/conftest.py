@@ -1,3 +1,4 @@
-"""Shared pytest set-up: the peers plugin (cabby, OpenTAXII) lives in tests/peers.py."""
+"""Shared pytest set-up: the peers plugin (cabby, OpenTAXII) lives in tests/peers.py, the
+PostgreSQL server (``pg_server``, ``pg_url``) in tests/pgserver.py."""
 
-pytest_plugins = ["peers"]
+pytest_plugins = ["peers", "pgserver"]
