@@ -16,6 +16,7 @@ from typing import IO, Any
 import click
 
 from feedgate import __version__
+from feedgate.cli_db import register as register_db
 from feedgate.cli_serve import register as register_serve
 from feedgate.feeds.cli_observables import register as register_observables
 from feedgate.feeds.cli_sources import register as register_sources
@@ -204,6 +205,7 @@ register_hub(main)  # feedgate hub seed|user|pulse
 register_sources(main)  # feedgate source add|list|show|edit|delete|enable|disable
 register_observables(main)  # feedgate observables | log
 register_serve(main)  # feedgate serve | up
+register_db(main)  # feedgate db upgrade | current
 
 if __name__ == "__main__":  # pragma: no cover
     main()

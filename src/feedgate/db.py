@@ -10,7 +10,7 @@ transactions are switched off) so that a writer can ask for ``BEGIN IMMEDIATE`` 
 execution option ``sqlite_immediate=True``: a read-then-write transaction then never fails with
 "database is locked" on lock upgrade, it waits for the busy timeout instead.
 
-Schema migrations (Alembic) are not here yet; stores create their tables on open.
+Schema migrations (Alembic) are in :mod:`feedgate.migrate`; stores run them on open.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The feed manager's storage: sources, their poll status, observables and the threat-feed log.
 
-SQLAlchemy Core over SQLite (WAL) or PostgreSQL (design.md "Storage"); the schema is created on
-open (``create_all``) until Alembic migrations arrive. Timestamps go in and come out as aware UTC
-datetimes (stored as naive UTC).
+SQLAlchemy Core over SQLite (WAL) or PostgreSQL (design.md "Storage"); the schema is brought up
+to date on open by the Alembic migrations of :mod:`feedgate.migrate` (schema ``feeds``; the tables
+below are what its head revision makes). Timestamps go in and come out as aware UTC datetimes
+(stored as naive UTC).
 
 Observables are keyed by (source, digest), where the digest is SHA-256 of ``kind NUL value``: a
 value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``first_seen`` is
@@ -315,7 +316,9 @@ class FeedStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
-        metadata.create_all(engine)
+        from feedgate.migrate import upgrade  # here: feedgate.migrate imports this module
+
+        upgrade(engine, "feeds")  # an empty or create_all database, or one an upgrade behind
         with self._write() as conn:
             for name, value in (("version", 0), ("schema_version", int(SCHEMA_VERSION))):
                 row = conn.execute(

@@ -1,7 +1,8 @@
 """The hub's storage: users, API keys, subscriptions, pulses and indicators (SQLAlchemy Core).
 
-The schema is created on open (``create_all``); Alembic migrations come later (design.md
-"Storage"), and ``SCHEMA_VERSION`` in ``settings`` marks what this code wrote.
+The schema is brought up to date on open by the Alembic migrations of :mod:`feedgate.migrate`
+(schema ``hub``, design.md "Storage"); ``SCHEMA_VERSION`` in ``settings`` is the older marker,
+still written.
 
 Every stored pulse carries two server-set positions:
 
@@ -229,7 +230,9 @@ class HubStore:
         self._pw_cache: OrderedDict[tuple[str, str, bytes], None] = OrderedDict()
         self._pw_lock = threading.Lock()
         self._pepper = secrets.token_bytes(32)  # cache keys are useless outside this process
-        metadata.create_all(engine)
+        from feedgate.migrate import upgrade  # here: feedgate.migrate imports this module
+
+        upgrade(engine, "hub")  # an empty or create_all database, or one an upgrade behind
         with self._write() as conn:
             for name in ("seq", "label", "indicator_id"):
                 if (

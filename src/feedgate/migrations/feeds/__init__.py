@@ -1,0 +1,1 @@
+"""Alembic script directory of the feeds schema (see :mod:`feedgate.migrate`)."""

@@ -1,0 +1,1 @@
+"""Revisions of the feeds schema (a package only so that they ship with feedgate)."""

@@ -1,0 +1,1 @@
+"""Revisions of the hub schema (a package only so that they ship with feedgate)."""
