@@ -10,6 +10,8 @@ Fixtures:
   and removed when the session ends.
 - `pg_url` (function): ``postgresql://postgres@127.0.0.1:PORT/<fresh database>``, a database
   made for that test alone (CREATE DATABASE from template1 takes a few tens of ms).
+- `any_db` (function, parametrized ``sqlite`` / ``postgresql``): a :class:`Database`, a fresh
+  SQLite file or a fresh PostgreSQL database, so one test runs on both backends.
 
 Why our own instead of pytest-postgresql (which design.md names): pytest-postgresql runs
 ``initdb`` and ``pg_ctl`` as the current user, and CI runs as root, which both programs refuse.
@@ -228,6 +230,20 @@ class PgServer:
 
     # --- databases -------------------------------------------------------------------------
 
+    def database_bytes(self, url: str) -> bytes:
+        """Every byte on disk of the database ``url`` names, after a checkpoint, with the WAL:
+        for tests that a secret is nowhere in the clear."""
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+            row = conn.execute(
+                "SELECT oid FROM pg_database WHERE datname = current_database()"
+            ).fetchone()
+        assert row is not None
+        files = [*(self.data / "base" / str(row[0])).iterdir(), *(self.data / "pg_wal").iterdir()]
+        return b"".join(path.read_bytes() for path in sorted(files) if path.is_file())
+
     def create_database(self, prefix: str = "t") -> str:
         """A new empty database; its URL."""
         import psycopg
@@ -236,6 +252,23 @@ class PgServer:
         with psycopg.connect(self.url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A fresh database of one backend: ``url`` for :func:`feedgate.db.engine`, and
+    ``raw_bytes()``, everything it holds on disk."""
+
+    backend: str  # "sqlite" | "postgresql"
+    url: str
+    server: PgServer | None = None
+    path: Path | None = None
+
+    def raw_bytes(self) -> bytes:
+        if self.server is not None:
+            return self.server.database_bytes(self.url)
+        assert self.path is not None
+        return b"".join(p.read_bytes() for p in self.path.parent.glob(self.path.name + "*"))
 
 
 @pytest.fixture(scope="session")
@@ -269,3 +302,14 @@ def pg_server(_pg_server_or_reason: PgServer | str) -> PgServer:
 def pg_url(pg_server: PgServer) -> str:
     """A fresh database on the session's server, for this test alone."""
     return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """A fresh SQLite file, then (second parameter) a fresh database on the session's
+    PostgreSQL server."""
+    if request.param == "sqlite":
+        path = tmp_path / "feeds.db"
+        return Database("sqlite", str(path), path=path)
+    server: PgServer = request.getfixturevalue("pg_server")
+    return Database("postgresql", server.create_database(), server=server)

@@ -1,4 +1,5 @@
-"""The poller against a real hub on 127.0.0.1: windows, segments, watermark, retries, log."""
+"""The poller against a real hub on 127.0.0.1: windows, segments, watermark, retries, log; the
+feed store on SQLite and on a real PostgreSQL (``any_db``, tests/pgserver.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from feedgate.feeds.store import FeedStore
 from feedgate.hub.app import create_app
 from feedgate.hub.seed import generate
 from feedgate.hub.store import HubStore
+from pgserver import Database
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
 
@@ -32,14 +34,14 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+def setup(tmp_path: Path, any_db: Database) -> Iterator[Setup]:
     hub = HubStore(db.engine(str(tmp_path / "hub.db")))
     hub.add_pulses(
         generate(8, 5, author="AlienVault", seed=3, until=datetime(2026, 11, 15), months=1)
     )
     hub.set_default_author("AlienVault")
     _, key = hub.create_user("gateway")
-    feeds = FeedStore(db.engine(str(tmp_path / "feeds.db")))
+    feeds = FeedStore(db.engine(any_db.url))
     log = ThreatFeedLog(feeds, tmp_path / "threat-feed.log")
     with serving(create_app(hub, page_size=3)) as url:
         host, port = url.removeprefix("http://").split(":")

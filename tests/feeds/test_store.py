@@ -1,12 +1,12 @@
-"""feeds.store on SQLite: sources with secrets encrypted at rest, segments as transactions,
-upsert counting, expiry, the version counter, browsing and the log rows."""
+"""feeds.store on SQLite and on a real PostgreSQL (every test runs on both, through the
+``any_db`` fixture of tests/pgserver.py): sources with secrets encrypted at rest, segments as
+transactions, upsert counting, expiry, the version counter, browsing and the log rows."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from feedgate.feeds.store import (
     observables_table,
 )
 from feedgate.observables import Kind, Observable
+from pgserver import Database
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 PASSWORD = "S3cr3t-pass-phrase-xyzzy"
@@ -35,13 +36,8 @@ def secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "feeds.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[FeedStore]:
-    s = FeedStore(engine(str(db_path)))
+def store(any_db: Database) -> Iterator[FeedStore]:
+    s = FeedStore(engine(any_db.url))
     yield s
     s.close()
 
@@ -63,7 +59,9 @@ def live_values(store: FeedStore, source: str = "otx") -> set[str]:
 # --- sources -------------------------------------------------------------------------------
 
 
-def test_sources_round_trip_with_secrets_encrypted_at_rest(store: FeedStore, db_path: Path) -> None:
+def test_sources_round_trip_with_secrets_encrypted_at_rest(
+    store: FeedStore, any_db: Database
+) -> None:
     full = make_source(
         description="AlienVault OTX",
         enabled=False,
@@ -92,7 +90,7 @@ def test_sources_round_trip_with_secrets_encrypted_at_rest(store: FeedStore, db_
     assert [s.name for s in store.list_sources()] == ["abc", "otx"]
     assert store.get_source("nope") is None
     store.close()
-    raw = b"".join(p.read_bytes() for p in db_path.parent.glob("feeds.db*"))
+    raw = any_db.raw_bytes()
     assert b"otx.example" in raw  # the file is what we think it is
     for secret in (PASSWORD, KEY_PASSWORD):
         assert secret.encode() not in raw
@@ -148,11 +146,14 @@ def test_upsert_counts_new_and_updated_in_sorted_batches(store: FeedStore) -> No
     store.add_source(make_source())
     batch1 = [ip(n, package_title="first") for n in range(20_000)]
     executed: list[int] = []
+    # SQLite stages a segment in a TEMP table, PostgreSQL upserts straight into the table
+    postgres = store.engine.dialect.name == "postgresql"
+    target = "INSERT INTO OBSERVABLES" if postgres else "INSERT INTO FEED_STAGE"
 
     def count_rows(
         conn: Any, cursor: Any, statement: str, params: Any, ctx: Any, many: bool
     ) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO FEED_STAGE"):
+        if statement.lstrip().upper().startswith(target):
             executed.append(len(params) if many else 1)
 
     sa.event.listen(store.engine, "before_cursor_execute", count_rows)
