@@ -1,0 +1,376 @@
+"""Schema migrations (feedgate.migrate, feedgate/migrations): a fresh upgrade makes exactly the
+tables the code defines (Alembic's compare_metadata finds nothing) on SQLite and PostgreSQL, for
+both schemas and for both in one database; a database made by the old ``create_all`` is adopted
+with its data; reopening changes nothing and takes no lock; a newer database is refused naming
+both revisions; several processes opening one new database at once all succeed; SQLite's batch
+mode copies a referenced table without cascading deletes; and ``feedgate db upgrade|current``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.operations import Operations
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+
+from feedgate import migrate
+from feedgate.cli import main
+from feedgate.db import engine, write_transaction
+from feedgate.feeds import secrets
+from feedgate.feeds.scheduler import Scheduler
+from feedgate.feeds.sources import Source
+from feedgate.feeds.store import FeedStore
+from feedgate.hub.store import HubStore
+from feedgate.migrate import INITIAL, VERSION_TABLES, MigrationError, Schema
+from feedgate.observables import Kind, Observable
+from pgserver import Database
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())
+
+
+@pytest.fixture
+def eng(any_db: Database) -> Iterator[sa.Engine]:
+    e = engine(any_db.url)
+    yield e
+    e.dispose()
+
+
+def tables(e: sa.Engine) -> set[str]:
+    return set(sa.inspect(e).get_table_names())
+
+
+def version_row(e: sa.Engine, which: Schema) -> list[str]:
+    with e.connect() as conn, conn.begin():
+        return [
+            r[0] for r in conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLES[which]}"))
+        ]
+
+
+# --- a fresh database ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", migrate.SCHEMAS)
+def test_fresh_upgrade_makes_exactly_the_metadata(eng: sa.Engine, which: Schema) -> None:
+    result = migrate.upgrade(eng, which)
+    assert (result.before, result.after, result.adopted) == (None, migrate.head(which), False)
+    assert migrate.differences(eng, which) == []
+    assert tables(eng) == {*migrate.target_metadata(which).tables, VERSION_TABLES[which]}
+    assert version_row(eng, which) == [migrate.head(which)]
+
+
+def test_both_schemas_share_one_database(eng: sa.Engine) -> None:
+    """Separate version tables: each schema's history and comparison ignore the other's."""
+    for which in migrate.SCHEMAS:
+        migrate.upgrade(eng, which)
+    for which in migrate.SCHEMAS:
+        assert migrate.current(eng, which) == migrate.head(which)
+        assert migrate.differences(eng, which) == []
+
+
+def test_stores_open_a_fresh_database_through_the_migrations(eng: sa.Engine) -> None:
+    store = FeedStore(eng)
+    Scheduler(store, feed_log=None)  # type: ignore[arg-type]  # only its constructor here
+    HubStore(eng)
+    assert migrate.current(eng, "feeds") == migrate.head("feeds")
+    assert migrate.current(eng, "hub") == migrate.head("hub")
+    assert "leases" in tables(eng)  # the scheduler's table comes from the feeds migration
+    assert store.version() == 0
+
+
+def test_current_reads_only(eng: sa.Engine) -> None:
+    assert migrate.current(eng, "feeds") is None
+    assert tables(eng) == set()
+
+
+# --- reopening ------------------------------------------------------------------------------
+
+
+def test_reopen_is_a_no_op(eng: sa.Engine) -> None:
+    store = FeedStore(eng)
+    store.add_source(Source(name="otx", hostname="otx.example", collection="c"))
+    again = migrate.upgrade(eng, "feeds")
+    assert (again.before, again.after, again.changed) == (migrate.head("feeds"),) * 2 + (False,)
+    assert [s.name for s in FeedStore(eng).list_sources()] == ["otx"]
+    assert version_row(eng, "feeds") == [migrate.head("feeds")]
+
+
+def test_reopen_takes_no_lock_while_another_process_writes(tmp_path: Path) -> None:
+    """A database at head is recognised by a read: opening it never waits for a writer."""
+    path = str(tmp_path / "f.db")
+    FeedStore(engine(path)).close()
+    writer = engine(path)
+    other = engine(path)
+    with write_transaction(writer) as conn:  # BEGIN IMMEDIATE held
+        conn.execute(
+            sa.text("INSERT INTO feed_log (at, level, message) VALUES ('2026-01-01', 'info', 'x')")
+        )
+        started = time.monotonic()
+        assert not migrate.upgrade(other, "feeds").changed
+        assert time.monotonic() - started < 5
+    writer.dispose()
+    other.dispose()
+
+
+def test_sqlite_foreign_keys_are_on_again_after_an_upgrade() -> None:
+    e = engine("sqlite://")  # one shared connection: what the upgrade did to it, we see
+    migrate.upgrade(e, "feeds")
+    with e.connect() as conn, conn.begin():
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+# --- adoption of a create_all database ---------------------------------------------------
+
+
+def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
+    """Make the stores open as the code before migrations did: ``create_all``, no version
+    table (Scheduler's leases only when it ran). Today's metadata is the pre-migration schema:
+    when a second revision changes a table, freeze the old definitions here."""
+
+    def create_all(e: sa.Engine, which: Schema) -> None:
+        md = migrate.target_metadata(which)
+        if which == "feeds" and not with_leases:
+            md.remove(md.tables["leases"])
+        md.create_all(e)
+
+    monkeypatch.setattr(migrate, "upgrade", create_all)
+
+
+@pytest.mark.parametrize("with_leases", [True, False], ids=["served", "never-served"])
+def test_create_all_feeds_database_is_adopted_with_its_data(
+    eng: sa.Engine, monkeypatch: pytest.MonkeyPatch, with_leases: bool
+) -> None:
+    with monkeypatch.context() as patch:
+        _old_open(patch, with_leases)
+        old = FeedStore(eng)
+        old.add_source(Source(name="otx", hostname="otx.example", collection="c", password="pw"))
+        with old.segment("otx") as seg:
+            seg.upsert([Observable(Kind.IPV4, "198.51.100.7", None, {})], T0)
+        old.add_log("otx", "info", "polled")
+    assert VERSION_TABLES["feeds"] not in tables(eng)
+    assert ("leases" in tables(eng)) is with_leases
+
+    store = FeedStore(eng)
+    assert migrate.current(eng, "feeds") == migrate.head("feeds")
+    assert migrate.differences(eng, "feeds") == []
+    assert store.get_source("otx") is not None
+    assert store.get_source("otx").password == "pw"  # type: ignore[union-attr]
+    assert [o.value for o in store.observables()] == ["198.51.100.7"]
+    assert [e.message for e in store.log_entries()] == ["polled"]
+
+
+def test_create_all_hub_database_is_adopted_with_its_data(
+    eng: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        _old_open(patch, with_leases=True)
+        HubStore(eng).create_user("alice")
+    hub = HubStore(eng)
+    result = migrate.current(eng, "hub")
+    assert result == migrate.head("hub")
+    assert migrate.differences(eng, "hub") == []
+    assert hub.get_user("alice") is not None
+
+
+def test_adoption_stamps_the_initial_revision(
+    eng: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patch:
+        _old_open(patch, with_leases=True)
+        FeedStore(eng)
+    result = migrate.upgrade(eng, "feeds")
+    assert result.adopted and result.before is None and result.after == migrate.head("feeds")
+    assert migrate.upgrade(eng, "feeds").changed is False
+    assert INITIAL["feeds"] == "feeds_0001"
+
+
+def test_incomplete_set_of_tables_is_not_adopted(eng: sa.Engine) -> None:
+    md = migrate.target_metadata("hub")
+    md.tables["users"].create(eng)
+    md.tables["settings"].create(eng)
+    with pytest.raises(MigrationError) as info:
+        HubStore(eng)
+    message = str(info.value)
+    assert "settings, users" in message and "api_keys" in message and "pulses" in message
+    assert VERSION_TABLES["hub"] not in tables(eng)  # nothing was done
+
+
+# --- a database newer than the code --------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", migrate.SCHEMAS)
+def test_newer_database_is_refused_naming_both_revisions(eng: sa.Engine, which: Schema) -> None:
+    migrate.upgrade(eng, which)
+    with eng.begin() as conn:
+        conn.execute(sa.text(f"UPDATE {VERSION_TABLES[which]} SET version_num = '{which}_9999'"))
+    opener = FeedStore if which == "feeds" else HubStore
+    for attempt in (lambda: opener(eng), lambda: migrate.current(eng, which)):
+        with pytest.raises(MigrationError) as info:
+            attempt()
+        assert f"{which}_9999" in str(info.value)
+        assert migrate.head(which) in str(info.value)
+    assert version_row(eng, which) == [f"{which}_9999"]  # left as it was
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+_OPENER = textwrap.dedent(
+    """
+    import sys, time
+    from feedgate.db import engine
+    from feedgate.feeds.store import FeedStore
+    from feedgate.hub.store import HubStore
+    url, start = sys.argv[1], float(sys.argv[2])
+    e = engine(url)
+    time.sleep(max(0.0, start - time.time()))  # all processes open at the same moment
+    FeedStore(e)
+    HubStore(e)
+    print("ok")
+    """
+)
+
+
+def test_processes_opening_one_new_database_at_once(any_db: Database) -> None:
+    start = time.time() + 3.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, any_db.url, str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, secrets.KEY_ENV: secrets.generate_key()},
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    e = engine(any_db.url)
+    for which in migrate.SCHEMAS:
+        assert version_row(e, which) == [migrate.head(which)]
+        assert migrate.differences(e, which) == []
+    e.dispose()
+
+
+def test_threads_opening_one_new_database_at_once(tmp_path: Path) -> None:
+    path = str(tmp_path / "t.db")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def open_() -> None:
+        try:
+            e = engine(path)
+            barrier.wait()
+            FeedStore(e).close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+# --- SQLite batch mode: what later ALTERs will do ----------------------------------------
+
+
+def test_sqlite_batch_copy_of_a_referenced_table_keeps_referencing_rows(tmp_path: Path) -> None:
+    """Batch mode copies feed_sources and drops the old one: under the migration lock foreign
+    keys are off, so that DROP does not cascade into observables."""
+    e = engine(str(tmp_path / "b.db"))
+    store = FeedStore(e)
+    store.add_source(Source(name="otx", hostname="otx.example", collection="c"))
+    with store.segment("otx") as seg:
+        seg.upsert([Observable(Kind.DOMAIN, "example.org", None, {})], T0)
+    with migrate._locked(e, "feeds") as conn:
+        ctx = MigrationContext.configure(conn, opts={"render_as_batch": True})
+        with Operations(ctx).batch_alter_table("feed_sources", recreate="always") as batch:
+            batch.add_column(sa.Column("note", sa.Text, nullable=True))
+    assert "note" in {c["name"] for c in sa.inspect(e).get_columns("feed_sources")}
+    assert [o.value for o in FeedStore(e).observables()] == ["example.org"]
+    e.dispose()
+
+
+# --- the CLI ----------------------------------------------------------------------------------
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_upgrade_and_current(tmp_path: Path) -> None:
+    db = str(tmp_path / "f.db")
+    code, out, err = run("db", "current", "--db", db)
+    assert code == 1 and err == f"feedgate: error: database {db}: no such file\n"
+
+    code, out, _ = run("db", "upgrade", "--db", db)
+    assert code == 0
+    assert out == f"feeds schema of {db}: upgraded from nothing to feeds_0001 (head)\n"
+    assert run("db", "upgrade", "--db", db)[1] == (
+        f"feeds schema of {db}: already at feeds_0001 (head)\n"
+    )
+    assert run("db", "current", "--db", db)[1] == "feeds_0001 (head)\n"
+
+    # --hub: the hub's schema, in the same file here; the feeds schema is not it.
+    assert run("db", "current", "--hub", "--db", db)[1].startswith("none (no hub schema")
+    assert run("db", "upgrade", "--hub", "--db", db)[1].endswith("to hub_0001 (head)\n")
+    assert run("db", "current", "--hub", "--db", db)[1] == "hub_0001 (head)\n"
+
+
+def test_cli_default_databases_come_from_the_environment(tmp_path: Path) -> None:
+    env = {"FEEDGATE_DB": str(tmp_path / "m.db"), "FEEDGATE_HUB_DB": str(tmp_path / "h.db")}
+    assert run("db", "upgrade", env=env)[0] == 0
+    assert run("db", "upgrade", "--hub", env=env)[0] == 0
+    assert migrate.current(engine(env["FEEDGATE_DB"]), "feeds") == "feeds_0001"
+    assert migrate.current(engine(env["FEEDGATE_DB"]), "hub") is None
+    assert migrate.current(engine(env["FEEDGATE_HUB_DB"]), "hub") == "hub_0001"
+
+
+def test_cli_adopts_and_refuses_newer_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = str(tmp_path / "old.db")
+    with monkeypatch.context() as patch:
+        _old_open(patch, with_leases=False)
+        FeedStore(engine(db)).close()
+    code, out, _ = run("db", "upgrade", "--db", db)
+    assert (code, out) == (
+        0,
+        f"feeds schema of {db}: adopted (tables made before migrations), now at feeds_0001 "
+        "(head)\n",
+    )
+    with engine(db).begin() as conn:
+        conn.execute(sa.text("UPDATE feedgate_feeds_version SET version_num = 'feeds_0042'"))
+    for command in ("upgrade", "current"):
+        code, out, err = run("db", command, "--db", db)
+        assert code == 1 and out == ""
+        assert err.count("\n") == 1
+        assert err.startswith(f"feedgate: error: database {db}: the feeds schema is at revision")
+        assert "feeds_0042" in err and "feeds_0001" in err
+    # Commands that open the store say the same in one line.
+    code, _, err = run("source", "list", "--db", db)
+    assert code == 1 and "feeds_0042" in err and err.count("\n") == 1
+
+
+def test_cli_bad_database_name_is_one_line() -> None:
+    code, _, err = run("db", "upgrade", "--db", "mysql://u:secret@h/x")
+    assert code == 1 and "secret" not in err and err.startswith("feedgate: error: database")
