@@ -24,11 +24,18 @@ def _token() -> str:
     return os.environ.get("FEEDGATE_API_TOKEN") or secrets.token_urlsafe(24)
 
 
-def _run_manager(store: object, feed_log: object, host: str, port: int, tick: float) -> None:
+def _run_manager(
+    store: object,
+    feed_log: object,
+    host: str,
+    port: int,
+    tick: float,
+    lease: timedelta | None = None,
+) -> None:
     """The scheduler in a thread and the API in the foreground, until interrupted."""
     from feedgate.asgi_server import base_url, bind, serve
     from feedgate.feeds.log import ThreatFeedLog
-    from feedgate.feeds.scheduler import Scheduler
+    from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
     from feedgate.feeds.store import FeedStore
     from feedgate.web.api import create_api
 
@@ -44,7 +51,7 @@ def _run_manager(store: object, feed_log: object, host: str, port: int, tick: fl
     click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
     sys.stdout.flush()
     stop = threading.Event()
-    scheduler = Scheduler(store, feed_log)
+    scheduler = Scheduler(store, feed_log, lease=lease or DEFAULT_LEASE)
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
     try:
@@ -64,9 +71,23 @@ def _run_manager(store: object, feed_log: object, host: str, port: int, tick: fl
     show_default=True,
     help="Seconds between looks for due sources.",
 )
+@click.option(
+    "--lease",
+    type=click.FloatRange(0.5),
+    envvar="FEEDGATE_LEASE",
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long a node's claim on a source lasts unless renewed (renewed every third of it "
+    "while polling): when a node dies mid-poll, another takes the source over after this "
+    "[env: FEEDGATE_LEASE].",
+)
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
-def serve_command(host: str, port: int, tick: float, db: str | None) -> None:
-    """Run the scheduler (polls what is due) and the REST API until interrupted."""
+def serve_command(host: str, port: int, tick: float, lease: float, db: str | None) -> None:
+    """Run the scheduler (polls what is due) and the REST API until interrupted.
+
+    Several nodes may serve one PostgreSQL database (a cluster): each due source is polled by
+    exactly one of them (leases taken with FOR UPDATE SKIP LOCKED)."""
     from feedgate.db import default_db, display_name, engine
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.store import FeedStore
@@ -76,7 +97,7 @@ def serve_command(host: str, port: int, tick: float, db: str | None) -> None:
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path}")
-    _run_manager(store, feed_log, host, port, tick)
+    _run_manager(store, feed_log, host, port, tick, timedelta(seconds=lease))
 
 
 @click.command("up")

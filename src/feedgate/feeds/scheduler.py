@@ -1,36 +1,66 @@
 """Poll what is due, once per interval, even when several gateways share one database.
 
-A source is due when it has never been polled or its last poll started at least one polling
-interval ago. Before polling, a node takes the source's lease: a row in the database that names
-the node and an expiry. Taking it is one conditional write (insert if absent, or update if the
-lease has expired), so when several nodes find the same source due at once exactly one of them
-polls it; a node that dies mid-poll lets its lease run out and another node takes over from the
-source's watermark, losing nothing (segments are transactions). On PostgreSQL the same
-statements are atomic row by row; a ``FOR UPDATE SKIP LOCKED`` variant is a refinement for
-large clusters, not a requirement for correctness.
+A source is *due* when it is enabled and it has never been polled, or its last poll started at
+least one polling interval ago, or its last poll is still marked running while the lease of the
+node that ran it has expired (that node died mid-poll: the source is taken over at once instead
+of an interval later, and the poller goes on from the watermark, see :mod:`.poller`).
+
+Before polling, a node takes the source's *lease*, a row in ``leases`` naming the node and an
+expiry (microseconds since the epoch, UTC, by the node's clock: nodes' clocks must agree to well
+within a lease, as NTP gives). While it polls, the node renews the lease every third of its
+length, so a lease can be short (a dead node's sources are taken over within a lease) and a poll
+still as long as it needs. A node that dies stops renewing; its lease expires and another node
+takes the source over from its watermark, losing nothing (segments are transactions) and
+doubling nothing (upserts). After the poll the node releases the lease.
+
+Two ways to take a lease, one per backend, both giving "each due source is polled by exactly one
+node":
+
+* PostgreSQL (design.md "Storage": the cluster's shared database): every source has a lease row
+  (``INSERT ... ON CONFLICT DO NOTHING``; a released lease is kept as a free row, node ``''``),
+  and a node takes the next due source in one transaction:
+  ``SELECT ... FOR UPDATE OF leases SKIP LOCKED LIMIT 1`` over the due sources whose lease is free
+  or expired, then marks the row with its name and expiry. SKIP LOCKED means nodes never wait on
+  each other: each one skips the rows others are taking right now and takes the next. Under READ
+  COMMITTED the row's lease columns are checked again on its newest version once it is locked;
+  the source's status is read again in a fresh statement under the lock, so a poll that another
+  node started and finished after our query began is seen and the source is left alone.
+* SQLite (one writer at a time, ``BEGIN IMMEDIATE`` serialises writers): one conditional write,
+  update the row if its lease has expired (or is ours), or insert it if absent; a released lease
+  is deleted. After taking it the node checks that the source's last start has not moved
+  meanwhile.
+
+A node takes one source at a time, polls it, releases it and takes the next, so several nodes
+share a pass between them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from feedgate.db import read_transaction, write_transaction
 
 from .log import ThreatFeedLog
 from .poller import PollResult, poll_source
 from .sources import Source
-from .store import FeedStore
+from .store import FeedStore, sources, status_table
 
 log = logging.getLogger("feedgate.feeds.scheduler")
 
 _metadata = sa.MetaData()
-#: Who is polling which source, until when (microseconds since the epoch, UTC).
+#: Who is polling which source, until when (microseconds since the epoch, UTC). The table is the
+#: feeds schema's (its migrations make it); node ``FREE`` marks a released lease on PostgreSQL.
 leases = sa.Table(
     "leases",
     _metadata,
@@ -39,17 +69,23 @@ leases = sa.Table(
     sa.Column("expires", sa.BigInteger, nullable=False),
 )
 
-#: How long a lease lasts; a poll longer than this renews nothing, so keep it generous.
-DEFAULT_LEASE: Final = timedelta(minutes=30)
+#: The node name of a lease row nobody holds (PostgreSQL keeps released rows for SKIP LOCKED).
+FREE: Final = ""
+#: How long a lease lasts without renewal; renewed every third of it while a poll runs.
+DEFAULT_LEASE: Final = timedelta(minutes=2)
 
 
 def _micros(moment: datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+def _naive_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def node_name() -> str:
     """This process, as leases name it: host, pid and a random part."""
-    return f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class Scheduler:
@@ -68,69 +104,235 @@ class Scheduler:
         self.store = store
         self.feed_log = feed_log
         self.node = node or node_name()
+        if lease <= timedelta(0):
+            raise ValueError("a lease must last more than zero seconds")
         self.lease = lease
         self.now = now
         self._poll = poll
+        self._postgres = store.engine.dialect.name == "postgresql"
         # The leases table is the feeds schema's: FeedStore's migrations made it.
 
+    # --- what is due --------------------------------------------------------------------------
+
     def due(self) -> list[Source]:
-        """Enabled sources whose interval has passed since their last poll started."""
+        """Enabled sources that are due (see the module doc), by name."""
+        return [source for source, _ in self._due_starts()]
+
+    def _due_starts(self) -> list[tuple[Source, datetime | None]]:
+        """The due sources, each with the last start that made it due."""
         now = self.now()
+        now_us = _micros(now)
+        with read_transaction(self.store.engine) as conn:
+            held = {row.source: row for row in conn.execute(sa.select(leases))}
         out = []
         for source in self.store.list_sources():
             if not source.enabled:
                 continue
-            last = self.store.status(source.name).last_start
-            if last is None or last + source.polling_interval <= now:
-                out.append(source)
+            status = self.store.status(source.name)
+            last = status.last_start
+            lease = held.get(source.name)
+            abandoned = (
+                status.result == "running"
+                and lease is not None
+                and lease.node != FREE
+                and lease.expires < now_us
+            )
+            if last is None or last + source.polling_interval <= now or abandoned:
+                out.append((source, last))
         return out
+
+    # --- leases -------------------------------------------------------------------------------
+
+    def _expires(self) -> int:
+        return _micros(self.now()) + int(self.lease.total_seconds() * 1_000_000)
 
     def claim(self, name: str) -> bool:
         """Take ``name``'s lease for this node; False if another node holds it."""
+        if self._postgres:
+            return self._claim_postgres(name)
         now = _micros(self.now())
-        expires = now + int(self.lease.total_seconds() * 1_000_000)
-        with self.store.engine.connect() as conn:
-            conn.execution_options(sqlite_immediate=True)
-            with conn.begin():
-                taken = conn.execute(
+        expires = self._expires()
+        with write_transaction(self.store.engine) as conn:
+            taken = conn.execute(
+                leases.update()
+                .where(leases.c.source == name)
+                .where(sa.or_(leases.c.expires < now, leases.c.node == self.node))
+                .values(node=self.node, expires=expires)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(sa.select(leases.c.source).where(leases.c.source == name)).first()
+            if exists is not None:
+                return False
+            try:
+                with conn.begin_nested():
+                    conn.execute(
+                        leases.insert().values(source=name, node=self.node, expires=expires)
+                    )
+            except sa.exc.IntegrityError:
+                return False  # another node inserted it first
+            return True
+
+    def _ensure_rows(self, names: Collection[str] | None = None) -> None:
+        """PostgreSQL: a lease row for ``names`` (or every source), so SKIP LOCKED has a row to
+        lock. Its own short transaction: ON CONFLICT DO NOTHING does not wait on rows that
+        other nodes hold locked."""
+        stmt: postgresql.Insert
+        if names is None:
+            stmt = postgresql.insert(leases).from_select(
+                ["source", "node", "expires"],
+                sa.select(sources.c.name, sa.literal(FREE), sa.literal(0, sa.BigInteger)),
+            )
+        else:
+            stmt = postgresql.insert(leases).values(
+                [{"source": n, "node": FREE, "expires": 0} for n in names]
+            )
+        with self.store.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_nothing())
+
+    def _claimable(self, now_us: int) -> sa.ColumnElement[bool]:
+        """A lease row this node may take: free, expired, or already its own."""
+        return sa.or_(leases.c.expires < now_us, leases.c.node == self.node)
+
+    def _claim_postgres(self, name: str) -> bool:
+        self._ensure_rows([name])
+        now_us = _micros(self.now())
+        with self.store.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(leases.c.source)
+                .where(leases.c.source == name, self._claimable(now_us))
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return False
+            conn.execute(
+                leases.update()
+                .where(leases.c.source == name)
+                .values(node=self.node, expires=self._expires())
+            )
+            return True
+
+    def claim_next(self, exclude: Collection[str] = ()) -> Source | None:
+        """Take the lease of one due source (not in ``exclude``) and return it; None when no
+        due source is left for this node. The caller polls it, then :meth:`release` s it."""
+        if self._postgres:
+            return self._claim_next_postgres(exclude)
+        for source, seen_start in self._due_starts():
+            if source.name in exclude or not self.claim(source.name):
+                continue
+            # Not polled meanwhile (another node may have taken, polled and released it since
+            # we read its status):
+            if self.store.status(source.name).last_start == seen_start:
+                return source
+            self.release(source.name)
+        return None
+
+    def _claim_next_postgres(self, exclude: Collection[str]) -> Source | None:
+        self._ensure_rows()
+        now = self.now()
+        now_us = _micros(now)
+        naive_now = _naive_utc(now)
+        st, s = status_table, sources
+        microsecond = sa.literal_column("interval '1 microsecond'", sa.Interval)
+        interval = microsecond.op("*", return_type=sa.Interval)(s.c.polling_interval_us)
+        due = sa.or_(
+            st.c.last_start.is_(None),
+            st.c.last_start + interval <= naive_now,
+            sa.and_(st.c.result == "running", leases.c.node != FREE, leases.c.expires < now_us),
+        )
+        query = (
+            sa.select(leases.c.source, st.c.last_start)
+            .select_from(
+                leases.join(s, s.c.name == leases.c.source).outerjoin(st, st.c.source_id == s.c.id)
+            )
+            .where(s.c.enabled.is_(True), self._claimable(now_us), due)
+            .order_by(st.c.last_start.asc().nulls_first(), leases.c.source)
+            .limit(1)
+            .with_for_update(of=leases, skip_locked=True)
+        )
+        if exclude:
+            query = query.where(leases.c.source.not_in(list(exclude)))
+        for _ in range(100):  # each turn is a source polled meanwhile: a bound, not a limit
+            with self.store.engine.begin() as conn:
+                row = conn.execute(query).first()
+                if row is None:
+                    return None
+                name, seen_start = row.source, row.last_start
+                # A fresh statement sees what committed since the query's snapshot: if a poll
+                # started meanwhile (another node took, polled and released it), leave it.
+                fresh = conn.execute(
+                    sa.select(st.c.last_start)
+                    .select_from(st.join(s, s.c.id == st.c.source_id))
+                    .where(s.c.name == name)
+                ).first()
+                if (None if fresh is None else fresh.last_start) != seen_start:
+                    continue
+                conn.execute(
                     leases.update()
                     .where(leases.c.source == name)
-                    .where(sa.or_(leases.c.expires < now, leases.c.node == self.node))
-                    .values(node=self.node, expires=expires)
-                ).rowcount
-                if taken:
-                    return True
-                exists = conn.execute(
-                    sa.select(leases.c.source).where(leases.c.source == name)
-                ).first()
-                if exists is not None:
-                    return False
-                try:
-                    with conn.begin_nested():
-                        conn.execute(
-                            leases.insert().values(source=name, node=self.node, expires=expires)
-                        )
-                except sa.exc.IntegrityError:
-                    return False  # another node inserted it first
-                return True
+                    .values(node=self.node, expires=self._expires())
+                )
+            source = self.store.get_source(name)
+            if source is not None:
+                return source
+            self.release(name)  # deleted meanwhile
+            query = query.where(leases.c.source != name)
+        return None
+
+    def renew(self, name: str) -> bool:
+        """Push the expiry of this node's lease on ``name`` one lease ahead; False if this node
+        does not hold it any more."""
+        with write_transaction(self.store.engine) as conn:
+            done = conn.execute(
+                leases.update()
+                .where(leases.c.source == name, leases.c.node == self.node)
+                .values(expires=self._expires())
+            )
+            return bool(done.rowcount)
 
     def release(self, name: str) -> None:
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                leases.delete().where(leases.c.source == name).where(leases.c.node == self.node)
-            )
+        """Give ``name``'s lease up (if this node holds it)."""
+        mine = sa.and_(leases.c.source == name, leases.c.node == self.node)
+        with write_transaction(self.store.engine) as conn:
+            if self._postgres:
+                conn.execute(leases.update().where(mine).values(node=FREE, expires=0))
+            else:
+                conn.execute(leases.delete().where(mine))
+
+    @contextmanager
+    def holding(self, name: str) -> Iterator[None]:
+        """Keep this node's lease on ``name`` renewed for the block, then release it."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            every = self.lease.total_seconds() / 3
+            while not stop.wait(every):
+                try:
+                    if not self.renew(name):
+                        log.warning("lease of source %s was lost (taken over?)", name)
+                        return
+                except Exception:  # the database may come back before the lease runs out
+                    log.exception("renewing the lease of source %s failed", name)
+
+        thread = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            self.release(name)
+
+    # --- running ------------------------------------------------------------------------------
 
     def run_once(self) -> list[PollResult]:
-        """Poll every due source whose lease this node gets; the results."""
+        """Poll every due source whose lease this node gets, one at a time; the results."""
         results = []
-        for source in self.due():
-            if not self.claim(source.name):
-                continue
-            try:
-                if source.name in {s.name for s in self.due()}:  # not polled meanwhile
-                    results.append(self._poll(self.store, source, self.feed_log))
-            finally:
-                self.release(source.name)
+        done: set[str] = set()
+        while (source := self.claim_next(done)) is not None:
+            done.add(source.name)
+            with self.holding(source.name):
+                results.append(self._poll(self.store, source, self.feed_log))
         return results
 
     def run_forever(self, stop: threading.Event, tick: float = 10.0) -> None:
