@@ -74,6 +74,19 @@ def test_fresh_upgrade_makes_exactly_the_metadata(eng: sa.Engine, which: Schema)
     assert version_row(eng, which) == [migrate.head(which)]
 
 
+def test_fresh_upgrade_writes_the_counter_rows(eng: sa.Engine) -> None:
+    """Written by the migration under its lock, so concurrent first opens never race on them."""
+    for which in migrate.SCHEMAS:
+        migrate.upgrade(eng, which)
+    with eng.connect() as conn, conn.begin():
+        feeds = dict(conn.execute(sa.text("SELECT name, value FROM feed_counters")).all())
+        hub = dict(conn.execute(sa.text("SELECT name, value FROM counters")).all())
+        setting = conn.execute(sa.text("SELECT value FROM settings")).scalar_one()
+    assert feeds == {"version": 0, "schema_version": 1}
+    assert hub == {"seq": 0, "label": 0, "indicator_id": 0}
+    assert setting == "1"
+
+
 def test_both_schemas_share_one_database(eng: sa.Engine) -> None:
     """Separate version tables: each schema's history and comparison ignore the other's."""
     for which in migrate.SCHEMAS:

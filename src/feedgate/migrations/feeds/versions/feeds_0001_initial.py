@@ -2,6 +2,10 @@
 
 The feeds schema includes the scheduler's ``leases`` table (made by ``Scheduler`` then).
 
+The counter rows are written here too, in the migration's transaction (under its lock), so that
+processes opening a new PostgreSQL database at once never race to insert them (FeedStore's own
+check-then-insert then finds them).
+
 Revision ID: feeds_0001
 Revises: (none)
 Create Date: 2026-11-28 04:31:48.135954
@@ -127,6 +131,12 @@ def upgrade() -> None:
     op.create_index("ix_observables_live", "observables", ["expired", "kind"], unique=False)
     op.create_index(
         "ix_observables_source_seen", "observables", ["source_id", "last_seen"], unique=False
+    )
+    counters = sa.table(
+        "feed_counters", sa.column("name", sa.String), sa.column("value", sa.BigInteger)
+    )
+    op.bulk_insert(
+        counters, [{"name": "version", "value": 0}, {"name": "schema_version", "value": 1}]
     )
 
 

@@ -1,5 +1,9 @@
 """The initial schema: exactly what ``create_all`` made before migrations existed.
 
+The counter rows and the ``schema_version`` setting are written here too, in the migration's
+transaction (under its lock), so that processes opening a new PostgreSQL database at once never
+race to insert them (HubStore's own check-then-insert then finds them).
+
 Revision ID: hub_0001
 Revises: (none)
 Create Date: 2026-11-28 04:31:48.186550
@@ -113,6 +117,10 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("user_id", "author"),
     )
+    counters = sa.table("counters", sa.column("name", sa.String), sa.column("value", sa.BigInteger))
+    op.bulk_insert(counters, [{"name": n, "value": 0} for n in ("seq", "label", "indicator_id")])
+    settings = sa.table("settings", sa.column("name", sa.String), sa.column("value", sa.Text))
+    op.bulk_insert(settings, [{"name": "schema_version", "value": "1"}])
 
 
 def downgrade() -> None:
