@@ -115,8 +115,12 @@ class PgServer:
                     f"running as root and there is no {PG_USER!r} user to run initdb as"
                 ) from None
             run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        # Not under pytest's basetemp: that is 0700 root, which the postgres user cannot enter.
-        root = Path(tempfile.mkdtemp(prefix="feedgate-pg-"))
+        # Not under pytest's basetemp: that is 0700 root, which the postgres user cannot enter;
+        # nor under a TMPDIR it cannot enter.
+        base = Path(tempfile.gettempdir())
+        if run_as and not all(p.stat().st_mode & 0o001 for p in (base, *base.parents)):
+            base = Path("/tmp")
+        root = Path(tempfile.mkdtemp(prefix="feedgate-pg-", dir=base))
         server = cls(bindir, root, _run_as=run_as)
         try:
             server._init()
