@@ -10,19 +10,10 @@ value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``fi
 kept across updates; ``last_seen`` never moves backwards (re-polling an old segment is harmless).
 
 Ingest (:meth:`FeedStore.segment`): one transaction per poll segment, and the watermark moves in
-that same transaction, so a failed segment leaves nothing behind and is polled again.
-
-* PostgreSQL: batches are upserted straight into ``observables`` inside the segment's
-  transaction (row locks only; other writers, such as the log, go on).
-* SQLite has one writer lock per file. Holding it for a whole segment (network time included)
-  would block every other writer, the threat-feed log included, and the poller writes log lines
-  while a segment is open. So batches go to a per-connection TEMP table (which takes no lock on
-  the database file), and at the end of the segment one ``BEGIN IMMEDIATE`` transaction merges it
-  into ``observables`` and moves the watermark.
-
-Counting: :meth:`Segment.upsert` returns (new, updated) for distinct observables of the segment.
-An observable seen again after it expired is live again and counted as **new** (the matcher
-gains it); its ``first_seen`` is kept. Repeats within one segment are counted once.
+that same transaction, so a failed segment leaves nothing behind and is polled again. How the rows
+get there fast, and how SQLite's single writer lock is kept short, is in
+:mod:`feedgate.feeds._ingest`. An observable seen again after it expired is live again and counted
+as **new** (the matcher gains it); its ``first_seen`` is kept.
 
 Expiry (:meth:`FeedStore.expire`) marks observables not seen for longer than the source's age, or
 past their own ``valid_until``, as expired: kept for history, no longer live. An observable whose
@@ -35,20 +26,19 @@ past their own ``valid_until``, as expired: kept for history, no longer live. An
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from feedgate.db import read_transaction, write_transaction
 from feedgate.observables import Observable
 
+from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment
 from .sources import Source
 
 __all__ = [
@@ -63,8 +53,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION: Final = "1"
-#: Rows per upsert statement batch.
-BATCH_SIZE: Final = 5000
 LEVELS: Final = ("info", "warning", "error")
 
 metadata = sa.MetaData()
@@ -161,26 +149,6 @@ counters = sa.Table(
     metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("value", sa.BigInteger, nullable=False),
-)
-
-#: SQLite's per-connection staging table for a segment (see the module doc).
-_stage_md = sa.MetaData()
-_stage = sa.Table(
-    "feed_stage",
-    _stage_md,
-    sa.Column("digest", sa.LargeBinary, primary_key=True),
-    sa.Column("kind", sa.String(16)),
-    sa.Column("value", sa.Text),
-    sa.Column("original_type", sa.Text),
-    sa.Column("seen_at", sa.DateTime),
-    sa.Column("valid_until", sa.DateTime),
-    sa.Column("expired", sa.Boolean),
-    sa.Column("context", sa.Text),
-)
-_STAGE_DDL: Final = (
-    "CREATE TEMP TABLE IF NOT EXISTS feed_stage (digest BLOB PRIMARY KEY, kind VARCHAR(16), "
-    "value TEXT, original_type TEXT, seen_at DATETIME, valid_until DATETIME, expired BOOLEAN, "
-    "context TEXT)"
 )
 
 
@@ -289,15 +257,6 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def digest(kind: str, value: str) -> bytes:
-    """The stored key of an observable within its source."""
-    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
-
-
-def _context_json(context: Mapping[str, Any]) -> str:
-    return json.dumps(dict(context), ensure_ascii=False, sort_keys=True, default=str)
-
-
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
@@ -316,6 +275,9 @@ class FeedStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        #: Bytes of rows a poll segment keeps in memory before spilling them to the database
+        #: (see :mod:`feedgate.feeds._ingest`); lower it to trade speed for memory.
+        self.segment_memory_budget = MEMORY_BUDGET
         from feedgate.migrate import upgrade  # here: feedgate.migrate imports this module
 
         upgrade(engine, "feeds")  # an empty or create_all database, or one an upgrade behind
@@ -729,219 +691,3 @@ class FeedStore:
                 sa.select(counters.c.value).where(counters.c.name == "version")
             ).one()
         return int(row[0])
-
-
-class Segment:
-    """The write side of one poll segment; made by :meth:`FeedStore.segment`."""
-
-    def __init__(self, store: FeedStore, conn: sa.Connection, source_id: int, name: str) -> None:
-        self._store = store
-        self._conn = conn
-        self._sid = source_id
-        self.name = name
-        self._postgres = store._postgres
-        self._seen: set[int] = set()  # 64-bit key prefixes of what this segment wrote
-        self._wrote = False
-        self._watermark: datetime | None = None
-        self._closed = False
-        self._txn: sa.RootTransaction | None = None
-
-    # lifecycle (called by FeedStore.segment)
-
-    def _open(self) -> None:
-        if self._postgres:
-            self._txn = self._conn.begin()
-        else:
-            with self._conn.begin():
-                self._conn.exec_driver_sql(_STAGE_DDL)
-                self._conn.exec_driver_sql("DELETE FROM temp.feed_stage")
-
-    def _discard(self) -> None:
-        self._closed = True
-        if self._txn is not None and self._txn.is_active:
-            self._txn.rollback()
-
-    def _commit(self) -> None:
-        self._closed = True
-        conn = self._conn
-        if self._postgres:
-            assert self._txn is not None
-            self._finish_in(conn)
-            self._txn.commit()
-            return
-        conn.execution_options(sqlite_immediate=True)
-        with conn.begin():
-            if self._wrote:
-                self._merge(conn)
-            self._finish_in(conn)
-
-    def _cleanup(self) -> None:
-        if not self._postgres:
-            try:
-                self._conn.execution_options(sqlite_immediate=False)
-                with self._conn.begin():
-                    self._conn.exec_driver_sql("DROP TABLE IF EXISTS temp.feed_stage")
-            except sa.exc.SQLAlchemyError:  # pragma: no cover - the connection is going anyway
-                self._conn.invalidate()
-
-    def _finish_in(self, conn: sa.Connection) -> None:
-        if self._watermark is not None:
-            self._store._put_status(conn, self._sid, {"watermark": self._watermark})
-        if self._wrote:
-            self._store._bump(conn)
-
-    def _merge(self, conn: sa.Connection) -> None:
-        o = observables_table
-        s = _stage
-        select = (
-            sa.select(
-                sa.literal(self._sid, _BigId),
-                s.c.digest,
-                s.c.kind,
-                s.c.value,
-                s.c.original_type,
-                s.c.seen_at,
-                s.c.seen_at,
-                s.c.valid_until,
-                s.c.expired,
-                s.c.context,
-            )
-            .where(sa.true())  # SQLite: "INSERT ... SELECT ... ON CONFLICT" needs a WHERE
-            .order_by(s.c.digest)
-        )
-        stmt = sqlite.insert(o).from_select(
-            [
-                "source_id",
-                "digest",
-                "kind",
-                "value",
-                "original_type",
-                "first_seen",
-                "last_seen",
-                "valid_until",
-                "expired",
-                "context",
-            ],
-            select,
-        )
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[o.c.source_id, o.c.digest],
-                set_={
-                    "last_seen": sa.func.max(o.c.last_seen, stmt.excluded.last_seen),
-                    "valid_until": stmt.excluded.valid_until,
-                    "original_type": stmt.excluded.original_type,
-                    "context": stmt.excluded.context,
-                    "expired": stmt.excluded.expired,
-                },
-            )
-        )
-
-    # the poller's side
-
-    def upsert(self, observables: Iterable[Observable], seen_at: datetime) -> tuple[int, int]:
-        """Write ``observables`` as seen at ``seen_at``; (new, updated) distinct observables.
-
-        Goes in batches of :data:`BATCH_SIZE`, each deduplicated and sorted by key.
-        """
-        if self._closed:
-            raise FeedStoreError("the segment is over")
-        seen = _to_db(seen_at)
-        assert seen is not None
-        now = _to_db(utcnow())
-        assert now is not None
-        new = updated = 0
-        batch: dict[bytes, dict[str, Any]] = {}
-        for obs in observables:
-            kind = str(obs.kind)
-            key = digest(kind, obs.value)
-            context = obs.context
-            valid_until = _parse_time(context.get("valid_until")) if context else None
-            batch[key] = {
-                "digest": key,
-                "kind": kind,
-                "value": obs.value,
-                "original_type": obs.original_type,
-                "valid_until": valid_until,
-                "expired": valid_until is not None and valid_until <= now,
-                "context": _context_json(context),
-            }
-            if len(batch) >= BATCH_SIZE:
-                n, u = self._write_batch(batch, seen)
-                new, updated, batch = new + n, updated + u, {}
-        if batch:
-            n, u = self._write_batch(batch, seen)
-            new, updated = new + n, updated + u
-        return new, updated
-
-    def finish(self, watermark: datetime) -> None:
-        """Move the source's watermark to ``watermark`` when the segment commits."""
-        if self._closed:
-            raise FeedStoreError("the segment is over")
-        self._watermark = _to_db(watermark)
-
-    def _write_batch(self, batch: dict[bytes, dict[str, Any]], seen: datetime) -> tuple[int, int]:
-        rows = [batch[key] for key in sorted(batch)]
-        o = observables_table
-        conn = self._conn
-        fresh = [r for r in rows if int.from_bytes(r["digest"][:8], "big") not in self._seen]
-        if self._postgres:
-            existing = self._existing(conn, fresh)
-            stmt = postgresql.insert(o)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[o.c.source_id, o.c.digest],
-                set_={
-                    "last_seen": sa.func.greatest(o.c.last_seen, stmt.excluded.last_seen),
-                    "valid_until": stmt.excluded.valid_until,
-                    "original_type": stmt.excluded.original_type,
-                    "context": stmt.excluded.context,
-                    "expired": stmt.excluded.expired,
-                },
-            )
-            conn.execute(
-                stmt,
-                [
-                    {**r, "source_id": self._sid, "first_seen": seen, "last_seen": seen}
-                    for r in rows
-                ],
-            )
-        else:
-            with conn.begin():
-                existing = self._existing(conn, fresh)
-                stmt_s = sqlite.insert(_stage)
-                stmt_s = stmt_s.on_conflict_do_update(
-                    index_elements=[_stage.c.digest],
-                    set_={
-                        "seen_at": sa.func.max(_stage.c.seen_at, stmt_s.excluded.seen_at),
-                        "valid_until": stmt_s.excluded.valid_until,
-                        "original_type": stmt_s.excluded.original_type,
-                        "context": stmt_s.excluded.context,
-                        "expired": stmt_s.excluded.expired,
-                    },
-                )
-                conn.execute(stmt_s, [{**r, "seen_at": seen} for r in rows])
-        self._wrote = True
-        new = updated = 0
-        for r in fresh:
-            self._seen.add(int.from_bytes(r["digest"][:8], "big"))
-            if existing.get(r["digest"], True):  # absent or expired: new (live again)
-                new += 1
-            else:
-                updated += 1
-        return new, updated
-
-    def _existing(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> dict[bytes, bool]:
-        """digest → expired, for the rows' keys already stored for this source."""
-        if not rows:
-            return {}
-        o = observables_table
-        out: dict[bytes, bool] = {}
-        keys = [r["digest"] for r in rows]
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            query = sa.select(o.c.digest, o.c.expired).where(
-                o.c.source_id == self._sid, o.c.digest.in_(chunk)
-            )
-            for key, expired in conn.execute(query):
-                out[bytes(key)] = bool(expired)
-        return out

@@ -1,0 +1,330 @@
+"""The write side of one poll segment: observables in, one transaction out.
+
+Why it looks like this (the ingest rate is what a gateway admin waits on after "Poll Now"):
+
+* Rows are kept in memory, keyed by digest, until the segment commits; then they go into
+  ``observables`` sorted by key in batches of :data:`BATCH_SIZE` ``executemany`` upserts, in one
+  short write transaction that also moves the watermark. Sorting keeps the unique index's
+  B-tree writes local; one transaction makes the segment all-or-nothing.
+* SQLite has one writer lock per file. Holding it while a segment streams in (network time
+  included) would block every other writer, the threat-feed log of this very poll included.
+  Buffering in memory means the lock is held only for the final write. A segment too large for
+  :data:`MEMORY_BUDGET` spills its rows into a per-connection TEMP table (which takes no lock on
+  the database file) and is merged from there with one ``INSERT … SELECT`` at the end.
+* On PostgreSQL (row locks only) a spill goes straight into ``observables`` inside the
+  segment's transaction.
+* The SQLite hot path sends plain SQL with values already in SQLAlchemy's storage format
+  (``YYYY-MM-DD HH:MM:SS.ffffff`` for times): compiling a Core statement and running type
+  processors per row cost more than SQLite's own work.
+
+Counting: :meth:`Segment.upsert` returns (new, updated) for distinct observables of the segment
+as they compare with what is stored when it is called: absent or expired counts as new (the
+matcher gains it), live as updated. Repeats within one segment are counted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from feedgate.observables import Observable
+
+if TYPE_CHECKING:
+    from .store import FeedStore
+
+#: Rows per ``executemany`` statement.
+BATCH_SIZE: Final = 5000
+#: Roughly how many bytes of rows a segment keeps in memory before it spills (see module doc);
+#: the default of :attr:`FeedStore.segment_memory_budget`.
+MEMORY_BUDGET: Final = 64 * 1024**2
+#: Keys per ``IN (…)`` lookup (SQLite's historical limit on variables is 999).
+_LOOKUP_CHUNK: Final = 900
+#: Per-row bookkeeping in the in-memory buffer, beyond the value and context text.
+_ROW_OVERHEAD: Final = 200
+
+_SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's DateTime storage format on SQLite
+_COLUMNS: Final = (
+    "source_id, digest, kind, value, original_type, first_seen, last_seen, valid_until,"
+    " expired, context"
+)
+_ON_CONFLICT_SQLITE: Final = (
+    "ON CONFLICT (source_id, digest) DO UPDATE SET"
+    " last_seen = max(observables.last_seen, excluded.last_seen),"
+    " valid_until = excluded.valid_until, original_type = excluded.original_type,"
+    " context = excluded.context, expired = excluded.expired"
+)
+_UPSERT_SQLITE: Final = (
+    f"INSERT INTO observables ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    + _ON_CONFLICT_SQLITE
+)
+_STAGE_DDL: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS feed_stage (digest BLOB PRIMARY KEY, kind VARCHAR(16),"
+    " value TEXT, original_type TEXT, seen_at DATETIME, valid_until DATETIME, expired BOOLEAN,"
+    " context TEXT)"
+)
+_STAGE_UPSERT: Final = (
+    "INSERT INTO temp.feed_stage (digest, kind, value, original_type, seen_at, valid_until,"
+    " expired, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET"
+    " seen_at = max(feed_stage.seen_at, excluded.seen_at), valid_until = excluded.valid_until,"
+    " original_type = excluded.original_type, context = excluded.context,"
+    " expired = excluded.expired"
+)
+# "INSERT … SELECT … ON CONFLICT" needs a WHERE on SQLite to parse.
+_STAGE_MERGE: Final = (
+    f"INSERT INTO observables ({_COLUMNS}) SELECT ?, digest, kind, value, original_type,"
+    " seen_at, seen_at, valid_until, expired, context FROM temp.feed_stage WHERE true"
+    " ORDER BY digest " + _ON_CONFLICT_SQLITE
+)
+
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+# Buffered row: (digest, kind, value, original_type, seen_at, valid_until, expired, context).
+_Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str]
+
+
+def digest(kind: str, value: str) -> bytes:
+    """The stored key of an observable within its source: SHA-256 of ``kind NUL value``."""
+    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
+
+
+def context_json(context: Any) -> str:
+    """A context as stored: JSON with sorted keys, non-JSON values as text."""
+    return _ENCODER.encode(context if type(context) is dict else dict(context))
+
+
+class Segment:
+    """The write side of one poll segment; made by :meth:`FeedStore.segment`."""
+
+    def __init__(self, store: FeedStore, conn: sa.Connection, source_id: int, name: str) -> None:
+        from .store import FeedStoreError, _parse_time, _to_db, utcnow
+
+        self._error = FeedStoreError
+        self._parse_time = _parse_time
+        self._to_db = _to_db
+        self._utcnow = utcnow
+        self._store = store
+        self._conn = conn
+        self._sid = source_id
+        self.name = name
+        self._postgres = store._postgres
+        self._buffer: dict[bytes, _Row] = {}
+        self._buffered_bytes = 0
+        self._spilled = False
+        self._seen: set[int] = set()  # 64-bit key prefixes already counted in this segment
+        self._wrote = False
+        self._watermark: datetime | None = None
+        self._closed = False
+        self._txn: sa.RootTransaction | None = None
+
+    # --- lifecycle (called by FeedStore.segment) --------------------------------------------
+
+    def _open(self) -> None:
+        if self._postgres:
+            self._txn = self._conn.begin()
+
+    def _discard(self) -> None:
+        self._closed = True
+        self._buffer.clear()
+        if self._txn is not None and self._txn.is_active:
+            self._txn.rollback()
+
+    def _commit(self) -> None:
+        self._closed = True
+        conn = self._conn
+        if self._postgres:
+            assert self._txn is not None
+            self._flush_postgres()
+            self._finish_in(conn)
+            self._txn.commit()
+            return
+        if self._spilled:
+            self._spill_sqlite()
+        conn.execution_options(sqlite_immediate=True)
+        with conn.begin():
+            if self._spilled:
+                conn.exec_driver_sql(_STAGE_MERGE, (self._sid,))
+            elif self._buffer:
+                self._upsert_sqlite(conn)
+            self._finish_in(conn)
+        self._buffer.clear()
+
+    def _cleanup(self) -> None:
+        if self._spilled and not self._postgres:
+            try:
+                self._conn.execution_options(sqlite_immediate=False)
+                with self._conn.begin():
+                    self._conn.exec_driver_sql("DROP TABLE IF EXISTS temp.feed_stage")
+            except sa.exc.SQLAlchemyError:  # pragma: no cover - the connection is going anyway
+                self._conn.invalidate()
+
+    def _finish_in(self, conn: sa.Connection) -> None:
+        if self._watermark is not None:
+            self._store._put_status(conn, self._sid, {"watermark": self._watermark})
+        if self._wrote:
+            self._store._bump(conn)
+
+    # --- the poller's side ------------------------------------------------------------------
+
+    def upsert(self, observables: Iterable[Observable], seen_at: datetime) -> tuple[int, int]:
+        """Take ``observables`` as seen at ``seen_at``; (new, updated) distinct observables
+        not counted earlier in this segment. Written when the segment commits."""
+        if self._closed:
+            raise self._error("the segment is over")
+        seen_db = self._to_db(seen_at)
+        assert seen_db is not None
+        now = self._to_db(self._utcnow())
+        assert now is not None
+        sqlite = not self._postgres
+        seen = seen_db.strftime(_SQLITE_TIME) if sqlite else seen_db
+        parse_time = self._parse_time
+        buffer = self._buffer
+        counted = self._seen
+        fresh: list[bytes] = []
+        size = 0
+        for obs in observables:
+            kind = str(obs.kind)
+            value = obs.value
+            key = digest(kind, value)
+            context = obs.context
+            moment = parse_time(context.get("valid_until")) if context else None
+            expired = moment is not None and moment <= now
+            until: Any = moment.strftime(_SQLITE_TIME) if moment is not None and sqlite else moment
+            text = context_json(context) if context else "{}"
+            old = buffer.get(key)
+            # last_seen never moves backwards
+            seen_row = old[4] if old is not None and old[4] > seen else seen
+            buffer[key] = (key, kind, value, obs.original_type, seen_row, until, expired, text)
+            if old is None:
+                size += len(value) + len(text) + _ROW_OVERHEAD
+            prefix = int.from_bytes(key[:8], "big")
+            if prefix not in counted:
+                counted.add(prefix)
+                fresh.append(key)
+        self._buffered_bytes += size
+        self._wrote = self._wrote or bool(buffer)
+        new = updated = 0
+        if fresh:
+            existing = self._existing(fresh)
+            for key in fresh:
+                if existing.get(key, True):  # absent or expired: new (live again)
+                    new += 1
+                else:
+                    updated += 1
+        if self._buffered_bytes >= self._store.segment_memory_budget:
+            if self._postgres:
+                self._flush_postgres()
+            else:
+                self._spill_sqlite()
+        return new, updated
+
+    def finish(self, watermark: datetime) -> None:
+        """Move the source's watermark to ``watermark`` when the segment commits."""
+        if self._closed:
+            raise self._error("the segment is over")
+        self._watermark = self._to_db(watermark)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _sorted_rows(self) -> list[_Row]:
+        rows = [self._buffer[key] for key in sorted(self._buffer)]
+        self._buffer.clear()
+        self._buffered_bytes = 0
+        return rows
+
+    def _upsert_sqlite(self, conn: sa.Connection) -> None:
+        sid = self._sid
+        rows = [
+            (sid, key, kind, value, otype, seen, seen, until, expired, text)
+            for key, kind, value, otype, seen, until, expired, text in self._sorted_rows()
+        ]
+        for start in range(0, len(rows), BATCH_SIZE):
+            conn.exec_driver_sql(_UPSERT_SQLITE, rows[start : start + BATCH_SIZE])
+
+    def _spill_sqlite(self) -> None:
+        """Move the buffer into the TEMP staging table (no lock on the database file)."""
+        conn = self._conn
+        rows = self._sorted_rows()
+        conn.execution_options(sqlite_immediate=False)
+        with conn.begin():
+            if not self._spilled:
+                conn.exec_driver_sql(_STAGE_DDL)
+                conn.exec_driver_sql("DELETE FROM temp.feed_stage")
+                self._spilled = True
+            for start in range(0, len(rows), BATCH_SIZE):
+                conn.exec_driver_sql(_STAGE_UPSERT, rows[start : start + BATCH_SIZE])
+
+    def _flush_postgres(self) -> None:
+        """Upsert the buffer into ``observables`` inside the segment's transaction."""
+        from .store import observables_table as o
+
+        rows = self._sorted_rows()
+        if not rows:
+            return
+        stmt = postgresql.insert(o)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[o.c.source_id, o.c.digest],
+            set_={
+                "last_seen": sa.func.greatest(o.c.last_seen, stmt.excluded.last_seen),
+                "valid_until": stmt.excluded.valid_until,
+                "original_type": stmt.excluded.original_type,
+                "context": stmt.excluded.context,
+                "expired": stmt.excluded.expired,
+            },
+        )
+        sid = self._sid
+        for start in range(0, len(rows), BATCH_SIZE):
+            self._conn.execute(
+                stmt,
+                [
+                    {
+                        "source_id": sid,
+                        "digest": key,
+                        "kind": kind,
+                        "value": value,
+                        "original_type": otype,
+                        "first_seen": seen,
+                        "last_seen": seen,
+                        "valid_until": until,
+                        "expired": expired,
+                        "context": text,
+                    }
+                    for key, kind, value, otype, seen, until, expired, text in rows[
+                        start : start + BATCH_SIZE
+                    ]
+                ],
+            )
+
+    def _existing(self, keys: list[bytes]) -> dict[bytes, bool]:
+        """digest → expired, for ``keys`` already stored for this source."""
+        out: dict[bytes, bool] = {}
+        conn = self._conn
+        if self._postgres:
+            from .store import observables_table as o
+
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                query = sa.select(o.c.digest, o.c.expired).where(
+                    o.c.source_id == self._sid,
+                    o.c.digest.in_(keys[start : start + _LOOKUP_CHUNK]),
+                )
+                for key, expired in conn.execute(query):
+                    out[bytes(key)] = bool(expired)
+            return out
+        conn.execution_options(sqlite_immediate=False)
+        with conn.begin():
+            for start in range(0, len(keys), _LOOKUP_CHUNK):
+                chunk = keys[start : start + _LOOKUP_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                result = conn.exec_driver_sql(
+                    "SELECT digest, expired FROM observables WHERE source_id = ?"
+                    f" AND digest IN ({marks})",
+                    (self._sid, *chunk),
+                )
+                for key, expired in result:
+                    out[bytes(key)] = bool(expired)
+        return out
