@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
 import re
 import string
 from collections.abc import Callable, Mapping
@@ -25,9 +26,11 @@ import idna
 __all__ = [
     "ENFORCEABLE_KINDS",
     "MAX_VALUE_LENGTH",
+    "EncodedContext",
     "InvalidValue",
     "Kind",
     "Observable",
+    "context_json",
     "normalise",
     "normalise_cidr",
     "normalise_domain",
@@ -64,6 +67,31 @@ class InvalidValue(ValueError):
 
 
 _NO_CONTEXT: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
+class EncodedContext(dict[str, Any]):
+    """A context that carries its JSON form (see :func:`context_json`).
+
+    A parse worker encodes each context once, in parallel with the rest of ingest, so the
+    process that stores observables does not encode it again; on its own a context is just a
+    dict.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, items: Mapping[str, Any], json: str) -> None:
+        super().__init__(items)
+        self.json = json
+
+
+_CONTEXT_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+
+
+def context_json(context: Mapping[str, Any]) -> str:
+    """A context as JSON, as stores keep it: sorted keys, values JSON cannot hold as text."""
+    if type(context) is EncodedContext:
+        return context.json
+    return _CONTEXT_ENCODER.encode(context if type(context) is dict else dict(context))
 
 
 class Observable(NamedTuple):

@@ -25,7 +25,6 @@ matcher gains it), live as updated. Repeats within one segment are counted once.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from feedgate.observables import Observable
+from feedgate.observables import Observable, context_json
 
 if TYPE_CHECKING:
     from .store import FeedStore
@@ -82,8 +81,6 @@ _STAGE_MERGE: Final = (
     " ORDER BY digest " + _ON_CONFLICT_SQLITE
 )
 
-_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
-
 # Buffered row: (digest, kind, value, original_type, seen_at, valid_until, expired, context).
 _Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str]
 
@@ -91,11 +88,6 @@ _Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str]
 def digest(kind: str, value: str) -> bytes:
     """The stored key of an observable within its source: SHA-256 of ``kind NUL value``."""
     return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
-
-
-def context_json(context: Any) -> str:
-    """A context as stored: JSON with sorted keys, non-JSON values as text."""
-    return _ENCODER.encode(context if type(context) is dict else dict(context))
 
 
 class Segment:

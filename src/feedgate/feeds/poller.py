@@ -14,7 +14,7 @@ log in the gateway style (``segment …: 12 blocks, 480 observables read, 470 ne
 
 from __future__ import annotations
 
-import io
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,6 +32,9 @@ from .store import FeedStore
 
 #: Observables written per upsert batch (one segment may hold many batches).
 BATCH: Final = 5000
+#: Processes that parse a large poll part (parts under 1 MB are parsed in-process): the rest
+#: of ingest (network, store) stays in the poller's process, so two cores are kept busy.
+PARSE_WORKERS: Final = min(2, os.cpu_count() or 1)
 #: Backoff between retries of a segment: BASE × 2**attempt, at most MAX.
 BACKOFF_BASE: Final = 2.0
 BACKOFF_MAX: Final = 60.0
@@ -209,7 +212,7 @@ def _segment(
         for part in client.poll_raw(source.collection, begin, end, uri=source.poll_path):
             stats = ReadStats()
             try:
-                for obs in read_observables(io.BytesIO(part), stats=stats):
+                for obs in read_observables(part, stats=stats, workers=PARSE_WORKERS):
                     batch.append(obs)
                     if len(batch) >= BATCH:
                         n, u = segment.upsert(batch, seen_at)

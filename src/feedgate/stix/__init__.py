@@ -23,7 +23,7 @@ from feedgate import xml
 from feedgate.observables import Observable
 
 from ._errors import StixReadError, TaxiiStatusError
-from ._parallel import plan, read_parallel
+from ._parallel import plan, read_bytes_parallel, read_parallel
 from ._stats import ReadStats
 from ._stix1 import check_root, read_stix1
 from ._stix2 import pattern_comparisons, read_stix2
@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 _HEAD = 64 * 1024
+#: Bytes below which a part is read in-process even when workers are offered: sending it to a
+#: worker and its observables back would cost more than reading it.
+_PARALLEL_MIN = 1024 * 1024
 #: STIX 2 JSON is read whole; this bounds it.
 MAX_JSON_BYTES = 512 * 1024**2
 
@@ -121,7 +124,7 @@ def _strip_bom(head: bytes) -> bytes:
 
 
 def read_observables(
-    source: str | os.PathLike[str] | IO[bytes],
+    source: str | os.PathLike[str] | IO[bytes] | bytes,
     *,
     stats: ReadStats | None = None,
     max_bytes: int = xml.DEFAULT_MAX_BYTES,
@@ -135,12 +138,19 @@ def read_observables(
     :class:`feedgate.xml.XMLParseError`) with a one-line reason when the input is not readable;
     observables already yielded stay valid.
 
-    ``workers`` > 1 reads a TAXII poll response or a run of concatenated packages *in a file*
-    on that many processes (results and errors are those of the one-process read, in the same
-    order); streams and other inputs are read in-process.
+    ``workers`` > 1 reads a TAXII poll response or a run of concatenated packages in a file, or
+    given as ``bytes`` (a poll part), on that many processes (results and errors are those of
+    the one-process read, in the same order); streams and other inputs are read in-process.
     """
     stats = stats if stats is not None else ReadStats()
     path: str | None = None
+    if isinstance(source, bytes):
+        split = plan(source[:_HEAD]) if workers > 1 and len(source) > _PARALLEL_MIN else None
+        if split is not None:
+            check_root(_strip_bom(source[:_HEAD]).lstrip())
+            yield from read_bytes_parallel(source, split, stats, workers, max_bytes)
+            return
+        source = io.BytesIO(source)
     with ExitStack() as stack:
         if isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)

@@ -22,13 +22,15 @@ from __future__ import annotations
 import io
 import multiprocessing
 import re
+import threading
 from collections import deque
 from collections.abc import Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import IO, Any, Final, NamedTuple
 
 from feedgate import xml
-from feedgate.observables import Kind, Observable
+from feedgate.observables import EncodedContext, Kind, Observable, context_json
 
 from ._stats import ReadStats
 from ._stix1 import read_stix1
@@ -81,7 +83,8 @@ def plan(head: bytes) -> Plan | None:
 class _Columns(NamedTuple):
     """A range's observables as columns: far cheaper to pickle than one tuple per observable.
 
-    Observables of one indicator share one context dict; ``contexts`` holds each once.
+    Observables of one indicator share one context dict; ``contexts`` holds each once, with its
+    JSON form (encoded in the worker, so the caller need not: see ``EncodedContext``).
     """
 
     kinds: list[Kind]
@@ -89,9 +92,12 @@ class _Columns(NamedTuple):
     original_types: list[str | None]
     context_ids: list[int]
     contexts: list[Mapping[str, Any]]
+    encoded: list[str]
 
     def observables(self) -> Iterator[Observable]:
-        contexts = self.contexts
+        contexts = [
+            EncodedContext(ctx, text) for ctx, text in zip(self.contexts, self.encoded, strict=True)
+        ]
         for kind, value, original, ctx in zip(
             self.kinds, self.values, self.original_types, self.context_ids, strict=True
         ):
@@ -103,6 +109,11 @@ def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Columns,
     with open(path, "rb") as f:
         f.seek(start)
         data = f.read(end - start)
+    return _read_bytes(data, split)
+
+
+def _read_bytes(data: bytes, split: Plan) -> tuple[_Columns, ReadStats]:
+    """Worker: read one range, already cut, with the ordinary reader."""
     stats = ReadStats()
     if split.mode == "blocks":
         # Content_Blocks cut from a Poll_Response: one element around them makes a document.
@@ -110,7 +121,7 @@ def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Columns,
         found = read_stix1(io.BytesIO(data), stats, concatenated=False)
     else:
         found = read_stix1(io.BytesIO(data), stats)
-    columns = _Columns([], [], [], [], [])
+    columns = _Columns([], [], [], [], [], [])
     index: dict[int, int] = {}
     for obs in found:
         columns.kinds.append(obs.kind)
@@ -120,6 +131,7 @@ def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Columns,
         if ctx_id is None:
             ctx_id = index[id(obs.context)] = len(columns.contexts)
             columns.contexts.append(obs.context)
+            columns.encoded.append(context_json(obs.context))
         columns.context_ids.append(ctx_id)
     return columns, stats
 
@@ -128,16 +140,18 @@ class _Unsafe(Exception):
     """The file cannot be split safely; read it in one process."""
 
 
-def ranges(f: IO[bytes], split: Plan) -> Iterator[tuple[int, int]]:
-    """Byte ranges of about CHUNK_BYTES that start and end on unit boundaries.
+def ranges(f: IO[bytes], split: Plan, chunk: int | None = None) -> Iterator[tuple[int, int]]:
+    """Byte ranges of about ``chunk`` (default CHUNK_BYTES) that start and end on unit
+    boundaries.
 
     Raises :class:`_Unsafe` when the bytes after the last unit are not just the root's end tag
     (a truncated download, a second document).
     """
+    chunk = CHUNK_BYTES if chunk is None else chunk
     start = split.body_at if split.mode == "blocks" else 0
     last_end = -1
     for last_end in _unit_ends(f, split.mode, start):
-        if last_end - start >= CHUNK_BYTES:
+        if last_end - start >= chunk:
             yield start, last_end
             start = last_end
     size = f.seek(0, io.SEEK_END)
@@ -245,3 +259,88 @@ def _collect(future: Future[tuple[_Columns, ReadStats]], stats: ReadStats) -> It
     columns, range_stats = future.result()  # a reader error in the worker is raised here
     stats.merge(range_stats)
     yield from columns.observables()
+
+
+# --- poll parts held in memory ---------------------------------------------------------------
+
+#: Range size for a poll part in memory: smaller than for files, as parts are smaller and a
+#: range's bytes are sent to the worker rather than read by it.
+PART_CHUNK_BYTES = 512 * 1024
+_shared: ProcessPoolExecutor | None = None
+_shared_workers = 0
+_shared_lock = threading.Lock()
+
+
+def shared_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool kept for the life of the process, for reading poll parts.
+
+    Made once and reused: a poller reads many small parts, and a pool per part would cost more
+    than it saves. Workers come from a fork server (a clean process started once), not from
+    forking the caller: the caller may be a multi-threaded service, and forking it could copy
+    a lock another thread holds.
+    """
+    global _shared, _shared_workers
+    with _shared_lock:
+        if _shared is None or _shared_workers != workers:
+            if _shared is not None:
+                _shared.shutdown(wait=False, cancel_futures=True)
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["feedgate.stix._parallel"])
+            _shared = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            _shared_workers = workers
+        return _shared
+
+
+def _drop_shared(pool: ProcessPoolExecutor) -> None:
+    """Forget a pool that broke (a worker was killed): the next read makes a new one."""
+    global _shared
+    with _shared_lock:
+        if _shared is pool:
+            _shared = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def read_bytes_parallel(
+    data: bytes, split: Plan, stats: ReadStats, workers: int, max_bytes: int
+) -> Iterator[Observable]:
+    """Observables of ``data`` (a poll part) read by ``workers`` processes, in input order;
+    exactly what the one-process read says, as :func:`read_parallel` does for files."""
+    yielded = 0
+    try:
+        for obs in _read_split_bytes(data, split, stats, workers, max_bytes):
+            yield obs
+            yielded += 1
+        return
+    except Exception:
+        pass
+    fresh = ReadStats()
+    try:
+        for i, obs in enumerate(read_stix1(io.BytesIO(data), fresh, max_bytes=max_bytes)):
+            if i >= yielded:
+                yield obs
+    finally:
+        stats.clear()
+        stats.merge(fresh)
+
+
+def _read_split_bytes(
+    data: bytes, split: Plan, stats: ReadStats, workers: int, max_bytes: int
+) -> Iterator[Observable]:
+    if len(data) > max_bytes:
+        raise xml.XMLLimitError(f"refused: the input exceeds the {max_bytes}-byte limit")
+    pool = shared_pool(workers)
+    pending: deque[Future[tuple[_Columns, ReadStats]]] = deque()
+    view = memoryview(data)
+    try:
+        for start, end in ranges(io.BytesIO(data), split, PART_CHUNK_BYTES):
+            pending.append(pool.submit(_read_bytes, bytes(view[start:end]), split))
+            if len(pending) > workers * 2:
+                yield from _collect(pending.popleft(), stats)
+        while pending:
+            yield from _collect(pending.popleft(), stats)
+    except BrokenProcessPool:
+        _drop_shared(pool)
+        raise
+    finally:
+        for future in pending:
+            future.cancel()
