@@ -1,4 +1,5 @@
-"""Reading a file on several processes says exactly what reading it in one process says."""
+"""Reading a file, or a poll part held in memory, on several processes says exactly what
+reading it in one process says."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from feedgate.observables import Observable
+from feedgate import stix
+from feedgate.observables import EncodedContext, Observable, context_json
 from feedgate.stix import ReadStats, StixReadError, TaxiiStatusError, _parallel, read_observables
 from feedgate.xml import XMLParseError
 from stix_helpers import address, indicator, obs, package
@@ -18,6 +20,8 @@ TAXII = "http://taxii.mitre.org/messages/taxii_xml_binding-1.1"
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_parallel, "CHUNK_BYTES", 4096)  # many ranges from small inputs
     monkeypatch.setattr(_parallel, "_BLOCK", 1000)  # and many scanning blocks: tokens straddle
+    monkeypatch.setattr(_parallel, "PART_CHUNK_BYTES", 4096)  # the same for bytes in memory
+    monkeypatch.setattr(stix, "_PARALLEL_MIN", 0)
 
 
 def _pkg(i: int) -> str:
@@ -45,7 +49,7 @@ def _response(blocks: str, decl: str = '<?xml version="1.0" encoding="UTF-8"?>')
     )
 
 
-def _read(path: Path, workers: int) -> tuple[list[Observable], ReadStats, str | None]:
+def _read(path: Path | bytes, workers: int) -> tuple[list[Observable], ReadStats, str | None]:
     stats = ReadStats()
     found: list[Observable] = []
     error = None
@@ -59,10 +63,14 @@ def _read(path: Path, workers: int) -> tuple[list[Observable], ReadStats, str | 
 
 def _same(path: Path) -> tuple[list[Observable], ReadStats, str | None]:
     one = _read(path, 1)
-    two = _read(path, 2)
-    assert two[0] == one[0]
-    assert two[1].to_dict() == one[1].to_dict()
-    assert two[2] == one[2]
+    for two in (_read(path, 2), _read(path.read_bytes(), 2)):
+        assert two[0] == one[0]
+        assert two[1].to_dict() == one[1].to_dict()
+        assert two[2] == one[2]
+        # Contexts encoded by the workers are what the one-process reader's would encode to.
+        assert [context_json(o.context) for o in two[0]] == [
+            context_json(dict(o.context)) for o in one[0]
+        ]
     return one
 
 
@@ -149,3 +157,10 @@ def test_status_error_survives_a_process_boundary() -> None:
 
     error = pickle.loads(pickle.dumps(TaxiiStatusError("RETRY", "later")))
     assert (error.status_type, error.status_message) == ("RETRY", "later")
+
+
+def test_poll_part_in_memory_goes_to_the_workers() -> None:
+    data = _response("".join(_block(_pkg(i)) for i in range(300))).encode()
+    found = list(read_observables(data, workers=2))
+    assert len(found) == 300
+    assert all(type(o.context) is EncodedContext for o in found)  # read by the workers

@@ -20,6 +20,7 @@ the sequential result, errors included.
 from __future__ import annotations
 
 import io
+import logging
 import multiprocessing
 import re
 import threading
@@ -34,6 +35,8 @@ from feedgate.observables import EncodedContext, Kind, Observable, context_json
 
 from ._stats import ReadStats
 from ._stix1 import read_stix1
+
+log = logging.getLogger("feedgate.stix")
 
 #: Target range size; big enough to amortise a round trip, small enough to balance the cores.
 CHUNK_BYTES = 2 * 1024**2
@@ -277,7 +280,10 @@ def shared_pool(workers: int) -> ProcessPoolExecutor:
     Made once and reused: a poller reads many small parts, and a pool per part would cost more
     than it saves. Workers come from a fork server (a clean process started once), not from
     forking the caller: the caller may be a multi-threaded service, and forking it could copy
-    a lock another thread holds.
+    a lock another thread holds. As with any multiprocessing start method other than fork, the
+    workers import the caller's ``__main__`` module: a script that polls needs the usual
+    ``if __name__ == "__main__":`` guard, or the workers fail and parts are read in-process
+    (with a warning).
     """
     global _shared, _shared_workers
     with _shared_lock:
@@ -311,8 +317,11 @@ def read_bytes_parallel(
             yield obs
             yielded += 1
         return
+    except BrokenProcessPool as exc:
+        # Still correct (read below in this process), but slower: say why.
+        log.warning("parse workers failed (%s); reading in one process", exc)
     except Exception:
-        pass
+        pass  # a range that does not parse on its own: the one-process read says why
     fresh = ReadStats()
     try:
         for i, obs in enumerate(read_stix1(io.BytesIO(data), fresh, max_bytes=max_bytes)):
