@@ -1306,3 +1306,28 @@ def test_observable_is_frozen_and_to_dict_is_a_copy() -> None:
     out["title"] = "changed"
     assert obs.context["title"] == "t"
     assert Observable(Kind.IPV4, "192.0.2.1").context == {}
+
+
+# --- contexts as stored ----------------------------------------------------------------------
+
+
+def test_context_json_is_the_standard_librarys_json_with_sorted_keys() -> None:
+    import datetime
+    import json
+
+    from feedgate.observables import EncodedContext, context_json
+
+    context = {
+        "b": 1,
+        "a": "caf\u00e9 \u2603",
+        "when": datetime.datetime(2026, 11, 1, 12, 0),
+        "tags": ["x", None, True, 1.5],
+    }
+    text = context_json(context)
+    assert list(json.loads(text)) == ["a", "b", "tags", "when"]
+    assert json.loads(text) == json.loads(json.dumps(context, default=str, ensure_ascii=False))
+    # Text orjson refuses (a lone surrogate, as a STIX 2 "\ud800" escape gives) still encodes.
+    odd = {"title": "bad \ud800 text"}
+    assert json.loads(context_json(odd)) == odd
+    # A context a parse worker already encoded is not encoded again.
+    assert context_json(EncodedContext({"a": 1}, '{"a": 1}')) == '{"a": 1}'
