@@ -10,8 +10,9 @@ stops, the source shows the error, and the next interval tries again from the wa
 
 The next segments are polled and parsed ahead, on a thread of their own
 (:mod:`feedgate.feeds._prefetch`), while one is stored: the parse workers never wait for a commit
-or a network round trip. "Poll Now" and the scheduler run this same function. Every step is written to the threat-feed
-log in the gateway style (``segment …: 12 blocks, 480 observables read, 470 new, 10 updated``).
+or a network round trip. "Poll Now" and the scheduler run this same function. Every step is
+written to the threat-feed log in the gateway style
+(``segment …: 12 blocks, 480 observables read, 470 new, 10 updated``).
 """
 
 from __future__ import annotations
