@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Final
 
 from feedgate.observables import Observable
-from feedgate.stix import ReadStats, StixReadError, read_observables
+from feedgate.stix import ReadStats, StixReadError, read_observables, start_workers
 from feedgate.taxii.client import TaxiiClient, TaxiiError
 from feedgate.xml import XMLParseError
 
@@ -70,6 +70,8 @@ class Prefetcher:
         self._poll_path = poll_path
         self._windows = windows
         self._workers = workers
+        if workers > 1:
+            start_workers(workers)
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=DEPTH)
         self._stop = threading.Event()
         self._thread = threading.Thread(

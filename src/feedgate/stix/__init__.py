@@ -23,7 +23,7 @@ from feedgate import xml
 from feedgate.observables import Observable
 
 from ._errors import StixReadError, TaxiiStatusError
-from ._parallel import plan, read_bytes_parallel, read_parallel
+from ._parallel import plan, read_bytes_parallel, read_parallel, start_workers
 from ._stats import ReadStats
 from ._stix1 import check_root, read_stix1
 from ._stix2 import pattern_comparisons, read_stix2
@@ -34,6 +34,7 @@ __all__ = [
     "TaxiiStatusError",
     "pattern_comparisons",
     "read_observables",
+    "start_workers",
 ]
 
 _HEAD = 64 * 1024

@@ -297,6 +297,18 @@ def shared_pool(workers: int) -> ProcessPoolExecutor:
         return _shared
 
 
+def _ready() -> None:
+    """A task that does nothing: running it means a worker is up."""
+
+
+def start_workers(workers: int) -> None:
+    """Start the shared pool's workers now, so that a poll's first part does not wait for the
+    fork server and its imports (the caller goes on with its first request meanwhile)."""
+    pool = shared_pool(workers)
+    for _ in range(workers):
+        pool.submit(_ready)
+
+
 def _drop_shared(pool: ProcessPoolExecutor) -> None:
     """Forget a pool that broke (a worker was killed): the next read makes a new one."""
     global _shared
