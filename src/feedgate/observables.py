@@ -16,7 +16,7 @@ import ipaddress
 import json
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
@@ -70,38 +70,63 @@ class InvalidValue(ValueError):
 _NO_CONTEXT: Final[Mapping[str, Any]] = MappingProxyType({})
 
 
-class EncodedContext(dict[str, Any]):
-    """A context that carries its JSON form (see :func:`context_json`).
+class EncodedContext(Mapping[str, Any]):
+    """A context held as the JSON it is stored as, decoded only when someone reads it.
 
-    A parse worker encodes each context once, in parallel with the rest of ingest, so the
-    process that stores observables does not encode it again; on its own a context is just a
-    dict.
+    Parse workers send contexts to the poller as JSON; the poller stores that text as it is and
+    rarely looks inside, so decoding each one (and encoding it again) would be wasted work. Reads
+    through the mapping interface see the same keys, values and order as the original dict.
     """
 
-    __slots__ = ("json",)
+    __slots__ = ("_items", "json")
 
-    def __init__(self, items: Mapping[str, Any], json: str) -> None:
-        super().__init__(items)
+    def __init__(self, json: str, items: dict[str, Any] | None = None) -> None:
         self.json = json
+        self._items = items
+
+    def _data(self) -> dict[str, Any]:
+        items = self._items
+        if items is None:
+            try:
+                items = orjson.loads(self.json)
+            except orjson.JSONDecodeError:  # text orjson refuses to write, json wrote
+                items = _json_loads(self.json)
+            self._items = items
+        return items
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (EncodedContext, (self.json,))
 
 
-#: Sorted keys; datetimes through ``default=str`` as the standard library encoder does.
-_ORJSON_OPTIONS: Final = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
-_CONTEXT_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+_CONTEXT_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, default=str)
+_json_loads: Final = json.loads
 
 
 def context_json(context: Mapping[str, Any]) -> str:
-    """A context as JSON, as stores keep it: sorted keys, values JSON cannot hold as text.
+    """A context as JSON, as stores keep it: keys in the context's order, values JSON cannot
+    hold as text.
 
     orjson does this five times faster than the standard library, which matters at one context
     per indicator; text it refuses (a lone surrogate from a STIX 2 ``\\ud800`` escape) goes
-    through the standard library, as before.
+    through the standard library.
     """
     if type(context) is EncodedContext:
         return context.json
     plain = context if type(context) is dict else dict(context)
     try:
-        return orjson.dumps(plain, default=str, option=_ORJSON_OPTIONS).decode()
+        return orjson.dumps(plain, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
     except (TypeError, ValueError):  # JSONEncodeError is a TypeError; UnicodeEncodeError
         return _CONTEXT_ENCODER.encode(plain)
 

@@ -1,12 +1,16 @@
-"""Poll and parse the segments after the one being stored, on a thread of their own.
+"""Poll the segments after the one being stored, and start parsing them, on a thread of their own.
 
 Storing a segment ends with a write transaction; polling the next one starts with a network
 round trip. Done one after the other, the parse workers would sit idle through both, on every
-segment. So a producer thread polls segment after segment, hands each part to the STIX reader
-(whose worker processes do the parsing) and queues the observables; the poller's thread takes
-them segment by segment, stores them and commits. Nothing about a segment's transaction
-changes: the producer only reads from the network, and the queue is bounded, so it runs at
-most a few batches ahead and memory stays flat.
+segment. So a producer thread polls segment after segment and hands each part to the parse
+workers as it arrives (:class:`feedgate.stix.PartJob`); the poller's thread takes the parts
+segment by segment, reads the observables back, stores them and commits. Nothing about a
+segment's transaction changes: the producer only reads from the network, and the queue is
+bounded, so it runs at most a few parts ahead and memory stays flat.
+
+The producer does no Python-heavy work (no decoding of results): on the poller's thread the
+SQLite driver lets go of the GIL for every row it writes, and a busy second thread would make it
+wait for the GIL again each time.
 
 A segment whose poll fails ends the producer; the poller retries that segment with a new one.
 """
@@ -21,22 +25,26 @@ from datetime import datetime
 from typing import Final
 
 from feedgate.observables import Observable
-from feedgate.stix import ReadStats, StixReadError, read_observables, start_workers
-from feedgate.taxii.client import TaxiiClient, TaxiiError
-from feedgate.xml import XMLParseError
+from feedgate.stix import PartJob, ReadStats, read_observables, start_workers
+from feedgate.taxii.client import TaxiiClient
+from feedgate.xml import DEFAULT_MAX_BYTES
 
-#: Observables per queued batch (and per upsert call).
-BATCH: Final = 5000
-#: Batches the producer may run ahead of the store.
-DEPTH: Final = 8
+#: Parts the producer may run ahead of the store (each is being parsed meanwhile).
+DEPTH: Final = 3
 _POLL_INTERVAL: Final = 0.1  # how often a blocked producer looks whether it should stop
 
 
 @dataclass(frozen=True, slots=True)
-class PartDone:
-    """One poll part of a segment was read whole."""
+class Part:
+    """One poll part of a segment: being parsed by the workers, or to be read in-process."""
 
-    stats: ReadStats
+    job: PartJob | None
+    data: bytes
+
+    def observables(self, stats: ReadStats) -> Iterator[Observable]:
+        if self.job is not None:
+            return self.job.observables(stats)
+        return read_observables(self.data, stats=stats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +57,7 @@ class _Failed:
     error: BaseException
 
 
-_Item = tuple[int, "list[Observable] | PartDone | SegmentDone | _Failed"]
+_Item = tuple[int, "Part | SegmentDone | _Failed"]
 
 
 class Prefetcher:
@@ -64,12 +72,14 @@ class Prefetcher:
         first: int,
         *,
         workers: int = 1,
+        max_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._client = client
         self._collection = collection
         self._poll_path = poll_path
         self._windows = windows
         self._workers = workers
+        self._max_bytes = max_bytes
         if workers > 1:
             start_workers(workers)
         self._queue: queue.Queue[_Item] = queue.Queue(maxsize=DEPTH)
@@ -94,10 +104,15 @@ class Prefetcher:
         for index in range(first, len(self._windows)):
             begin, end = self._windows[index]
             try:
-                for part in self._client.poll_raw(
+                for data in self._client.poll_raw(
                     self._collection, begin, end, uri=self._poll_path
                 ):
-                    if not self._read_part(index, part):
+                    job = None
+                    if self._workers > 1:
+                        job = PartJob(data, self._workers, self._max_bytes)
+                    if not self._put((index, Part(job, data))):
+                        if job is not None:
+                            job.cancel()
                         return
                 if not self._put((index, SegmentDone())):
                     return
@@ -105,28 +120,10 @@ class Prefetcher:
                 self._put((index, _Failed(exc)))
                 return
 
-    def _read_part(self, index: int, part: bytes) -> bool:
-        stats = ReadStats()
-        batch: list[Observable] = []
-        try:
-            for obs in read_observables(part, stats=stats, workers=self._workers):
-                batch.append(obs)
-                if len(batch) >= BATCH:
-                    if not self._put((index, batch)):
-                        return False
-                    batch = []
-        except (StixReadError, XMLParseError) as exc:
-            raise TaxiiError(
-                f"the server sent a poll answer that cannot be read: {' '.join(str(exc).split())}"
-            ) from None
-        if batch and not self._put((index, batch)):
-            return False
-        return self._put((index, PartDone(stats)))
-
     # --- the poller's side ------------------------------------------------------------------
 
-    def segment(self, index: int) -> Iterator[list[Observable] | PartDone]:
-        """Batches and part ends of segment ``index``, in order; raises what its poll raised."""
+    def segment(self, index: int) -> Iterator[Part]:
+        """The parts of segment ``index``, in order; raises what its poll raised."""
         while True:
             got, item = self._queue.get()
             if got != index:  # pragma: no cover - the poller asks in order
@@ -143,6 +140,8 @@ class Prefetcher:
         self._stop.set()
         while True:
             try:
-                self._queue.get_nowait()
+                _, item = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(item, Part) and item.job is not None:
+                item.job.cancel()

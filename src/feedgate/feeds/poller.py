@@ -24,17 +24,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from feedgate.stix import StixReadError
+from feedgate.observables import Observable
+from feedgate.stix import ReadStats, StixReadError
 from feedgate.taxii.client import TaxiiClient, TaxiiError
 from feedgate.xml import XMLParseError
 
-from ._prefetch import PartDone, Prefetcher
+from ._prefetch import Prefetcher
 from .log import ThreatFeedLog
 from .sources import Source, client_options
 from .store import FeedStore
 
-#: Processes that parse a large poll part (parts under 1 MB are parsed in-process): the rest
-#: of ingest (network, store) stays in the poller's process, so two cores are kept busy.
+#: Observables per upsert call.
+BATCH: Final = 5000
+#: Processes that parse poll parts: the rest of ingest (network, store) stays in the poller's
+#: process, so two cores are kept busy.
 PARSE_WORKERS: Final = min(2, os.cpu_count() or 1)
 #: Backoff between retries of a segment: BASE × 2**attempt, at most MAX.
 BACKOFF_BASE: Final = 2.0
@@ -222,13 +225,25 @@ def _segment(
     """One segment in one transaction: (blocks, read, new, updated, skipped blocks)."""
     blocks = read = new = updated = skipped = 0
     with store.segment(name) as segment:
-        for item in prefetch.segment(index):
-            if isinstance(item, PartDone):
-                blocks += item.stats.content_blocks
-                read += item.stats.observables
-                skipped += item.stats.skipped.get("unreadable text content block", 0)
-            else:
-                n, u = segment.upsert(item, end)
+        for part in prefetch.segment(index):
+            stats = ReadStats()
+            batch: list[Observable] = []
+            try:
+                for obs in part.observables(stats):
+                    batch.append(obs)
+                    if len(batch) >= BATCH:
+                        n, u = segment.upsert(batch, end)
+                        new, updated, batch = new + n, updated + u, []
+            except (StixReadError, XMLParseError) as exc:
+                raise TaxiiError(
+                    "the server sent a poll answer that cannot be read: "
+                    f"{' '.join(str(exc).split())}"
+                ) from None
+            if batch:
+                n, u = segment.upsert(batch, end)
                 new, updated = new + n, updated + u
+            blocks += stats.content_blocks
+            read += stats.observables
+            skipped += stats.skipped.get("unreadable text content block", 0)
         segment.finish(end)
     return blocks, read, new, updated, skipped

@@ -23,12 +23,13 @@ from feedgate import xml
 from feedgate.observables import Observable
 
 from ._errors import StixReadError, TaxiiStatusError
-from ._parallel import plan, read_bytes_parallel, read_parallel, start_workers
+from ._parallel import PartJob, plan, read_bytes_parallel, read_parallel, start_workers
 from ._stats import ReadStats
 from ._stix1 import check_root, read_stix1
 from ._stix2 import pattern_comparisons, read_stix2
 
 __all__ = [
+    "PartJob",
     "ReadStats",
     "StixReadError",
     "TaxiiStatusError",
@@ -146,10 +147,8 @@ def read_observables(
     stats = stats if stats is not None else ReadStats()
     path: str | None = None
     if isinstance(source, bytes):
-        split = plan(source[:_HEAD]) if workers > 1 and len(source) > _PARALLEL_MIN else None
-        if split is not None:
-            check_root(_strip_bom(source[:_HEAD]).lstrip())
-            yield from read_bytes_parallel(source, split, stats, workers, max_bytes)
+        if workers > 1 and len(source) > _PARALLEL_MIN:
+            yield from read_bytes_parallel(source, stats, workers, max_bytes)
             return
         source = io.BytesIO(source)
     with ExitStack() as stack:

@@ -25,10 +25,12 @@ import multiprocessing
 import re
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import IO, Any, Final, NamedTuple
+from typing import IO, Final, NamedTuple
+
+import orjson
 
 from feedgate import xml
 from feedgate.observables import EncodedContext, Kind, Observable, context_json
@@ -83,31 +85,52 @@ def plan(head: bytes) -> Plan | None:
     return None
 
 
-class _Columns(NamedTuple):
-    """A range's observables as columns: far cheaper to pickle than one tuple per observable.
-
-    Observables of one indicator share one context dict; ``contexts`` holds each once, with its
-    JSON form (encoded in the worker, so the caller need not: see ``EncodedContext``).
-    """
-
-    kinds: list[Kind]
-    values: list[str]
-    original_types: list[str | None]
-    context_ids: list[int]
-    contexts: list[Mapping[str, Any]]
-    encoded: list[str]
-
-    def observables(self) -> Iterator[Observable]:
-        contexts = [
-            EncodedContext(ctx, text) for ctx, text in zip(self.contexts, self.encoded, strict=True)
-        ]
-        for kind, value, original, ctx in zip(
-            self.kinds, self.values, self.original_types, self.context_ids, strict=True
-        ):
-            yield Observable(kind, value, original, contexts[ctx])
+#: A range's observables as sent back by a worker: five columns as one orjson document (kinds,
+#: values, original types, context numbers, contexts' JSON), far cheaper to send and to receive
+#: than one object per observable, and decoded by the caller's own thread: the pool's result
+#: thread then only moves bytes, and does not compete for the caller's GIL. Observables of one
+#: indicator share one context, sent once. Text orjson refuses goes as a pickled tuple instead.
+_Packed = bytes | tuple[list[str], list[str], list[str | None], list[int], list[str]]
+_KINDS: Final = {str(kind): kind for kind in Kind}
 
 
-def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Columns, ReadStats]:
+def _pack(found: Iterable[Observable]) -> _Packed:
+    kinds: list[str] = []
+    values: list[str] = []
+    types: list[str | None] = []
+    numbers: list[int] = []
+    encoded: list[str] = []
+    index: dict[int, int] = {}
+    alive: list[object] = []  # ids are only unique among live objects
+    for obs in found:
+        kinds.append(obs.kind.value)
+        values.append(obs.value)
+        types.append(obs.original_type)
+        context = obs.context
+        number = index.get(id(context))
+        if number is None:
+            number = index[id(context)] = len(encoded)
+            alive.append(context)
+            encoded.append(context_json(context))
+        numbers.append(number)
+    columns = (kinds, values, types, numbers, encoded)
+    try:
+        return orjson.dumps(columns)
+    except (TypeError, ValueError):
+        return columns
+
+
+def _unpack(packed: _Packed) -> Iterator[Observable]:
+    kinds, values, types, numbers, encoded = (
+        orjson.loads(packed) if isinstance(packed, bytes) else packed
+    )
+    contexts = [EncodedContext(text) for text in encoded]
+    kind_of = _KINDS
+    for kind, value, original, number in zip(kinds, values, types, numbers, strict=True):
+        yield Observable(kind_of[kind], value, original, contexts[number])
+
+
+def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Packed, ReadStats]:
     """Worker: read bytes [start, end) of the file with the ordinary reader."""
     with open(path, "rb") as f:
         f.seek(start)
@@ -115,7 +138,7 @@ def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Columns,
     return _read_bytes(data, split)
 
 
-def _read_bytes(data: bytes, split: Plan) -> tuple[_Columns, ReadStats]:
+def _read_bytes(data: bytes, split: Plan) -> tuple[_Packed, ReadStats]:
     """Worker: read one range, already cut, with the ordinary reader."""
     stats = ReadStats()
     if split.mode == "blocks":
@@ -124,19 +147,15 @@ def _read_bytes(data: bytes, split: Plan) -> tuple[_Columns, ReadStats]:
         found = read_stix1(io.BytesIO(data), stats, concatenated=False)
     else:
         found = read_stix1(io.BytesIO(data), stats)
-    columns = _Columns([], [], [], [], [], [])
-    index: dict[int, int] = {}
-    for obs in found:
-        columns.kinds.append(obs.kind)
-        columns.values.append(obs.value)
-        columns.original_types.append(obs.original_type)
-        ctx_id = index.get(id(obs.context))
-        if ctx_id is None:
-            ctx_id = index[id(obs.context)] = len(columns.contexts)
-            columns.contexts.append(obs.context)
-            columns.encoded.append(context_json(obs.context))
-        columns.context_ids.append(ctx_id)
-    return columns, stats
+    return _pack(found), stats
+
+
+def _read_whole(data: bytes, max_bytes: int) -> tuple[_Packed, ReadStats]:
+    """Worker: read a whole poll part (any format the reader knows)."""
+    from feedgate.stix import read_observables
+
+    stats = ReadStats()
+    return _pack(read_observables(io.BytesIO(data), stats=stats, max_bytes=max_bytes)), stats
 
 
 class _Unsafe(Exception):
@@ -238,7 +257,7 @@ def _read_split(
     path: str, split: Plan, stats: ReadStats, workers: int, max_bytes: int
 ) -> Iterator[Observable]:
     context = multiprocessing.get_context("fork")
-    pending: deque[Future[tuple[_Columns, ReadStats]]] = deque()
+    pending: deque[Future[tuple[_Packed, ReadStats]]] = deque()
     with open(path, "rb") as f:
         size = f.seek(0, io.SEEK_END)
         if size > max_bytes:
@@ -258,10 +277,10 @@ def _read_split(
                     future.cancel()
 
 
-def _collect(future: Future[tuple[_Columns, ReadStats]], stats: ReadStats) -> Iterator[Observable]:
-    columns, range_stats = future.result()  # a reader error in the worker is raised here
+def _collect(future: Future[tuple[_Packed, ReadStats]], stats: ReadStats) -> Iterator[Observable]:
+    packed, range_stats = future.result()  # a reader error in the worker is raised here
     stats.merge(range_stats)
-    yield from columns.observables()
+    yield from _unpack(packed)
 
 
 # --- poll parts held in memory ---------------------------------------------------------------
@@ -318,50 +337,79 @@ def _drop_shared(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+class PartJob:
+    """A poll part handed to the worker pool at once, read back in order by whoever iterates.
+
+    Made by the thread that receives the part (the ranges are submitted straight away, so the
+    workers start while that thread fetches the next part) and read by the thread that stores
+    the observables. A large Poll_Response or run of packages is cut into ranges as files are;
+    anything else goes to one worker whole. What comes back is exactly what the one-process
+    read says: if a range does not read on its own, or the pool breaks, the part is read again
+    in the iterating process, skipping what was already handed out.
+    """
+
+    def __init__(self, data: bytes, workers: int, max_bytes: int) -> None:
+        self._data = data
+        self._max_bytes = max_bytes
+        self._futures: deque[Future[tuple[_Packed, ReadStats]]] = deque()
+        self._pool = shared_pool(workers)
+        if len(data) > max_bytes:
+            return  # the in-process read says so, with the reader's own message
+        split = plan(data[:65536]) if len(data) >= 2 * PART_CHUNK_BYTES else None
+        try:
+            if split is None:
+                self._futures.append(self._pool.submit(_read_whole, data, max_bytes))
+                return
+            view = memoryview(data)
+            for start, end in ranges(io.BytesIO(data), split, PART_CHUNK_BYTES):
+                self._futures.append(self._pool.submit(_read_bytes, bytes(view[start:end]), split))
+        except _Unsafe:
+            self.cancel()  # read in-process: the one-process reader says what is wrong
+        except BrokenProcessPool as exc:
+            self.cancel()
+            _drop_shared(self._pool)
+            log.warning("parse workers failed (%s); reading in one process", exc)
+
+    def cancel(self) -> None:
+        """Drop what the workers have not started (the part will not be read)."""
+        for future in self._futures:
+            future.cancel()
+        self._futures.clear()
+
+    def observables(self, stats: ReadStats) -> Iterator[Observable]:
+        """The part's observables in input order; counts go to ``stats``."""
+        yielded = 0
+        if self._futures:
+            try:
+                while self._futures:
+                    for obs in _collect(self._futures[0], stats):
+                        yield obs
+                        yielded += 1
+                    self._futures.popleft()
+                return
+            except BrokenProcessPool as exc:
+                _drop_shared(self._pool)
+                log.warning("parse workers failed (%s); reading in one process", exc)
+            except Exception:
+                pass  # a range that does not read on its own: the one-process read says why
+            finally:
+                self.cancel()
+        fresh = ReadStats()
+        from feedgate.stix import read_observables
+
+        try:
+            found = read_observables(io.BytesIO(self._data), stats=fresh, max_bytes=self._max_bytes)
+            for i, obs in enumerate(found):
+                if i >= yielded:
+                    yield obs
+        finally:
+            stats.clear()
+            stats.merge(fresh)
+
+
 def read_bytes_parallel(
-    data: bytes, split: Plan, stats: ReadStats, workers: int, max_bytes: int
+    data: bytes, stats: ReadStats, workers: int, max_bytes: int
 ) -> Iterator[Observable]:
     """Observables of ``data`` (a poll part) read by ``workers`` processes, in input order;
     exactly what the one-process read says, as :func:`read_parallel` does for files."""
-    yielded = 0
-    try:
-        for obs in _read_split_bytes(data, split, stats, workers, max_bytes):
-            yield obs
-            yielded += 1
-        return
-    except BrokenProcessPool as exc:
-        # Still correct (read below in this process), but slower: say why.
-        log.warning("parse workers failed (%s); reading in one process", exc)
-    except Exception:
-        pass  # a range that does not parse on its own: the one-process read says why
-    fresh = ReadStats()
-    try:
-        for i, obs in enumerate(read_stix1(io.BytesIO(data), fresh, max_bytes=max_bytes)):
-            if i >= yielded:
-                yield obs
-    finally:
-        stats.clear()
-        stats.merge(fresh)
-
-
-def _read_split_bytes(
-    data: bytes, split: Plan, stats: ReadStats, workers: int, max_bytes: int
-) -> Iterator[Observable]:
-    if len(data) > max_bytes:
-        raise xml.XMLLimitError(f"refused: the input exceeds the {max_bytes}-byte limit")
-    pool = shared_pool(workers)
-    pending: deque[Future[tuple[_Columns, ReadStats]]] = deque()
-    view = memoryview(data)
-    try:
-        for start, end in ranges(io.BytesIO(data), split, PART_CHUNK_BYTES):
-            pending.append(pool.submit(_read_bytes, bytes(view[start:end]), split))
-            if len(pending) > workers * 2:
-                yield from _collect(pending.popleft(), stats)
-        while pending:
-            yield from _collect(pending.popleft(), stats)
-    except BrokenProcessPool:
-        _drop_shared(pool)
-        raise
-    finally:
-        for future in pending:
-            future.cancel()
+    yield from PartJob(data, workers, max_bytes).observables(stats)
