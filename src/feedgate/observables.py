@@ -16,7 +16,7 @@ import ipaddress
 import json
 import re
 import string
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 from urllib.parse import urlsplit
@@ -31,7 +31,9 @@ __all__ = [
     "InvalidValue",
     "Kind",
     "Observable",
+    "ObservableBatch",
     "context_json",
+    "context_value",
     "normalise",
     "normalise_cidr",
     "normalise_domain",
@@ -103,6 +105,9 @@ class EncodedContext(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data())
 
+    def __bool__(self) -> bool:  # without decoding: "is there a context?" is asked often
+        return bool(self._items) if self._items is not None else self.json != "{}"
+
     def __repr__(self) -> str:
         return repr(self._data())
 
@@ -159,6 +164,58 @@ class Observable(NamedTuple):
         for key, item in self.context.items():
             out.setdefault(key, item)
         return out
+
+
+class ObservableBatch(NamedTuple):
+    """Observables as columns: how parse workers hand them to a store.
+
+    A poll brings hundreds of thousands of observables; one object each, made only to be taken
+    apart again by the store, costs more than the store's own work. Row ``i`` is
+    ``kinds[i]``, ``values[i]``, ``original_types[i]`` and ``contexts[context_numbers[i]]``
+    (observables of one indicator share one context).
+    """
+
+    kinds: list[Kind]
+    values: list[str]
+    original_types: list[str | None]
+    context_numbers: list[int]
+    contexts: list[Mapping[str, Any]]
+
+    @property
+    def size(self) -> int:
+        """How many observables."""
+        return len(self.values)
+
+    def observables(self) -> Iterator[Observable]:
+        contexts = self.contexts
+        for kind, value, original, number in zip(
+            self.kinds, self.values, self.original_types, self.context_numbers, strict=True
+        ):
+            yield Observable(kind, value, original, contexts[number])
+
+    @classmethod
+    def of(cls, observables: Iterable[Observable]) -> ObservableBatch:
+        """The batch of ``observables`` (their contexts kept shared as they were)."""
+        batch = cls([], [], [], [], [])
+        numbers: dict[int, int] = {}
+        for obs in observables:
+            batch.kinds.append(obs.kind)
+            batch.values.append(obs.value)
+            batch.original_types.append(obs.original_type)
+            context = obs.context
+            number = numbers.get(id(context))
+            if number is None:  # the batch keeps the context alive, so its id stays unique
+                number = numbers[id(context)] = len(batch.contexts)
+                batch.contexts.append(context)
+            batch.context_numbers.append(number)
+        return batch
+
+
+def context_value(context: Mapping[str, Any], key: str) -> Any:
+    """``context.get(key)``, without decoding an :class:`EncodedContext` that cannot hold it."""
+    if type(context) is EncodedContext and f'"{key}"' not in context.json:
+        return None
+    return context.get(key)
 
 
 # --- input hygiene ----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from feedgate.observables import Observable, context_json
+from feedgate.observables import Observable, ObservableBatch, context_json, context_value
 
 if TYPE_CHECKING:
     from .store import FeedStore
@@ -163,35 +163,44 @@ class Segment:
 
     # --- the poller's side ------------------------------------------------------------------
 
-    def upsert(self, observables: Iterable[Observable], seen_at: datetime) -> tuple[int, int]:
+    def upsert(
+        self, observables: Iterable[Observable] | ObservableBatch, seen_at: datetime
+    ) -> tuple[int, int]:
         """Take ``observables`` as seen at ``seen_at``; (new, updated) distinct observables
         not counted earlier in this segment. Written when the segment commits."""
         if self._closed:
             raise self._error("the segment is over")
+        batch = (
+            observables
+            if isinstance(observables, ObservableBatch)
+            else ObservableBatch.of(observables)
+        )
         seen_db = self._to_db(seen_at)
         assert seen_db is not None
         now = self._to_db(self._utcnow())
         assert now is not None
         sqlite = not self._postgres
         seen = seen_db.strftime(_SQLITE_TIME) if sqlite else seen_db
-        parse_time = self._parse_time
+        # Per context (shared by the observables of one indicator): text, valid-until, expired.
+        per_context = []
+        for context in batch.contexts:
+            moment = self._parse_time(context_value(context, "valid_until")) if context else None
+            until: Any = moment.strftime(_SQLITE_TIME) if moment is not None and sqlite else moment
+            text = context_json(context) if context else "{}"
+            per_context.append((text, until, moment is not None and moment <= now))
         buffer = self._buffer
         counted = self._seen
         fresh: list[bytes] = []
         size = 0
-        for obs in observables:
-            kind = str(obs.kind)
-            value = obs.value
+        for kind, value, original, number in zip(
+            batch.kinds, batch.values, batch.original_types, batch.context_numbers, strict=True
+        ):
             key = digest(kind, value)
-            context = obs.context
-            moment = parse_time(context.get("valid_until")) if context else None
-            expired = moment is not None and moment <= now
-            until: Any = moment.strftime(_SQLITE_TIME) if moment is not None and sqlite else moment
-            text = context_json(context) if context else "{}"
+            text, until, expired = per_context[number]
             old = buffer.get(key)
             # last_seen never moves backwards
             seen_row = old[4] if old is not None and old[4] > seen else seen
-            buffer[key] = (key, kind, value, obs.original_type, seen_row, until, expired, text)
+            buffer[key] = (key, kind.value, value, original, seen_row, until, expired, text)
             if old is None:
                 size += len(value) + len(text) + _ROW_OVERHEAD
             prefix = int.from_bytes(key[:8], "big")

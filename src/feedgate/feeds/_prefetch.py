@@ -24,11 +24,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from feedgate.observables import Observable
-from feedgate.stix import PartJob, ReadStats, read_observables, start_workers
+from feedgate.observables import ObservableBatch
+from feedgate.stix import PartJob, ReadStats, batched, read_observables, start_workers
 from feedgate.taxii.client import TaxiiClient
 from feedgate.xml import DEFAULT_MAX_BYTES
 
+#: Observables per batch of a part read in-process.
+BATCH: Final = 5000
 #: Parts the producer may run ahead of the store (each is being parsed meanwhile).
 DEPTH: Final = 3
 _POLL_INTERVAL: Final = 0.1  # how often a blocked producer looks whether it should stop
@@ -41,10 +43,11 @@ class Part:
     job: PartJob | None
     data: bytes
 
-    def observables(self, stats: ReadStats) -> Iterator[Observable]:
+    def batches(self, stats: ReadStats) -> Iterator[ObservableBatch]:
+        """The part's observables in batches, in order; counts go to ``stats``."""
         if self.job is not None:
-            return self.job.observables(stats)
-        return read_observables(self.data, stats=stats)
+            return self.job.batches(stats)
+        return batched(read_observables(self.data, stats=stats), BATCH)
 
 
 @dataclass(frozen=True, slots=True)

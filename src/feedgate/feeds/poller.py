@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from feedgate.observables import Observable
 from feedgate.stix import ReadStats, StixReadError
 from feedgate.taxii.client import TaxiiClient, TaxiiError
 from feedgate.xml import XMLParseError
@@ -34,8 +33,6 @@ from .log import ThreatFeedLog
 from .sources import Source, client_options
 from .store import FeedStore
 
-#: Observables per upsert call.
-BATCH: Final = 5000
 #: Processes that parse poll parts: the rest of ingest (network, store) stays in the poller's
 #: process, so two cores are kept busy.
 PARSE_WORKERS: Final = min(2, os.cpu_count() or 1)
@@ -227,21 +224,15 @@ def _segment(
     with store.segment(name) as segment:
         for part in prefetch.segment(index):
             stats = ReadStats()
-            batch: list[Observable] = []
             try:
-                for obs in part.observables(stats):
-                    batch.append(obs)
-                    if len(batch) >= BATCH:
-                        n, u = segment.upsert(batch, end)
-                        new, updated, batch = new + n, updated + u, []
+                for batch in part.batches(stats):
+                    n, u = segment.upsert(batch, end)
+                    new, updated = new + n, updated + u
             except (StixReadError, XMLParseError) as exc:
                 raise TaxiiError(
                     "the server sent a poll answer that cannot be read: "
                     f"{' '.join(str(exc).split())}"
                 ) from None
-            if batch:
-                n, u = segment.upsert(batch, end)
-                new, updated = new + n, updated + u
             blocks += stats.content_blocks
             read += stats.observables
             skipped += stats.skipped.get("unreadable text content block", 0)

@@ -23,7 +23,14 @@ from feedgate import xml
 from feedgate.observables import Observable
 
 from ._errors import StixReadError, TaxiiStatusError
-from ._parallel import PartJob, plan, read_bytes_parallel, read_parallel, start_workers
+from ._parallel import (
+    PartJob,
+    batched,
+    plan,
+    read_bytes_parallel,
+    read_parallel,
+    start_workers,
+)
 from ._stats import ReadStats
 from ._stix1 import check_root, read_stix1
 from ._stix2 import pattern_comparisons, read_stix2
@@ -33,6 +40,7 @@ __all__ = [
     "ReadStats",
     "StixReadError",
     "TaxiiStatusError",
+    "batched",
     "pattern_comparisons",
     "read_observables",
     "start_workers",

@@ -20,20 +20,21 @@ the sequential result, errors included.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import multiprocessing
 import re
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import IO, Final, NamedTuple
+from typing import IO, Any, Final, NamedTuple
 
 import orjson
 
 from feedgate import xml
-from feedgate.observables import EncodedContext, Kind, Observable, context_json
+from feedgate.observables import EncodedContext, Kind, Observable, ObservableBatch, context_json
 
 from ._stats import ReadStats
 from ._stix1 import read_stix1
@@ -120,14 +121,13 @@ def _pack(found: Iterable[Observable]) -> _Packed:
         return columns
 
 
-def _unpack(packed: _Packed) -> Iterator[Observable]:
+def _unpack(packed: _Packed) -> ObservableBatch:
     kinds, values, types, numbers, encoded = (
         orjson.loads(packed) if isinstance(packed, bytes) else packed
     )
-    contexts = [EncodedContext(text) for text in encoded]
     kind_of = _KINDS
-    for kind, value, original, number in zip(kinds, values, types, numbers, strict=True):
-        yield Observable(kind_of[kind], value, original, contexts[number])
+    contexts: list[Mapping[str, Any]] = [EncodedContext(text) for text in encoded]
+    return ObservableBatch([kind_of[kind] for kind in kinds], values, types, numbers, contexts)
 
 
 def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Packed, ReadStats]:
@@ -278,9 +278,13 @@ def _read_split(
 
 
 def _collect(future: Future[tuple[_Packed, ReadStats]], stats: ReadStats) -> Iterator[Observable]:
+    yield from _collect_batch(future, stats).observables()
+
+
+def _collect_batch(future: Future[tuple[_Packed, ReadStats]], stats: ReadStats) -> ObservableBatch:
     packed, range_stats = future.result()  # a reader error in the worker is raised here
     stats.merge(range_stats)
-    yield from _unpack(packed)
+    return _unpack(packed)
 
 
 # --- poll parts held in memory ---------------------------------------------------------------
@@ -378,14 +382,20 @@ class PartJob:
 
     def observables(self, stats: ReadStats) -> Iterator[Observable]:
         """The part's observables in input order; counts go to ``stats``."""
+        for batch in self.batches(stats):
+            yield from batch.observables()
+
+    def batches(self, stats: ReadStats, size: int = 5000) -> Iterator[ObservableBatch]:
+        """The part's observables in input order, as batches (one per range, or of ``size``
+        when read in-process); counts go to ``stats``."""
         yielded = 0
         if self._futures:
             try:
                 while self._futures:
-                    for obs in _collect(self._futures[0], stats):
-                        yield obs
-                        yielded += 1
+                    batch = _collect_batch(self._futures[0], stats)
                     self._futures.popleft()
+                    yielded += batch.size
+                    yield batch
                 return
             except BrokenProcessPool as exc:
                 _drop_shared(self._pool)
@@ -399,12 +409,28 @@ class PartJob:
 
         try:
             found = read_observables(io.BytesIO(self._data), stats=fresh, max_bytes=self._max_bytes)
-            for i, obs in enumerate(found):
-                if i >= yielded:
-                    yield obs
+            yield from batched(itertools.islice(found, yielded, None), size)
         finally:
             stats.clear()
             stats.merge(fresh)
+
+
+def batched(observables: Iterable[Observable], size: int) -> Iterator[ObservableBatch]:
+    """``observables`` in batches of at most ``size``. When reading them fails, what was read
+    before the error is still handed out, then the error is raised (as the reader does)."""
+    chunk: list[Observable] = []
+    try:
+        for obs in observables:
+            chunk.append(obs)
+            if len(chunk) >= size:
+                yield ObservableBatch.of(chunk)
+                chunk = []
+    except Exception:
+        if chunk:
+            yield ObservableBatch.of(chunk)
+        raise
+    if chunk:
+        yield ObservableBatch.of(chunk)
 
 
 def read_bytes_parallel(
