@@ -31,8 +31,9 @@ from feedgate.xml import DEFAULT_MAX_BYTES
 
 #: Observables per batch of a part read in-process.
 BATCH: Final = 5000
-#: Parts the producer may run ahead of the store (each is being parsed meanwhile).
-DEPTH: Final = 3
+#: Parts queued ahead of the store (plus the one the producer holds; both are being parsed):
+#: more costs memory and gains nothing measurable.
+DEPTH: Final = 1
 _POLL_INTERVAL: Final = 0.1  # how often a blocked producer looks whether it should stop
 
 
