@@ -55,7 +55,7 @@ def _run_manager(
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
     try:
-        serve(create_api(store, feed_log, token), sock)
+        serve(create_api(store, feed_log, token, lease=scheduler.lease), sock)
     finally:
         stop.set()
         worker.join(timeout=30)
@@ -121,6 +121,7 @@ def up_command(port: int, pulses: int) -> None:
     from feedgate.db import default_db, default_hub_db, display_name, engine
     from feedgate.feeds.cli_sources import poll_and_echo
     from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.scheduler import LeaseHeld
     from feedgate.feeds.sources import Source
     from feedgate.feeds.store import FeedStore
     from feedgate.hub.app import create_app
@@ -164,7 +165,10 @@ def up_command(port: int, pulses: int) -> None:
         click.echo(f"API key:   {key}  (the demo user 'gateway', following {author})")
         click.echo(f"databases: hub {display_name(hub_db)}, manager {display_name(feeds_db)}")
         click.echo(f"log file:  {feed_log.path}")
-        poll_and_echo(store, source, feed_log)
+        try:
+            poll_and_echo(store, source, feed_log)
+        except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
+            click.echo(f"first poll skipped: {exc}", err=True)
         _run_manager(store, feed_log, "127.0.0.1", port, 10.0)
 
 

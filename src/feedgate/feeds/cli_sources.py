@@ -512,13 +512,17 @@ def show_command(name: str, db: str | None) -> None:
         click.echo(f"{key + ':':<{width + 1}} {value}")
 
 
-def poll_and_echo(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
-    """Poll Now: poll ``source`` and print the threat-feed log lines the poll wrote."""
+def poll_and_echo(
+    store: FeedStore, source: Source, log: ThreatFeedLog, lease: timedelta | None = None
+) -> PollResult:
+    """Poll Now: poll ``source`` under its lease (the scheduler's, so no node polls it at the
+    same time) and print the threat-feed log lines the poll wrote. :class:`~.scheduler.LeaseHeld`
+    (nothing polled) when another node holds the lease."""
     from .log import format_entry
-    from .poller import poll_source
+    from .scheduler import DEFAULT_LEASE, Scheduler
 
     last = store.last_log_id()
-    result = poll_source(store, source, log)
+    result = Scheduler(store, log, lease=lease or DEFAULT_LEASE).poll_now(source)
     for entry in store.log_entries(source.name, after_id=last):
         click.echo(format_entry(entry))
     return result
@@ -527,10 +531,24 @@ def poll_and_echo(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollR
 @click.command("poll")
 @click.argument("names", nargs=-1, metavar="NAME...")
 @click.option("--all", "all_", is_flag=True, help="Every enabled source.")
+@click.option(
+    "--lease",
+    type=click.FloatRange(0.5),
+    envvar="FEEDGATE_LEASE",
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long this poll's claim on a source lasts unless renewed (renewed while it runs; "
+    "if this process dies, a node takes the source over after this) [env: FEEDGATE_LEASE].",
+)
 @_db_option
-def poll_command(names: tuple[str, ...], all_: bool, db: str | None) -> None:
-    """Poll Now: poll the sources, print their threat-feed log lines; exit 1 if one failed."""
+def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | None) -> None:
+    """Poll Now: poll the sources, print their threat-feed log lines; exit 1 if one failed.
+
+    A source that another node (a scheduler, another Poll Now) is polling right now is not
+    polled: one line says which node, and the exit status is 1."""
     from .log import ThreatFeedLog
+    from .scheduler import LeaseHeld
 
     if bool(names) == all_:
         raise click.UsageError("name the sources to poll, or give --all")
@@ -542,7 +560,11 @@ def poll_command(names: tuple[str, ...], all_: bool, db: str | None) -> None:
             sources = [_get(store, name) for name in names]
         log = ThreatFeedLog(store)
         for source in sources:
-            failed += not poll_and_echo(store, source, log).ok
+            try:
+                failed += not poll_and_echo(store, source, log, timedelta(seconds=lease)).ok
+            except LeaseHeld as exc:
+                click.echo(f"feedgate: error: {exc}", err=True)
+                failed += 1
     if failed:
         sys.exit(1)
 

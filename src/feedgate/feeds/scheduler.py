@@ -32,6 +32,13 @@ node":
 
 A node takes one source at a time, polls it, releases it and takes the next, so several nodes
 share a pass between them.
+
+Poll Now (``feedgate poll``, ``POST /api/v1/sources/{name}/poll``, the first poll of ``feedgate
+up``) takes the same lease through :meth:`Scheduler.poll_now` (or :meth:`Scheduler.leased`), as
+a node of its own (a fresh :func:`node_name`, so not even the scheduler of the same process
+shares it): it renews it while it polls and releases it after, and when another node holds the
+lease it does not poll but raises :class:`LeaseHeld`, which names that node. A Poll Now whose
+process dies leaves a lease that expires like any node's, and is taken over the same way.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -54,7 +62,7 @@ from feedgate.db import read_transaction, write_transaction
 from .log import ThreatFeedLog
 from .poller import PollResult, poll_source
 from .sources import Source
-from .store import FeedStore, sources, status_table
+from .store import FeedStore, FeedStoreError, SourceStatus, sources, status_table
 
 log = logging.getLogger("feedgate.feeds.scheduler")
 
@@ -86,6 +94,30 @@ def _naive_utc(moment: datetime) -> datetime:
 def node_name() -> str:
     """This process, as leases name it: host, pid and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a source's lease, until when, and since when its poll runs (when known)."""
+
+    node: str
+    expires: datetime
+    since: datetime | None = None
+
+
+class LeaseHeld(Exception):
+    """Another node holds the lease of ``source`` (Poll Now refused; nothing was polled).
+    ``holder`` is that node, or None when it let go before it could be read."""
+
+    def __init__(self, source: str, holder: Holder | None) -> None:
+        self.source = source
+        self.holder = holder
+        who = f"node {holder.node}" if holder is not None else "another node"
+        since = holder.since if holder is not None else None
+        when = f" since {since.astimezone(UTC):%H:%M:%S}Z" if since is not None else ""
+        super().__init__(
+            f'source "{source}" is being polled by {who}{when}; try again when it finishes'
+        )
 
 
 class Scheduler:
@@ -299,6 +331,21 @@ class Scheduler:
             else:
                 conn.execute(leases.delete().where(mine))
 
+    def holder(self, name: str) -> Holder | None:
+        """The node that holds ``name``'s lease now (taken and not expired), or None. Its poll's
+        start is ``since`` when the source's status says it is running."""
+        with read_transaction(self.store.engine) as conn:
+            row = conn.execute(sa.select(leases).where(leases.c.source == name)).first()
+        if row is None or row.node == FREE or row.expires < _micros(self.now()):
+            return None
+        try:
+            status = self.store.status(name)
+        except FeedStoreError:  # deleted meanwhile
+            status = SourceStatus()
+        since = status.last_start if status.result == "running" else None
+        expires = datetime.fromtimestamp(row.expires / 1_000_000, UTC)
+        return Holder(node=row.node, expires=expires, since=since)
+
     @contextmanager
     def holding(self, name: str) -> Iterator[None]:
         """Keep this node's lease on ``name`` renewed for the block, then release it."""
@@ -322,6 +369,31 @@ class Scheduler:
             stop.set()
             thread.join()
             self.release(name)
+
+    @contextmanager
+    def leased(self, name: str, attempts: int = 5) -> Iterator[None]:
+        """Take ``name``'s lease whether or not the source is due, keep it renewed for the block
+        (:meth:`holding`), release it after: what Poll Now runs in. :class:`LeaseHeld` if
+        another node holds it. A failed claim whose holder has let go already (or, on
+        PostgreSQL, whose row another node is locking this instant) is tried again a few
+        times, briefly."""
+        for attempt in range(attempts):
+            if self.claim(name):
+                break
+            holder = self.holder(name)
+            if holder is not None:
+                raise LeaseHeld(name, holder)
+            threading.Event().wait(0.05 * (attempt + 1))
+        else:
+            raise LeaseHeld(name, self.holder(name))
+        with self.holding(name):
+            yield
+
+    def poll_now(self, source: Source) -> PollResult:
+        """Poll Now: poll ``source`` under its lease (:meth:`leased`), due or not; the result.
+        :class:`LeaseHeld`, and no poll, if another node holds the lease."""
+        with self.leased(source.name):
+            return self._poll(self.store, source, self.feed_log)
 
     # --- running ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from feedgate.feeds.log import ThreatFeedLog, format_entry
 from feedgate.feeds.poller import PollResult, poll_source
+from feedgate.feeds.scheduler import DEFAULT_LEASE, LeaseHeld, Scheduler
 from feedgate.feeds.sources import (
     SECRET_FIELDS,
     Source,
@@ -95,8 +96,11 @@ def create_api(
     token: str,
     *,
     poll: Callable[..., PollResult] = poll_source,
+    lease: timedelta = DEFAULT_LEASE,
 ) -> Starlette:
-    """The REST API over ``store``; requests must carry ``token``."""
+    """The REST API over ``store``; requests must carry ``token``. Poll Now takes the source's
+    lease (``lease`` long, renewed while it polls) as a node of its own; 409 when another node
+    holds it."""
 
     def authorised(request: Request) -> bool:
         header = request.headers.get("authorization", "")
@@ -161,7 +165,19 @@ def create_api(
         found = get_source(request)
         if isinstance(found, Response):
             return found
-        return JSONResponse(poll_json(poll(store, found, feed_log)))
+        try:
+            result = Scheduler(store, feed_log, lease=lease, poll=poll).poll_now(found)
+        except LeaseHeld as exc:
+            holder = exc.holder
+            return JSONResponse(
+                {
+                    "detail": str(exc),
+                    "node": holder.node if holder is not None else None,
+                    "since": _iso(holder.since) if holder is not None else None,
+                },
+                409,
+            )
+        return JSONResponse(poll_json(result))
 
     def observables(request: Request) -> Response:
         q = request.query_params
@@ -226,12 +242,11 @@ def create_api(
     )
 
 
-def _op(summary: str, ok: str = "200") -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "security": [{"token": []}],
-        "responses": {ok: {"description": "OK"}, "401": {"description": "no or wrong token"}},
-    }
+def _op(summary: str, ok: str = "200", **more: str) -> dict[str, Any]:
+    """An operation; ``more``: further responses, by status code (``_409="..."``)."""
+    responses = {ok: {"description": "OK"}, "401": {"description": "no or wrong token"}}
+    responses.update({code.lstrip("_"): {"description": text} for code, text in more.items()})
+    return {"summary": summary, "security": [{"token": []}], "responses": responses}
 
 
 #: The API's OpenAPI 3.0 description (what `schemathesis` or any client generator reads).
@@ -256,7 +271,12 @@ OPENAPI: Final[dict[str, Any]] = {
             "parameters": [
                 {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
-            "post": _op("Poll Now"),
+            "post": _op(
+                "Poll Now: poll the source under its lease, due or not; the poll's result",
+                _404="no such source",
+                _409='another node is polling the source: {"detail", "node", "since"}; '
+                "nothing was polled",
+            ),
         },
         "/api/v1/observables": {"get": _op("Browse and search observables")},
         "/api/v1/log": {"get": _op("The threat-feed log")},
