@@ -164,3 +164,53 @@ def test_poll_part_in_memory_goes_to_the_workers() -> None:
     found = list(read_observables(data, workers=2))
     assert len(found) == 300
     assert all(type(o.context) is EncodedContext for o in found)  # read by the workers
+
+
+CHILD = """
+import json, sys, time
+from multiprocessing import forkserver
+from feedgate.stix import _parallel
+
+_parallel.start_workers(2)
+pool = _parallel.shared_pool(2)
+for future in [pool.submit(_parallel._ready) for _ in range(4)]:
+    future.result()
+pids = [*pool._processes, forkserver._forkserver._forkserver_pid]
+print(json.dumps(pids), flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in (b"Z", b"X")  # a zombie nobody reaped is gone all the same
+
+
+def test_workers_do_not_outlive_a_killed_poller() -> None:
+    """kill -9 of the process that uses the pool ends its fork server and workers too."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert child.stdout is not None
+        pids = json.loads(child.stdout.readline())
+        assert len(pids) == 3 and not any(_gone(pid) for pid in pids)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(10)
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(_gone(pid) for pid in pids), [p for p in pids if not _gone(p)]
+    child.stdout.close()

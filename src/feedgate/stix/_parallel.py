@@ -23,8 +23,10 @@ import io
 import itertools
 import logging
 import multiprocessing
+import os
 import re
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -264,7 +266,9 @@ def _read_split(
             raise xml.XMLLimitError(f"refused: the input exceeds the {max_bytes}-byte limit")
         if size == 0:
             return
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=context, **_orphan_guard()
+        ) as pool:
             try:
                 for start, end in ranges(f, split):
                     pending.append(pool.submit(_read_range, path, split, start, end))
@@ -285,6 +289,58 @@ def _collect_batch(future: Future[tuple[_Packed, ReadStats]], stats: ReadStats) 
     packed, range_stats = future.result()  # a reader error in the worker is raised here
     stats.merge(range_stats)
     return _unpack(packed)
+
+
+# --- workers never outlive their user --------------------------------------------------------
+
+#: How often a worker looks whether the process it works for is still there, in seconds.
+_WATCH_INTERVAL = 0.5
+
+
+def _process_start(pid: int) -> str | None:
+    """When ``pid`` started (Linux), to tell it from a later process given the same pid."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()[19].decode()  # field 22: starttime
+
+
+def _still_there(pid: int, started: str | None) -> bool:
+    if started is not None:
+        return _process_start(pid) == started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch(pid: int, started: str | None) -> None:
+    """Worker initializer: exit when process ``pid`` is gone.
+
+    A pool's workers block on their task queue, which they hold both ends of, so they never see
+    the process that feeds it die: after a ``kill -9`` of a poller they would stay forever, with
+    the memory they hold and any pipe they inherited (the fork server keeps running as long as
+    they do). A watching thread ends them within a second instead.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(_WATCH_INTERVAL)
+            if not _still_there(pid, started):
+                os._exit(0)
+
+    threading.Thread(target=watch, name="feedgate-watch-parent", daemon=True).start()
+
+
+def _orphan_guard() -> dict[str, Any]:
+    """Pool options that make its workers exit when this process is gone (see _watch)."""
+    me = os.getpid()
+    return {"initializer": _watch, "initargs": (me, _process_start(me))}
 
 
 # --- poll parts held in memory ---------------------------------------------------------------
@@ -315,7 +371,9 @@ def shared_pool(workers: int) -> ProcessPoolExecutor:
                 _shared.shutdown(wait=False, cancel_futures=True)
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload(["feedgate.stix._parallel"])
-            _shared = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            _shared = ProcessPoolExecutor(
+                max_workers=workers, mp_context=context, **_orphan_guard()
+            )
             _shared_workers = workers
         return _shared
 
