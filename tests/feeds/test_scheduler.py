@@ -6,6 +6,7 @@ processes killed mid-poll: test_cluster.py."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,7 +15,7 @@ from feedgate import db
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import PollResult
-from feedgate.feeds.scheduler import Scheduler, leases
+from feedgate.feeds.scheduler import LeaseHeld, Scheduler, leases
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
 from pgserver import Database
@@ -127,8 +128,8 @@ def test_a_poll_whose_node_died_is_taken_over_when_its_lease_expires(any_db: Dat
 
 
 def test_a_released_lease_and_a_manual_poll_are_not_a_dead_node(any_db: Database) -> None:
-    """'running' with no expired lease behind it (Poll Now runs without a lease) is left alone:
-    only an expired lease says that its node died."""
+    """'running' with no expired lease behind it (a poll run outside the scheduler's leases) is
+    left alone: only an expired lease says that its node died."""
     nodes, recorder, clock = _nodes(any_db, 1)
     nodes[0].run_once()
     nodes[0].store.set_status("a", last_start=T0, result="running")  # a Poll Now, running
@@ -153,3 +154,132 @@ def test_the_lease_is_renewed_while_a_poll_runs(any_db: Database) -> None:
         rows = conn.execute(leases.select().where(leases.c.node == nodes[0].node)).all()
     assert rows == []  # released at the end
     assert nodes[1].claim("a")
+
+
+# --- Poll Now: the same lease ----------------------------------------------------------------
+
+
+def _poll_now_node(
+    any_db: Database,
+    clock: list[datetime],
+    poll: Callable[..., PollResult],
+    node: str = "now",
+) -> Scheduler:
+    """What Poll Now runs as: a node of its own (``feedgate poll`` and the API make a fresh
+    :func:`~feedgate.feeds.scheduler.node_name` each time; here a readable one)."""
+    store = FeedStore(db.engine(any_db.url))
+    return Scheduler(
+        store,
+        ThreatFeedLog(store, write_file=False),
+        node=node,
+        now=lambda: clock[0],
+        poll=poll,
+    )
+
+
+def _source(scheduler: Scheduler, name: str) -> Source:
+    source = scheduler.store.get_source(name)
+    assert source is not None
+    return source
+
+
+def _lease_holders(store: FeedStore) -> dict[str, str]:
+    with store.engine.connect() as conn:
+        return {row.source: row.node for row in conn.execute(leases.select()) if row.node}
+
+
+def test_poll_now_is_refused_while_another_node_holds_the_lease(any_db: Database) -> None:
+    nodes, recorder, clock = _nodes(any_db, 1)
+    now = _poll_now_node(any_db, clock, recorder)
+    assert nodes[0].claim("a")
+    nodes[0].store.set_status("a", last_start=T0, result="running")  # n0 is polling a
+    clock[0] = T0 + timedelta(seconds=30)
+    with pytest.raises(LeaseHeld) as refused:
+        now.poll_now(_source(now, "a"))
+    assert refused.value.holder is not None
+    assert (refused.value.holder.node, refused.value.holder.since) == ("n0", T0)
+    assert str(refused.value) == (
+        'source "a" is being polled by node n0 since 12:00:00Z; try again when it finishes'
+    )
+    assert recorder.calls == []  # nothing polled
+    assert _lease_holders(now.store) == {"a": "n0"}  # n0's lease untouched
+    nodes[0].release("a")
+    now.poll_now(_source(now, "a"))
+    assert recorder.calls == ["a"]
+
+
+def test_poll_now_holds_the_lease_while_it_polls_then_releases_it(any_db: Database) -> None:
+    """While a Poll Now polls a, a scheduler pass polls only b and c, and a second Poll Now of a
+    is refused, naming the first; afterwards the lease is free for the scheduler."""
+    nodes, recorder, clock = _nodes(any_db, 2)
+    second = _poll_now_node(any_db, clock, recorder, node="now2")
+    refusals: list[str | None] = []
+
+    def poll(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
+        assert _lease_holders(store) == {"a": "now"}
+        nodes[0].run_once()
+        with pytest.raises(LeaseHeld) as refused:
+            second.poll_now(source)
+        refusals.append(refused.value.holder.node if refused.value.holder else None)
+        return recorder(store, source, log)
+
+    now = _poll_now_node(any_db, clock, poll)
+    assert now.poll_now(_source(now, "a")).ok
+    assert sorted(recorder.calls) == ["a", "b", "c"]  # a once: by the Poll Now
+    assert recorder.calls[-1] == "a" and refusals == ["now"]
+    assert _lease_holders(now.store) == {}  # released
+    assert nodes[1].claim("a")
+    nodes[1].release("a")
+    clock[0] = T0 + timedelta(minutes=61)
+    nodes[1].run_once()
+    assert sorted(recorder.calls) == ["a", "a", "b", "b", "c", "c"]
+
+
+def test_a_poll_now_whose_process_died_is_taken_over_when_its_lease_expires(
+    any_db: Database,
+) -> None:
+    """A Poll Now takes a's lease, its poll marks a running, and its process dies: until the
+    lease expires nobody polls a; then the scheduler takes it over at once (not an interval
+    later), and so would another Poll Now."""
+    nodes, recorder, clock = _nodes(any_db, 1)
+    nodes[0].run_once()  # a, b and c polled at T0
+    clock[0] = T0 + timedelta(minutes=10)
+    dead = _poll_now_node(any_db, clock, recorder, node="dead")
+    assert dead.claim("a")  # what poll_now does first, then the poll ...
+    dead.store.set_status("a", last_start=clock[0], result="running")  # ... and the process dies
+    other = _poll_now_node(any_db, clock, recorder, node="now2")
+    with pytest.raises(LeaseHeld, match="by node dead since 12:10:00Z"):
+        other.poll_now(_source(other, "a"))
+    clock[0] += dead.lease - timedelta(seconds=1)
+    assert nodes[0].due() == []
+    clock[0] += timedelta(seconds=2)  # the dead Poll Now's lease has expired
+    assert [s.name for s in nodes[0].due()] == ["a"]
+    assert other.poll_now(_source(other, "a")).ok  # another Poll Now may take it over
+    assert nodes[0].due() == []
+    dead.store.set_status("a", result="running")  # or, had it not: the scheduler takes it
+    assert dead.claim("a")
+    clock[0] += dead.lease + timedelta(seconds=1)
+    nodes[0].run_once()
+    assert sorted(recorder.calls[:3]) == ["a", "b", "c"] and recorder.calls[3:] == ["a", "a"]
+    assert _lease_holders(nodes[0].store) == {}
+
+
+def test_the_lease_is_renewed_while_a_poll_now_runs(any_db: Database) -> None:
+    """A Poll Now longer than its lease keeps it, as a scheduler's poll does."""
+    nodes, _, _ = _nodes(any_db, 1)
+    nodes[0].now = lambda: datetime.now(UTC)
+    held: list[bool] = []
+
+    def slow_poll(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
+        for _ in range(5):  # 1 s: three leases long
+            threading.Event().wait(0.2)
+            held.append(not nodes[0].claim("a"))
+        return PollResult(source.name)
+
+    now = _poll_now_node(any_db, [T0], slow_poll)
+    now.now = lambda: datetime.now(UTC)
+    now.lease = timedelta(seconds=0.3)
+    now.poll_now(_source(now, "a"))
+    assert held == [True] * 5
+    assert _lease_holders(now.store) == {}
+    assert nodes[0].claim("a")

@@ -1,0 +1,199 @@
+"""Poll Now takes the source's lease, as the scheduler does, so no two nodes poll a source at
+once: ``feedgate poll`` (processes), ``POST /api/v1/sources/{name}/poll`` (the real API, the real
+poller) and a ``feedgate poll`` killed mid-poll, against a real hub, on SQLite and on a real
+PostgreSQL (``any_db``). The lease logic itself, with a recording poll: test_scheduler.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from fault_proxy import FaultProxy
+from test_cluster import make_sources
+from test_faults import Hub, fast_client
+
+from feedgate import db
+from feedgate.asgi_server import serving
+from feedgate.feeds import secrets
+from feedgate.feeds.log import ThreatFeedLog
+from feedgate.feeds.poller import poll_source
+from feedgate.feeds.scheduler import FREE, LeaseHeld, Scheduler, leases
+from feedgate.feeds.store import FeedStore
+from feedgate.web.api import OPENAPI, create_api
+from pgserver import Database
+
+# hub is a module-scoped fixture of test_faults; importing it makes it available here
+from test_faults import hub  # noqa: F401  # isort: skip
+
+FEEDGATE = str(Path(sys.executable).parent / "feedgate")
+TOKEN = "poll-now-token"
+OTHER = "gw2:4242:cafebabe"  # another node, polling the source right now
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> str:
+    value = secrets.generate_key()
+    monkeypatch.setenv(secrets.KEY_ENV, value)
+    return value
+
+
+def node(url: str, name: str = OTHER) -> Scheduler:
+    store = FeedStore(db.engine(url))
+    return Scheduler(store, ThreatFeedLog(store, write_file=False), node=name)
+
+
+def holders(store: FeedStore) -> dict[str, str]:
+    with store.engine.connect() as conn:
+        return {r.source: r.node for r in conn.execute(leases.select()) if r.node != FREE}
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_api_poll_now_is_409_while_another_node_polls_then_polls_and_releases(
+    any_db: Database,
+    hub: Hub,  # noqa: F811
+    key: str,
+) -> None:
+    store = FeedStore(db.engine(any_db.url))
+    (source,) = make_sources(hub, 1)
+    store.add_source(source)
+    feed_log = ThreatFeedLog(store, write_file=False)
+    api = create_api(store, feed_log, TOKEN, poll=partial(poll_source, client_factory=fast_client))
+    other = node(any_db.url)
+    assert other.claim(source.name)
+    with (
+        serving(api) as url,
+        httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60, trust_env=False
+        ) as client,
+    ):
+        refused = client.post(f"/api/v1/sources/{source.name}/poll")
+        assert refused.status_code == 409
+        assert refused.json() == {
+            "detail": f'source "{source.name}" is being polled by node {OTHER}; '
+            "try again when it finishes",
+            "node": OTHER,
+            "since": None,
+        }
+        assert store.status(source.name).result is None  # nothing polled
+        assert store.log_entries(source.name) == []
+        assert holders(store) == {source.name: OTHER}
+
+        other.release(source.name)
+        polled = client.post(f"/api/v1/sources/{source.name}/poll")
+        assert polled.status_code == 200, polled.text
+        assert polled.json()["ok"] and polled.json()["read"] > 0
+        assert holders(store) == {}  # released after the poll
+        assert other.claim(source.name)  # a scheduler can take it again
+        assert client.post("/api/v1/sources/nope/poll").status_code == 404
+    responses = OPENAPI["paths"]["/api/v1/sources/{name}/poll"]["post"]["responses"]
+    assert {"200", "401", "404", "409"} <= set(responses)
+
+
+def test_cli_poll_now_exits_1_while_another_node_polls_then_polls_and_releases(
+    any_db: Database,
+    hub: Hub,  # noqa: F811
+    key: str,
+    tmp_path: Path,
+) -> None:
+    store = FeedStore(db.engine(any_db.url))
+    (source,) = make_sources(hub, 1)
+    store.add_source(source)
+    env = {
+        **os.environ,
+        "FEEDGATE_DB": any_db.url,
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "NO_PROXY": "127.0.0.1",
+    }
+    other = node(any_db.url)
+    assert other.claim(source.name)
+    store.set_status(source.name, last_start=datetime(2026, 11, 28, 9, 5, tzinfo=UTC))
+    store.set_status(source.name, result="running")  # the other node's poll, since 09:05
+    run = partial(subprocess.run, capture_output=True, text=True, timeout=120, env=env)
+    refused = run([FEEDGATE, "poll", source.name])
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f'feedgate: error: source "{source.name}" is being polled by node {OTHER} since '
+        "09:05:00Z; try again when it finishes"
+    ]
+    assert refused.stdout == ""
+    assert store.log_entries(source.name) == []  # nothing polled
+    assert holders(store) == {source.name: OTHER}
+
+    other.release(source.name)
+    store.set_status(source.name, result="ok")
+    polled = run([FEEDGATE, "poll", source.name])
+    assert polled.returncode == 0, polled.stderr
+    assert "poll done" in polled.stdout
+    assert holders(store) == {}
+    assert other.claim(source.name)
+
+
+def test_a_killed_poll_now_is_taken_over_when_its_lease_expires(
+    any_db: Database,
+    hub: Hub,  # noqa: F811
+    key: str,
+    tmp_path: Path,
+) -> None:
+    """``feedgate poll --lease 1`` stalls on its first request and is killed (-9): until its
+    lease expires another Poll Now is refused, naming it; then the scheduler takes the source
+    over at once (its status still says running), and the lease ends free."""
+    store = FeedStore(db.engine(any_db.url))
+    with FaultProxy(hub.host, hub.port) as proxy:
+        (slow,) = make_sources(hub, 1, prefix="slow", port=proxy.port)
+        store.add_source(slow)
+        proxy.script("stall", 0)
+        env = {**os.environ, "FEEDGATE_DB": any_db.url, "XDG_DATA_HOME": str(tmp_path / "data")}
+        env["NO_PROXY"] = "127.0.0.1"
+        proc = subprocess.Popen(
+            [FEEDGATE, "poll", slow.name, "--lease", "1"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(
+                "the Poll Now to be polling",
+                lambda: store.status(slow.name).result == "running" and bool(proxy.faults()),
+            )
+            (holder,) = holders(store).values()
+            assert holder.split(":")[-2] == str(proc.pid)
+            with pytest.raises(LeaseHeld, match=f"being polled by node {holder} since"):
+                node(any_db.url, "now2").poll_now(slow)
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        with store.engine.connect() as conn:
+            expires = conn.execute(sa.select(leases.c.expires)).scalar_one()
+        proxy.clear()
+        scheduler = Scheduler(
+            store,
+            ThreatFeedLog(store, write_file=False),
+            poll=partial(poll_source, client_factory=fast_client),
+        )
+        wait_for(
+            "the dead Poll Now's lease to expire",
+            lambda: datetime.now(UTC) > datetime.fromtimestamp(expires / 1e6, UTC),
+            timeout=10,
+        )
+        assert [s.name for s in scheduler.due()] == [slow.name]
+        (result,) = scheduler.run_once()
+    assert result.ok and result.read > 0
+    lines = [e.message for e in store.log_entries(slow.name)]
+    assert sum("the previous poll did not finish" in line for line in lines) == 1
+    assert holders(store) == {}
