@@ -187,8 +187,7 @@ class Scheduler:
         with write_transaction(self.store.engine) as conn:
             taken = conn.execute(
                 leases.update()
-                .where(leases.c.source == name)
-                .where(sa.or_(leases.c.expires < now, leases.c.node == self.node))
+                .where(leases.c.source == name, self._claimable(now))
                 .values(node=self.node, expires=expires)
             ).rowcount
             if taken:
