@@ -42,20 +42,23 @@ def _target(db: str | None, hub: bool) -> tuple[Schema, str]:
 @contextmanager
 def _engine(name: str, *, must_exist: bool) -> Iterator[sa.Engine]:
     """An engine on ``name``; any database or migration error becomes one line and exit 1."""
+    from pathlib import Path
+
     import sqlalchemy.exc
 
     from feedgate.db import DatabaseConfigError, display_name, engine
 
     shown = display_name(name)
+    # Before engine(): for a plain path it makes the missing parent folders, and a command that
+    # only reads must leave the disk as it found it.
+    if must_exist and "://" not in name and not Path(name.strip()).expanduser().exists():
+        fail(f"database {shown}: no such file")
     eng = None
     try:
         eng = engine(name)
         path = eng.url.database if eng.dialect.name == "sqlite" else None
-        if must_exist and path and path != ":memory:":
-            from pathlib import Path
-
-            if not Path(path).exists():
-                fail(f"database {shown}: no such file")
+        if must_exist and path and path != ":memory:" and not Path(path).exists():
+            fail(f"database {shown}: no such file")
         yield eng
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         fail(f"database {shown}: {first_line(exc)}", exc)
