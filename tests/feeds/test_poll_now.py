@@ -150,7 +150,7 @@ def test_a_killed_poll_now_is_taken_over_when_its_lease_expires(
     key: str,
     tmp_path: Path,
 ) -> None:
-    """``feedgate poll --lease 1`` stalls on its first request and is killed (-9): until its
+    """``feedgate poll --lease 3`` stalls on its first request and is killed (-9): until its
     lease expires another Poll Now is refused, naming it; then the scheduler takes the source
     over at once (its status still says running), and the lease ends free."""
     store = FeedStore(db.engine(any_db.url))
@@ -161,7 +161,9 @@ def test_a_killed_poll_now_is_taken_over_when_its_lease_expires(
         env = {**os.environ, "FEEDGATE_DB": any_db.url, "XDG_DATA_HOME": str(tmp_path / "data")}
         env["NO_PROXY"] = "127.0.0.1"
         proc = subprocess.Popen(
-            [FEEDGATE, "poll", slow.name, "--lease", "1"],
+            # renewed every second: a 2 s stall of that process on a loaded machine, not 0.7 s,
+            # would let "now2" take the lease (and poll) instead of being refused
+            [FEEDGATE, "poll", slow.name, "--lease", "3"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
