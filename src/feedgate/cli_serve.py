@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from feedgate.feeds.cli_sources import lease_option
+
 _DB_HELP = "The manager's database: a SQLite path or postgresql:// URL [env: FEEDGATE_DB]."
 
 
@@ -71,16 +73,9 @@ def _run_manager(
     show_default=True,
     help="Seconds between looks for due sources.",
 )
-@click.option(
-    "--lease",
-    type=click.FloatRange(0.5),
-    envvar="FEEDGATE_LEASE",
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long a node's claim on a source lasts unless renewed (renewed every third of it "
-    "while polling): when a node dies mid-poll, another takes the source over after this "
-    "[env: FEEDGATE_LEASE].",
+@lease_option(
+    "How long a node's claim on a source lasts unless renewed (renewed every third of it "
+    "while polling): when a node dies mid-poll, another takes the source over after this"
 )
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
 def serve_command(host: str, port: int, tick: float, lease: float, db: str | None) -> None:

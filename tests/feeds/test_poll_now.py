@@ -27,7 +27,7 @@ from feedgate.asgi_server import serving
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source
-from feedgate.feeds.scheduler import FREE, LeaseHeld, Scheduler, leases
+from feedgate.feeds.scheduler import DEFAULT_LEASE, FREE, LeaseHeld, Scheduler, leases
 from feedgate.feeds.store import FeedStore
 from feedgate.web.api import OPENAPI, create_api
 from pgserver import Database
@@ -199,3 +199,13 @@ def test_a_killed_poll_now_is_taken_over_when_its_lease_expires(
     lines = [e.message for e in store.log_entries(slow.name)]
     assert sum("the previous poll did not finish" in line for line in lines) == 1
     assert holders(store) == {}
+
+
+def test_poll_and_serve_share_one_lease_option_whose_default_is_the_schedulers() -> None:
+    from feedgate.cli_serve import serve_command
+    from feedgate.feeds.cli_sources import poll_command
+
+    for command in (poll_command, serve_command):
+        (option,) = [p for p in command.params if p.name == "lease"]
+        assert option.default == DEFAULT_LEASE.total_seconds(), command.name
+        assert option.envvar == "FEEDGATE_LEASE"

@@ -128,6 +128,22 @@ def _db_option(func: F) -> F:
     return click.option("--db", default=None, metavar="DB", help=_DB_HELP)(func)
 
 
+def lease_option(help_: str) -> Callable[[F], F]:
+    """``--lease SECONDS`` (env ``FEEDGATE_LEASE``) for ``poll`` and ``serve``: one definition,
+    so a cluster's Poll Now and scheduler read the same variable with the same default and
+    bounds. The default is :data:`~.scheduler.DEFAULT_LEASE`, written out because the scheduler
+    is imported only when a command runs (tests check they agree)."""
+    return click.option(
+        "--lease",
+        type=click.FloatRange(0.5),
+        envvar="FEEDGATE_LEASE",
+        default=120.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=f"{help_} [env: FEEDGATE_LEASE].",
+    )
+
+
 def _common_options(func: F) -> F:
     """Options ``add`` and ``edit`` share; in ``edit`` an option not given leaves a field alone."""
     options = [
@@ -531,15 +547,9 @@ def poll_and_echo(
 @click.command("poll")
 @click.argument("names", nargs=-1, metavar="NAME...")
 @click.option("--all", "all_", is_flag=True, help="Every enabled source.")
-@click.option(
-    "--lease",
-    type=click.FloatRange(0.5),
-    envvar="FEEDGATE_LEASE",
-    default=120.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="How long this poll's claim on a source lasts unless renewed (renewed while it runs; "
-    "if this process dies, a node takes the source over after this) [env: FEEDGATE_LEASE].",
+@lease_option(
+    "How long this poll's claim on a source lasts unless renewed (renewed while it runs; "
+    "if this process dies, a node takes the source over after this)"
 )
 @_db_option
 def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | None) -> None:
