@@ -189,10 +189,10 @@ def test_hub_fault_then_recovery(hub_rig: Rig, kind: str, arg: int, said: str) -
     first = rig.poll(NOW)
     assert not first.ok and said in (first.error or ""), first.error
     hit = rig.proxy.faults()
-    # The attempt and its one retry; in between, the poll of the next segment may have gone
-    # out already (segments are polled ahead while one is stored) when the fault only shows
-    # once the answer is parsed, as truncated XML does.
-    assert len(hit) in (2, 3) and hit[0].size == hit[-1].size, hit
+    # The attempt and its one retry: the same request with the same answer. When the fault only
+    # shows once the answer is parsed (truncated XML), the next part may have been requested
+    # already after each of them (parts are polled ahead while one is parsed and stored).
+    assert [s for s in hit if s == hit[0]] == [hit[0], hit[0]] and len(hit) <= 4, hit
     if kind in ("reset", "stall", "truncate"):  # cut into a poll answer, past its first block
         assert all(s.message in ("Poll_Request", "Poll_Fulfillment") for s in hit)
         assert all(s.size > arg + 1000 for s in hit), hit

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 BATCH_SIZE: Final = 5000
 #: Roughly how many bytes of rows a segment keeps in memory before it spills (see module doc);
 #: the default of :attr:`FeedStore.segment_memory_budget`.
-MEMORY_BUDGET: Final = 64 * 1024**2
+MEMORY_BUDGET: Final = 32 * 1024**2
 #: Keys per ``IN (…)`` lookup (SQLite's historical limit on variables is 999).
 _LOOKUP_CHUNK: Final = 900
 #: Per-row bookkeeping in the in-memory buffer, beyond the value and context text.

@@ -31,9 +31,10 @@ from feedgate.xml import DEFAULT_MAX_BYTES
 
 #: Observables per batch of a part read in-process.
 BATCH: Final = 5000
-#: Parts queued ahead of the store (plus the one the producer holds; both are being parsed):
-#: more costs memory and gains nothing measurable.
-DEPTH: Final = 1
+#: Poll parts in memory at once: the one being stored and the next one, being parsed
+#: meanwhile. A part can be tens of MB (a server's page of 1,000 pulses); more would cost memory
+#: and gain nothing measurable.
+PARTS: Final = 2
 _POLL_INTERVAL: Final = 0.1  # how often a blocked producer looks whether it should stop
 
 
@@ -86,7 +87,8 @@ class Prefetcher:
         self._max_bytes = max_bytes
         if workers > 1:
             start_workers(workers)
-        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=DEPTH)
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=PARTS)
+        self._parts = threading.BoundedSemaphore(PARTS)
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(first,), name="feedgate-prefetch", daemon=True
@@ -104,13 +106,25 @@ class Prefetcher:
                 continue
         return False
 
+    def _permit(self) -> bool:
+        """Wait until fewer than PARTS parts are in memory (False: stop)."""
+        while not self._stop.is_set():
+            if self._parts.acquire(timeout=_POLL_INTERVAL):
+                return True
+        return False
+
     def _run(self, first: int) -> None:
         for index in range(first, len(self._windows)):
             begin, end = self._windows[index]
             try:
-                for data in self._client.poll_raw(
-                    self._collection, begin, end, uri=self._poll_path
-                ):
+                answers = self._client.poll_raw(self._collection, begin, end, uri=self._poll_path)
+                while True:
+                    if not self._permit():
+                        return
+                    data = next(answers, None)  # the next part is requested here
+                    if data is None:
+                        self._parts.release()
+                        break
                     job = None
                     if self._workers > 1:
                         job = PartJob(data, self._workers, self._max_bytes)
@@ -127,16 +141,26 @@ class Prefetcher:
     # --- the poller's side ------------------------------------------------------------------
 
     def segment(self, index: int) -> Iterator[Part]:
-        """The parts of segment ``index``, in order; raises what its poll raised."""
-        while True:
-            got, item = self._queue.get()
-            if got != index:  # pragma: no cover - the poller asks in order
-                raise RuntimeError(f"prefetch out of order: segment {got}, expected {index}")
-            if isinstance(item, SegmentDone):
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
+        """The parts of segment ``index``, in order; raises what its poll raised. A part
+        counts as in memory until the next one is asked for."""
+        holding = False
+        try:
+            while True:
+                got, item = self._queue.get()
+                if holding:
+                    self._parts.release()
+                    holding = False
+                if got != index:  # pragma: no cover - the poller asks in order
+                    raise RuntimeError(f"prefetch out of order: segment {got}, expected {index}")
+                if isinstance(item, SegmentDone):
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                holding = True
+                yield item
+        finally:
+            if holding:
+                self._parts.release()
 
     def close(self) -> None:
         """Stop the producer (it finishes the request in hand, bounded by the client's

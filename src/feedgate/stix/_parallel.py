@@ -399,14 +399,21 @@ def _drop_shared(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-class PartJob:
-    """A poll part handed to the worker pool at once, read back in order by whoever iterates.
+#: Ranges of one part handed to the workers and not yet read back. It bounds what a part in
+#: flight holds (the copies sent to the workers, their answers) while keeping the workers busy
+#: through the caller's commits.
+AHEAD = 12
 
-    Made by the thread that receives the part (the ranges are submitted straight away, so the
-    workers start while that thread fetches the next part) and read by the thread that stores
-    the observables. A large Poll_Response or run of packages is cut into ranges as files are;
-    anything else goes to one worker whole. What comes back is exactly what the one-process
-    read says: if a range does not read on its own, or the pool breaks, the part is read again
+
+class PartJob:
+    """A poll part handed to the worker pool, read back in order by whoever iterates.
+
+    Made by the thread that receives the part: a feeding thread of its own submits the ranges,
+    at most :data:`AHEAD` beyond what has been read back, so the workers start at once and go on
+    while the receiving thread fetches the next part and the reading thread commits. A large
+    Poll_Response or run of packages is cut into ranges as files are; anything else goes to one
+    worker whole. What comes back is exactly what the one-process read says: if a range does not
+    read on its own, the input cannot be cut safely, or the pool breaks, the part is read again
     in the iterating process, skipping what was already handed out.
     """
 
@@ -414,29 +421,69 @@ class PartJob:
         self._data = data
         self._max_bytes = max_bytes
         self._futures: deque[Future[tuple[_Packed, ReadStats]]] = deque()
+        self._lock = threading.Condition()
+        self._fed = False  # every range submitted (or given up)
+        self._in_process = False  # give up on the workers: read in-process
+        self._stopped = False
         self._pool = shared_pool(workers)
-        if len(data) > max_bytes:
-            return  # the in-process read says so, with the reader's own message
+        if len(data) > max_bytes:  # the in-process read says so, with the reader's message
+            self._fed = self._in_process = True
+            return
         split = plan(data[:65536]) if len(data) >= 2 * PART_CHUNK_BYTES else None
-        try:
-            if split is None:
+        if split is None:
+            try:
                 self._futures.append(self._pool.submit(_read_whole, data, max_bytes))
-                return
-            view = memoryview(data)
-            for start, end in ranges(io.BytesIO(data), split, PART_CHUNK_BYTES):
-                self._futures.append(self._pool.submit(_read_bytes, bytes(view[start:end]), split))
-        except _Unsafe:
-            self.cancel()  # read in-process: the one-process reader says what is wrong
+            except BrokenProcessPool as exc:
+                self._broken(exc)
+            self._fed = True
+            return
+        threading.Thread(
+            target=self._feed, args=(split,), name="feedgate-part-feed", daemon=True
+        ).start()
+
+    def _broken(self, exc: BaseException) -> None:
+        _drop_shared(self._pool)
+        log.warning("parse workers failed (%s); reading in one process", exc)
+        self._in_process = True
+
+    def _feed(self, split: Plan) -> None:
+        view = memoryview(self._data)
+        try:
+            for start, end in ranges(io.BytesIO(self._data), split, PART_CHUNK_BYTES):
+                with self._lock:
+                    while len(self._futures) >= AHEAD and not self._stopped:
+                        self._lock.wait()
+                    if self._stopped:
+                        return
+                    range_data = bytes(view[start:end])
+                    self._futures.append(self._pool.submit(_read_bytes, range_data, split))
+                    self._lock.notify_all()
         except BrokenProcessPool as exc:
-            self.cancel()
-            _drop_shared(self._pool)
-            log.warning("parse workers failed (%s); reading in one process", exc)
+            with self._lock:
+                self._broken(exc)
+        except Exception:  # _Unsafe, or a pool shut down: the one-process read says the rest
+            with self._lock:
+                self._in_process = True
+        finally:
+            with self._lock:
+                self._fed = True
+                self._lock.notify_all()
+
+    def _next(self) -> Future[tuple[_Packed, ReadStats]] | None:
+        """The next range's future (left in place until read), or None when there is none."""
+        with self._lock:
+            while not self._futures and not self._fed:
+                self._lock.wait()
+            return self._futures[0] if self._futures else None
 
     def cancel(self) -> None:
-        """Drop what the workers have not started (the part will not be read)."""
-        for future in self._futures:
-            future.cancel()
-        self._futures.clear()
+        """Drop what the workers have not started, and submit nothing more."""
+        with self._lock:
+            self._stopped = True
+            for future in self._futures:
+                future.cancel()
+            self._futures.clear()
+            self._lock.notify_all()
 
     def observables(self, stats: ReadStats) -> Iterator[Observable]:
         """The part's observables in input order; counts go to ``stats``."""
@@ -447,21 +494,22 @@ class PartJob:
         """The part's observables in input order, as batches (one per range, or of ``size``
         when read in-process); counts go to ``stats``."""
         yielded = 0
-        if self._futures:
-            try:
-                while self._futures:
-                    batch = _collect_batch(self._futures[0], stats)
+        try:
+            while (future := self._next()) is not None:
+                batch = _collect_batch(future, stats)
+                with self._lock:
                     self._futures.popleft()
-                    yielded += batch.size
-                    yield batch
+                    self._lock.notify_all()
+                yielded += batch.size
+                yield batch
+            if not self._in_process:
                 return
-            except BrokenProcessPool as exc:
-                _drop_shared(self._pool)
-                log.warning("parse workers failed (%s); reading in one process", exc)
-            except Exception:
-                pass  # a range that does not read on its own: the one-process read says why
-            finally:
-                self.cancel()
+        except BrokenProcessPool as exc:
+            self._broken(exc)
+        except Exception:
+            pass  # a range that does not read on its own: the one-process read says why
+        finally:
+            self.cancel()
         fresh = ReadStats()
         from feedgate.stix import read_observables
 
@@ -471,6 +519,14 @@ class PartJob:
         finally:
             stats.clear()
             stats.merge(fresh)
+
+
+def read_bytes_parallel(
+    data: bytes, stats: ReadStats, workers: int, max_bytes: int
+) -> Iterator[Observable]:
+    """Observables of ``data`` (a poll part) read by ``workers`` processes, in input order;
+    exactly what the one-process read says, as :func:`read_parallel` does for files."""
+    yield from PartJob(data, workers, max_bytes).observables(stats)
 
 
 def batched(observables: Iterable[Observable], size: int) -> Iterator[ObservableBatch]:
@@ -489,11 +545,3 @@ def batched(observables: Iterable[Observable], size: int) -> Iterator[Observable
         raise
     if chunk:
         yield ObservableBatch.of(chunk)
-
-
-def read_bytes_parallel(
-    data: bytes, stats: ReadStats, workers: int, max_bytes: int
-) -> Iterator[Observable]:
-    """Observables of ``data`` (a poll part) read by ``workers`` processes, in input order;
-    exactly what the one-process read says, as :func:`read_parallel` does for files."""
-    yield from PartJob(data, workers, max_bytes).observables(stats)
