@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from feedgate._malloc import limit_arenas
 from feedgate.stix import ReadStats, StixReadError
 from feedgate.taxii.client import TaxiiClient, TaxiiError
 from feedgate.xml import XMLParseError
@@ -97,6 +98,7 @@ def poll_source(
 ) -> PollResult:
     """Poll ``source`` now; see the module docstring. Never raises for feed problems: they are
     in the result, the source's status and the log."""
+    limit_arenas()  # see feedgate._malloc: a poll's threads would each keep their peak
     name = source.name
     result = PollResult(name)
     started = time.monotonic()
