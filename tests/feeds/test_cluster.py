@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -115,7 +116,9 @@ def test_three_schedulers_poll_each_due_source_once_per_interval(
     def node(name: str) -> Scheduler:
         store = FeedStore(db.engine(pg_url))  # an engine (a pool) of its own, as a node has
 
-        def poll(store: FeedStore, source: Source, feed_log: ThreatFeedLog) -> PollResult:
+        def poll(
+            store: FeedStore, source: Source, feed_log: ThreatFeedLog, **options: Any
+        ) -> PollResult:
             with store.engine.connect() as conn:
                 holder = conn.execute(
                     sa.select(leases.c.node).where(leases.c.source == source.name)
@@ -127,7 +130,12 @@ def test_three_schedulers_poll_each_due_source_once_per_interval(
                 active.add(source.name)
             try:
                 return poll_source(
-                    store, source, feed_log, now=lambda: clock[0], client_factory=fast_client
+                    store,
+                    source,
+                    feed_log,
+                    now=lambda: clock[0],
+                    client_factory=fast_client,
+                    **options,
                 )
             finally:
                 with lock:

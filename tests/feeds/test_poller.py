@@ -116,3 +116,25 @@ def test_segments_cover_the_window_exactly() -> None:
     assert parts[0][0] == begin and parts[-1][1] == end
     assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
     assert len(parts) == 3
+
+
+def test_a_cancelled_poll_stops_before_the_next_segment_keeping_the_ones_before(
+    setup: Setup,
+) -> None:
+    """What the scheduler does when this node loses the source's lease mid-poll."""
+    asked: list[int] = []
+
+    def cancelled() -> str | None:
+        asked.append(1)
+        return "this node lost the source's lease" if len(asked) > 3 else None
+
+    result = poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW, cancelled=cancelled)
+    assert not result.ok and result.segments == 3
+    assert result.error == "stopped: this node lost the source's lease"
+    begin = NOW - setup.source.age
+    assert setup.feeds.watermark("otx") == begin + 3 * setup.source.poll_segment
+    assert setup.feeds.status("otx").result == "error"
+    lines = [e.message for e in setup.feeds.log_entries("otx")]
+    assert any("not polled: this node lost the source's lease" in line for line in lines)
+    again = poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
+    assert again.ok and again.segments == 6  # the rest of the window, from the watermark

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,9 @@ class Recorder:
         self.calls: list[str] = []
         self.lock = threading.Lock()
 
-    def __call__(self, store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
+    def __call__(
+        self, store: FeedStore, source: Source, log: ThreatFeedLog, **options: Any
+    ) -> PollResult:
         with self.lock:
             self.calls.append(source.name)
         store.set_status(source.name, last_start=self.clock[0], result="ok")
@@ -156,6 +159,22 @@ def test_the_lease_is_renewed_while_a_poll_runs(any_db: Database) -> None:
     assert nodes[1].claim("a")
 
 
+def test_a_lost_lease_tells_the_poll_to_stop(any_db: Database) -> None:
+    """If another node takes the lease over (this one stalled past its expiry), the holder's
+    block learns it, so its poll stops instead of polling alongside the new holder."""
+    nodes, _, _ = _nodes(any_db, 2)
+    clock = [datetime.now(UTC)]
+    nodes[0].lease = timedelta(seconds=0.3)
+    nodes[0].now = nodes[1].now = lambda: clock[0]
+    assert nodes[0].claim("a")
+    with nodes[0].holding("a") as lost:
+        assert not lost.is_set()
+        clock[0] += timedelta(seconds=1)  # n0's lease has run out: n1 takes it over
+        assert nodes[1].claim("a")
+        assert lost.wait(5)  # n0's next renewal finds the lease gone
+    assert _lease_holders(nodes[1].store) == {"a": nodes[1].node}  # n0 released nothing of n1's
+
+
 # --- Poll Now: the same lease ----------------------------------------------------------------
 
 
@@ -215,7 +234,7 @@ def test_poll_now_holds_the_lease_while_it_polls_then_releases_it(any_db: Databa
     second = _poll_now_node(any_db, clock, recorder, node="now2")
     refusals: list[str | None] = []
 
-    def poll(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
+    def poll(store: FeedStore, source: Source, log: ThreatFeedLog, **options: Any) -> PollResult:
         assert _lease_holders(store) == {"a": "now"}
         nodes[0].run_once()
         with pytest.raises(LeaseHeld) as refused:
@@ -270,7 +289,9 @@ def test_the_lease_is_renewed_while_a_poll_now_runs(any_db: Database) -> None:
     nodes[0].now = lambda: datetime.now(UTC)
     held: list[bool] = []
 
-    def slow_poll(store: FeedStore, source: Source, log: ThreatFeedLog) -> PollResult:
+    def slow_poll(
+        store: FeedStore, source: Source, log: ThreatFeedLog, **options: Any
+    ) -> PollResult:
         for _ in range(5):  # 1 s: three leases long
             threading.Event().wait(0.2)
             held.append(not nodes[0].claim("a"))

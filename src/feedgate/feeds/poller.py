@@ -95,9 +95,14 @@ def poll_source(
     now: Callable[[], datetime] = utcnow,
     client_factory: Callable[[Source], TaxiiClient] = default_client,
     sleep: Callable[[float], None] = time.sleep,
+    cancelled: Callable[[], str | None] = lambda: None,
 ) -> PollResult:
     """Poll ``source`` now; see the module docstring. Never raises for feed problems: they are
-    in the result, the source's status and the log."""
+    in the result, the source's status and the log.
+
+    ``cancelled`` is asked before each segment: a reason (such as "this node lost the source's
+    lease") stops the poll there, as an error, with every segment before it kept.
+    """
     limit_arenas()  # see feedgate._malloc: a poll's threads would each keep their peak
     name = source.name
     result = PollResult(name)
@@ -125,7 +130,7 @@ def poll_source(
     try:
         with client_factory(source) as client:
             windows = list(segments(begin, end, source.poll_segment))
-            _poll_segments(store, source, log, client, windows, result, sleep)
+            _poll_segments(store, source, log, client, windows, result, sleep, cancelled)
     except _SegmentFailed as exc:
         result.ok = False
         result.error = str(exc)
@@ -166,12 +171,17 @@ def _poll_segments(
     windows: list[tuple[datetime, datetime]],
     result: PollResult,
     sleep: Callable[[float], None],
+    cancelled: Callable[[], str | None],
 ) -> None:
     """Store each window in turn, the next ones polled and parsed ahead (see _prefetch)."""
     prefetch: Prefetcher | None = None
     try:
         for index, (begin, end) in enumerate(windows):
             window = f"segment {stamp(begin)}–{stamp(end)}"
+            reason = cancelled()
+            if reason:
+                log.error(source.name, f"{window}: not polled: {reason}")
+                raise _SegmentFailed(f"stopped: {reason}")
             for attempt in range(source.max_retries + 1):
                 if prefetch is None:
                     prefetch = Prefetcher(

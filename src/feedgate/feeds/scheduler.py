@@ -346,9 +346,12 @@ class Scheduler:
         return Holder(node=row.node, expires=expires, since=since)
 
     @contextmanager
-    def holding(self, name: str) -> Iterator[None]:
-        """Keep this node's lease on ``name`` renewed for the block, then release it."""
+    def holding(self, name: str) -> Iterator[threading.Event]:
+        """Keep this node's lease on ``name`` renewed for the block, then release it. The event
+        given to the block is set if the lease is lost (another node took the source over):
+        the poll must then stop, or two nodes would poll one source at once."""
         stop = threading.Event()
+        lost = threading.Event()
 
         def renew() -> None:
             every = self.lease.total_seconds() / 3
@@ -356,6 +359,7 @@ class Scheduler:
                 try:
                     if not self.renew(name):
                         log.warning("lease of source %s was lost (taken over?)", name)
+                        lost.set()
                         return
                 except Exception:  # the database may come back before the lease runs out
                     log.exception("renewing the lease of source %s failed", name)
@@ -363,14 +367,14 @@ class Scheduler:
         thread = threading.Thread(target=renew, name=f"lease {name}", daemon=True)
         thread.start()
         try:
-            yield
+            yield lost
         finally:
             stop.set()
             thread.join()
             self.release(name)
 
     @contextmanager
-    def leased(self, name: str, attempts: int = 5) -> Iterator[None]:
+    def leased(self, name: str, attempts: int = 5) -> Iterator[threading.Event]:
         """Take ``name``'s lease whether or not the source is due, keep it renewed for the block
         (:meth:`holding`), release it after: what Poll Now runs in. :class:`LeaseHeld` if
         another node holds it. A failed claim whose holder has let go already (or, on
@@ -385,14 +389,24 @@ class Scheduler:
             threading.Event().wait(0.05 * (attempt + 1))
         else:
             raise LeaseHeld(name, self.holder(name))
-        with self.holding(name):
-            yield
+        with self.holding(name) as lost:
+            yield lost
+
+    def _poll_under(self, source: Source, lost: threading.Event) -> PollResult:
+        """Poll ``source``, stopping between segments if the lease is ``lost``."""
+
+        def cancelled() -> str | None:
+            if lost.is_set():
+                return "this node lost the source's lease (another node has taken it over)"
+            return None
+
+        return self._poll(self.store, source, self.feed_log, cancelled=cancelled)
 
     def poll_now(self, source: Source) -> PollResult:
         """Poll Now: poll ``source`` under its lease (:meth:`leased`), due or not; the result.
         :class:`LeaseHeld`, and no poll, if another node holds the lease."""
-        with self.leased(source.name):
-            return self._poll(self.store, source, self.feed_log)
+        with self.leased(source.name) as lost:
+            return self._poll_under(source, lost)
 
     # --- running ------------------------------------------------------------------------------
 
@@ -402,8 +416,8 @@ class Scheduler:
         done: set[str] = set()
         while (source := self.claim_next(done)) is not None:
             done.add(source.name)
-            with self.holding(source.name):
-                results.append(self._poll(self.store, source, self.feed_log))
+            with self.holding(source.name) as lost:
+                results.append(self._poll_under(source, lost))
         return results
 
     def run_forever(self, stop: threading.Event, tick: float = 10.0) -> None:
