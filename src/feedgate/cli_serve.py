@@ -110,7 +110,8 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     show_default=True,
     help="Demo pulses seeded into an empty hub.",
 )
-def up_command(port: int, pulses: int) -> None:
+@lease_option("How long this node's claim on a source lasts unless renewed")
+def up_command(port: int, pulses: int, lease: float) -> None:
     """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
     from feedgate.asgi_server import serving
     from feedgate.db import default_db, default_hub_db, display_name, engine
@@ -161,10 +162,10 @@ def up_command(port: int, pulses: int) -> None:
         click.echo(f"databases: hub {display_name(hub_db)}, manager {display_name(feeds_db)}")
         click.echo(f"log file:  {feed_log.path}")
         try:
-            poll_and_echo(store, source, feed_log)
+            poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(store, feed_log, "127.0.0.1", port, 10.0)
+        _run_manager(store, feed_log, "127.0.0.1", port, 10.0, timedelta(seconds=lease))
 
 
 def register(group: click.Group) -> None:

@@ -175,6 +175,17 @@ def test_a_lost_lease_tells_the_poll_to_stop(any_db: Database) -> None:
     assert _lease_holders(nodes[1].store) == {"a": nodes[1].node}  # n0 released nothing of n1's
 
 
+def test_a_failing_release_does_not_hide_what_the_poll_raised(any_db: Database) -> None:
+    """The database going away at the end of a poll must not replace the poll's own error."""
+    nodes, _, _ = _nodes(any_db, 1)
+    assert nodes[0].claim("a")
+    with pytest.raises(ValueError, match="the poll's own error"), nodes[0].holding("a"):
+        with nodes[0].store.engine.begin() as conn:
+            conn.execute(leases.delete())
+            conn.exec_driver_sql("ALTER TABLE leases RENAME TO leases_gone")  # release fails
+        raise ValueError("the poll's own error")
+
+
 # --- Poll Now: the same lease ----------------------------------------------------------------
 
 

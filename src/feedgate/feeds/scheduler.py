@@ -371,7 +371,10 @@ class Scheduler:
         finally:
             stop.set()
             thread.join()
-            self.release(name)
+            try:
+                self.release(name)
+            except Exception:  # the lease runs out by itself; what the block raised matters more
+                log.exception("releasing the lease of source %s failed; it expires anyway", name)
 
     @contextmanager
     def leased(self, name: str, attempts: int = 5) -> Iterator[threading.Event]:
