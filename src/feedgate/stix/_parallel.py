@@ -25,6 +25,7 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 from collections import deque
@@ -327,6 +328,10 @@ def _watch(pid: int, started: str | None) -> None:
     the memory they hold and any pipe they inherited (the fork server keeps running as long as
     they do). A watching thread ends them within a second instead.
     """
+
+    # Ctrl-C reaches the whole process group: the poller handles it (and ends its pool); a
+    # worker would only print a KeyboardInterrupt traceback on the admin's terminal.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while True:
