@@ -29,8 +29,6 @@ from feedgate.stix import PartJob, ReadStats, batched, read_observables, start_w
 from feedgate.taxii.client import TaxiiClient
 from feedgate.xml import DEFAULT_MAX_BYTES
 
-#: Observables per batch of a part read in-process.
-BATCH: Final = 5000
 #: Poll parts in memory at once: the one being stored and the next one, being parsed
 #: meanwhile. A part can be tens of MB (a server's page of 1,000 pulses); more would cost memory
 #: and gain nothing measurable.
@@ -49,7 +47,7 @@ class Part:
         """The part's observables in batches, in order; counts go to ``stats``."""
         if self.job is not None:
             return self.job.batches(stats)
-        return batched(read_observables(self.data, stats=stats), BATCH)
+        return batched(read_observables(self.data, stats=stats))
 
 
 @dataclass(frozen=True, slots=True)

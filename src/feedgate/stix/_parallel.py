@@ -244,13 +244,19 @@ def read_parallel(
         return
     except Exception:
         pass
-    # Say exactly what the sequential reader says: read again, skip what was handed out.
     fresh = ReadStats()
+    with open(path, "rb") as f:
+        yield from _read_again(read_stix1(f, fresh, max_bytes=max_bytes), yielded, fresh, stats)
+
+
+def _read_again(
+    found: Iterator[Observable], handed_out: int, fresh: ReadStats, stats: ReadStats
+) -> Iterator[Observable]:
+    """The rest of a one-process read (``found``, counting into ``fresh``) after the
+    ``handed_out`` observables the workers already gave: so the caller sees exactly what the
+    sequential reader says, errors included. Its counts replace those in ``stats``."""
     try:
-        with open(path, "rb") as f:
-            for i, obs in enumerate(read_stix1(f, fresh, max_bytes=max_bytes)):
-                if i >= yielded:
-                    yield obs
+        yield from itertools.islice(found, handed_out, None)
     finally:
         stats.clear()
         stats.merge(fresh)
@@ -404,6 +410,8 @@ def _drop_shared(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
+#: Observables per batch when a part is read in-process (a worker's batch is its range).
+BATCH: Final = 5000
 #: Ranges of one part handed to the workers and not yet read back. It bounds what a part in
 #: flight holds (the copies sent to the workers, their answers) while keeping the workers busy
 #: through the caller's commits.
@@ -495,7 +503,7 @@ class PartJob:
         for batch in self.batches(stats):
             yield from batch.observables()
 
-    def batches(self, stats: ReadStats, size: int = 5000) -> Iterator[ObservableBatch]:
+    def batches(self, stats: ReadStats, size: int = BATCH) -> Iterator[ObservableBatch]:
         """The part's observables in input order, as batches (one per range, or of ``size``
         when read in-process); counts go to ``stats``."""
         yielded = 0
@@ -518,12 +526,8 @@ class PartJob:
         fresh = ReadStats()
         from feedgate.stix import read_observables
 
-        try:
-            found = read_observables(io.BytesIO(self._data), stats=fresh, max_bytes=self._max_bytes)
-            yield from batched(itertools.islice(found, yielded, None), size)
-        finally:
-            stats.clear()
-            stats.merge(fresh)
+        found = read_observables(io.BytesIO(self._data), stats=fresh, max_bytes=self._max_bytes)
+        yield from batched(_read_again(found, yielded, fresh, stats), size)
 
 
 def read_bytes_parallel(
@@ -534,7 +538,7 @@ def read_bytes_parallel(
     yield from PartJob(data, workers, max_bytes).observables(stats)
 
 
-def batched(observables: Iterable[Observable], size: int) -> Iterator[ObservableBatch]:
+def batched(observables: Iterable[Observable], size: int = BATCH) -> Iterator[ObservableBatch]:
     """``observables`` in batches of at most ``size``. When reading them fails, what was read
     before the error is still handed out, then the error is raised (as the reader does)."""
     chunk: list[Observable] = []
