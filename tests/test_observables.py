@@ -1336,3 +1336,32 @@ def test_context_json_is_the_standard_librarys_json() -> None:
     assert encoded.get("b") == 1 and encoded.get("x") is None and len(encoded) == 4
     assert encoded == json.loads(text)
     assert dict(EncodedContext(context_json(odd))) == odd
+
+
+def test_layered_context_reads_as_the_merged_dict() -> None:
+    import json
+    import pickle
+
+    from feedgate.observables import EncodedContext, LayeredContext, context_json, context_value
+
+    shared = {"package_id": "p-1", "package_title": "pulse", "tlp": "white"}
+    own = {"indicator_id": "i-1", "tlp": "amber", "valid_until": "2027-01-01T00:00:00Z"}
+    merged = {**shared, **own}
+    layered = LayeredContext(shared, own)
+    # the indicator's keys win, in the order {**shared, **own} gives
+    assert dict(layered) == merged and list(layered) == list(merged)
+    assert layered == merged and len(layered) == len(merged) == 5
+    assert layered["tlp"] == "amber" and "package_title" in layered and "x" not in layered
+    assert context_json(layered) == context_json(merged)
+    assert json.loads(context_json(LayeredContext(shared, {}))) == shared
+    assert pickle.loads(pickle.dumps(layered)) == merged
+    assert bool(LayeredContext({}, {})) is False and bool(LayeredContext({}, {"a": 1}))
+    # looked up without decoding a layer that cannot hold the key; the own layer wins
+    encoded = LayeredContext(
+        EncodedContext(context_json(shared)), EncodedContext(context_json(own))
+    )
+    assert context_value(encoded, "valid_until") == "2027-01-01T00:00:00Z"
+    assert context_value(encoded, "tlp") == "amber"
+    assert context_value(encoded, "package_title") == "pulse"
+    assert context_value(encoded, "nothing") is None
+    assert context_value(LayeredContext({"k": 1}, {"k": None}), "k") is None

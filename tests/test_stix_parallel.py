@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feedgate import stix
-from feedgate.observables import EncodedContext, Observable, context_json
+from feedgate.observables import EncodedContext, LayeredContext, Observable, context_json
 from feedgate.stix import ReadStats, StixReadError, TaxiiStatusError, _parallel, read_observables
 from feedgate.xml import XMLParseError
 from stix_helpers import address, indicator, obs, package
@@ -163,7 +163,15 @@ def test_poll_part_in_memory_goes_to_the_workers() -> None:
     data = _response("".join(_block(_pkg(i)) for i in range(300))).encode()
     found = list(read_observables(data, workers=2))
     assert len(found) == 300
-    assert all(type(o.context) is EncodedContext for o in found)  # read by the workers
+    # read by the workers: contexts come back encoded, each package's shared layer once
+    assert all(type(o.context) is LayeredContext for o in found)
+    assert all(type(o.context.own) is EncodedContext for o in found)  # type: ignore[attr-defined]
+    assert all(type(o.context.shared) is EncodedContext for o in found)  # type: ignore[attr-defined]
+    assert found[0].context.shared["package_title"] == "pulse 0"  # type: ignore[attr-defined]
+    assert found[0].context.own["indicator_id"] == "ex:i-0"  # type: ignore[attr-defined]
+    in_process = list(read_observables(data))
+    assert [dict(o.context) for o in found] == [dict(o.context) for o in in_process]
+    assert [list(o.context) for o in found] == [list(o.context) for o in in_process]
 
 
 CHILD = """

@@ -30,6 +30,7 @@ __all__ = [
     "EncodedContext",
     "InvalidValue",
     "Kind",
+    "LayeredContext",
     "Observable",
     "ObservableBatch",
     "context_json",
@@ -115,6 +116,56 @@ class EncodedContext(Mapping[str, Any]):
         return (EncodedContext, (self.json,))
 
 
+class LayeredContext(Mapping[str, Any]):
+    """An indicator's context: its package's context, shared by every indicator of the
+    package, with the indicator's own keys over it.
+
+    A pulse's title and description are the same for its twenty (or two thousand) indicators,
+    and are often the largest part of their context. Kept as one shared layer, they are encoded,
+    sent between processes and stored once per package instead of once per observable. Reads
+    see what ``{**shared, **own}`` holds, in that order.
+    """
+
+    __slots__ = ("own", "shared")
+
+    def __init__(self, shared: Mapping[str, Any], own: Mapping[str, Any]) -> None:
+        self.shared = shared
+        self.own = own
+
+    def __getitem__(self, key: str) -> Any:
+        own = self.own
+        if key in own:
+            return own[key]
+        return self.shared[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.own or key in self.shared
+
+    def __iter__(self) -> Iterator[str]:
+        own = self.own
+        yield from self.shared
+        for key in own:
+            if key not in self.shared:
+                yield key
+
+    def __len__(self) -> int:
+        own = self.own
+        return len(self.shared) + sum(1 for key in own if key not in self.shared)
+
+    def __bool__(self) -> bool:
+        return bool(self.own) or bool(self.shared)
+
+    def __repr__(self) -> str:
+        return repr(self.merged())
+
+    def merged(self) -> dict[str, Any]:
+        """The context as one plain dict."""
+        return {**self.shared, **self.own}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (LayeredContext, (self.shared, self.own))
+
+
 _CONTEXT_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, default=str)
 _json_loads: Final = json.loads
 
@@ -129,7 +180,12 @@ def context_json(context: Mapping[str, Any]) -> str:
     """
     if type(context) is EncodedContext:
         return context.json
-    plain = context if type(context) is dict else dict(context)
+    if type(context) is LayeredContext:
+        if not context.own:
+            return context_json(context.shared)
+        plain = context.merged()
+    else:
+        plain = context if type(context) is dict else dict(context)
     try:
         return orjson.dumps(plain, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode()
     except (TypeError, ValueError):  # JSONEncodeError is a TypeError; UnicodeEncodeError
@@ -213,6 +269,11 @@ class ObservableBatch(NamedTuple):
 
 def context_value(context: Mapping[str, Any], key: str) -> Any:
     """``context.get(key)``, without decoding an :class:`EncodedContext` that cannot hold it."""
+    if type(context) is LayeredContext:
+        own = context.own
+        if (type(own) is not EncodedContext or f'"{key}"' in own.json) and key in own:
+            return own[key]
+        return context_value(context.shared, key)
     if type(context) is EncodedContext and f'"{key}"' not in context.json:
         return None
     return context.get(key)

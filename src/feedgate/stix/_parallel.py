@@ -37,7 +37,14 @@ from typing import IO, Any, Final, NamedTuple
 import orjson
 
 from feedgate import xml
-from feedgate.observables import EncodedContext, Kind, Observable, ObservableBatch, context_json
+from feedgate.observables import (
+    EncodedContext,
+    Kind,
+    LayeredContext,
+    Observable,
+    ObservableBatch,
+    context_json,
+)
 
 from ._stats import ReadStats
 from ._stix1 import read_stix1
@@ -89,12 +96,17 @@ def plan(head: bytes) -> Plan | None:
     return None
 
 
-#: A range's observables as sent back by a worker: five columns as one orjson document (kinds,
-#: values, original types, context numbers, contexts' JSON), far cheaper to send and to receive
-#: than one object per observable, and decoded by the caller's own thread: the pool's result
-#: thread then only moves bytes, and does not compete for the caller's GIL. Observables of one
-#: indicator share one context, sent once. Text orjson refuses goes as a pickled tuple instead.
-_Packed = bytes | tuple[list[str], list[str], list[str | None], list[int], list[str]]
+#: A range's observables as sent back by a worker: seven columns as one orjson document (kinds,
+#: values, original types, context numbers; per context its own keys' JSON and the number of
+#: its shared layer, or -1; the shared layers' JSON), far cheaper to send and to receive than
+#: one object per observable, and decoded by the caller's own thread: the pool's result thread
+#: then only moves bytes, and does not compete for the caller's GIL. Observables of one
+#: indicator share one context, and indicators of one package one shared layer
+#: (:class:`LayeredContext`): each is sent once. Text orjson refuses goes as a pickled tuple.
+_Columns = tuple[
+    list[str], list[str], list["str | None"], list[int], list[str], list[int], list[str]
+]
+_Packed = bytes | _Columns
 _KINDS: Final = {str(kind): kind for kind in Kind}
 
 
@@ -103,8 +115,11 @@ def _pack(found: Iterable[Observable]) -> _Packed:
     values: list[str] = []
     types: list[str | None] = []
     numbers: list[int] = []
-    encoded: list[str] = []
+    own: list[str] = []
+    layer_of: list[int] = []
+    shared: list[str] = []
     index: dict[int, int] = {}
+    shared_index: dict[int, int] = {}
     alive: list[object] = []  # ids are only unique among live objects
     for obs in found:
         kinds.append(obs.kind.value)
@@ -113,11 +128,22 @@ def _pack(found: Iterable[Observable]) -> _Packed:
         context = obs.context
         number = index.get(id(context))
         if number is None:
-            number = index[id(context)] = len(encoded)
+            number = index[id(context)] = len(own)
             alive.append(context)
-            encoded.append(context_json(context))
+            if type(context) is LayeredContext:
+                layer = context.shared
+                layer_number = shared_index.get(id(layer))
+                if layer_number is None:
+                    layer_number = shared_index[id(layer)] = len(shared)
+                    alive.append(layer)
+                    shared.append(context_json(layer))
+                layer_of.append(layer_number)
+                own.append(context_json(context.own))
+            else:
+                layer_of.append(-1)
+                own.append(context_json(context))
         numbers.append(number)
-    columns = (kinds, values, types, numbers, encoded)
+    columns = (kinds, values, types, numbers, own, layer_of, shared)
     try:
         return orjson.dumps(columns)
     except (TypeError, ValueError):
@@ -125,11 +151,15 @@ def _pack(found: Iterable[Observable]) -> _Packed:
 
 
 def _unpack(packed: _Packed) -> ObservableBatch:
-    kinds, values, types, numbers, encoded = (
+    kinds, values, types, numbers, own, layer_of, shared = (
         orjson.loads(packed) if isinstance(packed, bytes) else packed
     )
     kind_of = _KINDS
-    contexts: list[Mapping[str, Any]] = [EncodedContext(text) for text in encoded]
+    layers = [EncodedContext(text) for text in shared]
+    contexts: list[Mapping[str, Any]] = [
+        EncodedContext(text) if layer < 0 else LayeredContext(layers[layer], EncodedContext(text))
+        for text, layer in zip(own, layer_of, strict=True)
+    ]
     return ObservableBatch([kind_of[kind] for kind in kinds], values, types, numbers, contexts)
 
 

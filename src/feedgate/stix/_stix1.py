@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import IO, Any, Final
 
 from lxml import etree
 
 from feedgate import xml
-from feedgate.observables import InvalidValue, Kind, Observable, normalise, normalise_ip_range
+from feedgate.observables import (
+    InvalidValue,
+    Kind,
+    LayeredContext,
+    Observable,
+    normalise,
+    normalise_ip_range,
+)
 
 from . import _cybox
 from ._cybox import CYBOX, T_COMPOSITION, T_OBJECT, T_OBSERVABLE, T_PROPERTIES, Candidate, local
@@ -174,11 +181,15 @@ _CONFIDENCE_VALUE: Final = f"{{{STIX_COMMON}}}Value"
 
 def indicator_context(
     ind: etree._Element, base: dict[str, Any], observables: list[etree._Element]
-) -> dict[str, Any]:
-    """``base`` (the package's context) plus the indicator's: id, title, types, description,
-    confidence, valid time. The indicator's Observable children are collected into
-    ``observables`` on the same pass over its children."""
-    ctx = base.copy()
+) -> LayeredContext:
+    """``base`` (the package's context, shared, not copied) under the indicator's own: id,
+    title, types, description, confidence, valid time. The indicator's Observable children are
+    collected into ``observables`` on the same pass over its children.
+
+    A package context never holds the keys an indicator sets only once (``description``,
+    ``valid_from``, ``valid_until``), so looking for them in the indicator's own keys is the
+    same as looking in the whole context."""
+    ctx: dict[str, Any] = {}
     ident = ind.get("id")
     if ident:
         ctx["indicator_id"] = ident
@@ -219,7 +230,7 @@ def indicator_context(
     timestamp = ind.get("timestamp")
     if timestamp:
         ctx["indicator_timestamp"] = timestamp
-    return ctx
+    return LayeredContext(base, ctx)
 
 
 class _PackageReader:
@@ -313,7 +324,7 @@ class _PackageReader:
         self,
         out: list[Observable],
         obs: etree._Element,
-        ctx: dict[str, Any],
+        ctx: Mapping[str, Any],
         pkg: _Package,
         depth: int,
         operator: str | None,
@@ -354,7 +365,7 @@ class _PackageReader:
         self,
         out: list[Observable],
         obj: etree._Element,
-        ctx: dict[str, Any],
+        ctx: Mapping[str, Any],
         pkg: _Package,
         operator: str | None,
         depth: int,
@@ -376,7 +387,7 @@ class _PackageReader:
         for child in obj:
             tag = child.tag
             if tag == T_PROPERTIES:
-                context = ctx if operator is None else {**ctx, "composition": operator}
+                context = ctx if operator is None else _with_composition(ctx, operator)
                 type_name = _cybox.xsi_type(child)
                 for cand in _cybox.properties_candidates(child, stats, type_name):
                     self._emit(out, cand, context)
@@ -396,7 +407,7 @@ class _PackageReader:
             for rel in related.iterchildren(_cybox.T_RELATED_OBJECT):
                 self._object(out, rel, ctx, pkg, operator, depth + 1)
 
-    def _emit(self, out: list[Observable], cand: Candidate, context: dict[str, Any]) -> None:
+    def _emit(self, out: list[Observable], cand: Candidate, context: Mapping[str, Any]) -> None:
         if len(out) >= MAX_OBSERVABLES_PER_PACKAGE:
             self.stats.skip(
                 f"package over {MAX_OBSERVABLES_PER_PACKAGE} observables (rest left out)"
@@ -424,6 +435,13 @@ class _PackageReader:
         for kind, norm in pairs:
             self.stats.by_kind[kind] += 1
             out.append(Observable(kind, norm, original if kind is Kind.OTHER else None, context))
+
+
+def _with_composition(ctx: Mapping[str, Any], operator: str) -> Mapping[str, Any]:
+    """``ctx`` plus the operator of the composition an observable is part of."""
+    if type(ctx) is LayeredContext:
+        return LayeredContext(ctx.shared, {**ctx.own, "composition": operator})
+    return {**ctx, "composition": operator}
 
 
 #: Sections of a package whose observable references are context, not indicators.
