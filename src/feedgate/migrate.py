@@ -22,6 +22,10 @@ Why the extra steps around Alembic's own upgrade:
   and the lock is released at commit), ``BEGIN IMMEDIATE`` on SQLite (one writer per file). The
   state is read again under the lock, so the second process finds the work done. A database
   already at head is recognised by one read without any lock, so ordinary opens never queue.
+* **Cheap opens.** That read is plain SQL, and the head it is compared with is :data:`HEADS`, a
+  constant (a test checks it against the script directories), so opening a database already at
+  head does not import Alembic (about 0.1 s, plus reading the script directory): Alembic is
+  imported only inside the functions that use it.
 * **SQLite transactions.** :mod:`feedgate.db` switches off the driver's implicit transactions and
   sends ``BEGIN`` itself from a ``begin`` event. So we open the transaction (as ``BEGIN
   IMMEDIATE``) and hand the connection to Alembic, which sees a transaction in progress and runs
@@ -42,18 +46,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from feedgate.db import DatabaseConfigError
 
+if TYPE_CHECKING:  # at run time imported where used: an open at head needs none (module doc)
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
 __all__ = [
+    "HEADS",
     "SCHEMAS",
     "MigrationError",
     "Schema",
@@ -76,6 +80,11 @@ VERSION_TABLES: Final[dict[Schema, str]] = {
     "feeds": "feedgate_feeds_version",
     "hub": "feedgate_hub_version",
 }
+
+#: Each schema's head revision, known without Alembic: an open compares the database's version
+#: with it and, when they are equal, is done (module doc "Cheap opens"). When you add a revision,
+#: set it here too; ``tests/test_migrate_head.py`` fails until it equals Alembic's head.
+HEADS: Final[dict[Schema, str]] = {"feeds": "feeds_0001", "hub": "hub_0001"}
 
 #: The revision a database made by ``create_all`` is stamped at, and the tables it must have.
 #: Frozen: these are the tables as the code before migrations created them.
@@ -152,6 +161,8 @@ def config(which: Schema, connection: sa.Connection | None = None) -> Config:
     Developers can use it with :mod:`alembic.command`, e.g. ``command.revision(config("feeds"),
     "add x", autogenerate=True)`` with ``connection`` open on an up-to-date database.
     """
+    from alembic.config import Config
+
     if which not in SCHEMAS:
         raise ValueError(f"unknown schema {which!r}: one of {', '.join(SCHEMAS)}")
     cfg = Config()
@@ -165,6 +176,8 @@ def config(which: Schema, connection: sa.Connection | None = None) -> Config:
 @functools.cache
 def _script(which: Schema) -> ScriptDirectory:
     """The schema's revisions, read from the package once per process."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(config(which))
 
 
@@ -205,13 +218,12 @@ def _include_name(which: Schema) -> Callable[[str | None, str, Any], bool]:
     return include
 
 
-def _context(conn: sa.Connection, which: Schema) -> MigrationContext:
-    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLES[which]})
-
-
 def differences(engine: sa.Engine, which: Schema) -> list[Any]:
     """What Alembic's autogenerate finds between the database and the code's tables: empty when
     the migrations made exactly what the code expects (the tests check this on both backends)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn, conn.begin():
         ctx = MigrationContext.configure(
             conn,
@@ -225,17 +237,22 @@ def differences(engine: sa.Engine, which: Schema) -> list[Any]:
 
 
 def _read_state(conn: sa.Connection, which: Schema) -> tuple[bool, str | None]:
-    """(whether the version table exists, the revision in it)."""
-    if not sa.inspect(conn).has_table(VERSION_TABLES[which]):
+    """(whether the version table exists, the revision in it).
+
+    Plain SQL, not Alembic's ``MigrationContext``, so an open at head imports no Alembic: the
+    version table is Alembic's, one ``version_num`` row per head."""
+    table = VERSION_TABLES[which]
+    if not sa.inspect(conn).has_table(table):
         return False, None
-    heads = _context(conn, which).get_current_heads()
+    version = sa.select(sa.column("version_num", sa.String)).select_from(sa.table(table))
+    heads = list(conn.execute(version).scalars())
     if len(heads) > 1:
         raise MigrationError(f"{which} schema has several revisions at once: {', '.join(heads)}")
     return True, heads[0] if heads else None
 
 
 def _check_known(which: Schema, rev: str | None) -> None:
-    if rev is None:
+    if rev is None or rev == HEADS[which]:  # the head is known, without reading the scripts
         return
     script = _script(which)
     try:
@@ -306,6 +323,8 @@ def _adopt(conn: sa.Connection, which: Schema) -> bool:
     for name, make in optional.items():
         if name not in present:
             make(md).create(conn)
+    from alembic import command
+
     command.stamp(config(which, conn), INITIAL[which])
     return True
 
@@ -318,9 +337,13 @@ def upgrade(engine: sa.Engine, which: Schema) -> UpgradeResult:
     once. Raises :class:`MigrationError` for a database newer than the code or an incomplete
     set of tables.
     """
-    target = head(which)
     with engine.connect() as conn, conn.begin():
         _exists, rev = _read_state(conn, which)
+    if rev == HEADS[which]:  # the usual open: done without Alembic (module doc "Cheap opens")
+        return UpgradeResult(before=rev, after=rev, adopted=False)
+    from alembic import command
+
+    target = head(which)
     _check_known(which, rev)
     if rev == target:
         return UpgradeResult(before=rev, after=rev, adopted=False)
