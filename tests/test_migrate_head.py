@@ -18,7 +18,8 @@ def test_heads_constant_is_alembics_head(which: Schema) -> None:
     """When a revision is added, HEADS must name it, or opens would skip the upgrade."""
     migrate._script.cache_clear()  # read the script directory as it is now
     script = migrate._script(which)
-    assert script.get_heads() == [HEADS[which]]
+    heads = script.get_heads()
+    assert heads == [HEADS[which]], f"set feedgate.migrate.HEADS[{which!r}] to {heads}"
     assert migrate.head(which) == HEADS[which]
 
 
