@@ -737,54 +737,90 @@ _OCTET: Final = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _FAST_IPV4: Final = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
 _LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FAST_DOMAIN: Final = re.compile(rf"(?:{_LABEL}\.)+[a-z](?:[a-z0-9-]{{0,61}}[a-z0-9])?")
-_FAST_HEX: Final = {
-    Kind.MD5: re.compile(r"[0-9a-fA-F]{32}"),
-    Kind.SHA1: re.compile(r"[0-9a-fA-F]{40}"),
-    Kind.SHA256: re.compile(r"[0-9a-fA-F]{64}"),
-}
 _URL_CHARS: Final = r"A-Za-z0-9._~!$&'*+,;=:@/-"
 _ESCAPE: Final = r"%[0-9A-F]{2}"  # upper-case escapes are already canonical
+_FAST_HOST: Final = rf"{_FAST_IPV4.pattern}|{_FAST_DOMAIN.pattern}"
+# A port without leading zeros (the normaliser writes it as a number); whether it is in range
+# and not the scheme's default is checked after the match.
 _FAST_URL: Final = re.compile(
-    rf"(https?)://([a-z0-9.-]+)(/(?:[{_URL_CHARS}]|{_ESCAPE})*)?(\?(?:[{_URL_CHARS}?]|{_ESCAPE})*)?"
+    rf"(https?)://({_FAST_HOST})(?::([1-9][0-9]{{0,4}}))?"
+    rf"(/(?:[{_URL_CHARS}]|{_ESCAPE})*)?(\?(?:[{_URL_CHARS}?]|{_ESCAPE})*)?"
 )
-_FAST_EMAIL: Final = re.compile(r"([A-Za-z0-9._+-]{1,64})@([a-z0-9.-]+)")
+_FAST_EMAIL: Final = re.compile(rf"([A-Za-z0-9._+-]{{1,64}})@({_FAST_DOMAIN.pattern})")
+_FAST_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 
 
 _FAST_MAX: Final = 2048
 
 
-def _fast_host(host: str) -> bool:
-    if _FAST_IPV4.fullmatch(host):
-        return True
-    return len(host) <= 253 and "--" not in host and _FAST_DOMAIN.fullmatch(host) is not None
+def _fast_ipv4(value: str) -> tuple[Kind, str] | None:
+    return (Kind.IPV4, value) if _FAST_IPV4.fullmatch(value) else None
+
+
+def _fast_domain(value: str) -> tuple[Kind, str] | None:
+    if len(value) <= 253 and "--" not in value and _FAST_DOMAIN.fullmatch(value):
+        return Kind.DOMAIN, value
+    return None
+
+
+def _fast_hex(kind: Kind, digits: int) -> Callable[[str], tuple[Kind, str] | None]:
+    pattern = re.compile(rf"[0-9a-fA-F]{{{digits}}}")
+
+    def fast(value: str) -> tuple[Kind, str] | None:
+        return (kind, value.lower()) if pattern.fullmatch(value) else None
+
+    return fast
+
+
+def _fast_url(value: str) -> tuple[Kind, str] | None:
+    if len(value) > _FAST_MAX:
+        return None  # long values take the full path, size limit included
+    m = _FAST_URL.fullmatch(value)
+    if m is None:
+        return None
+    scheme, host, port, path, query = m.groups()
+    if len(host) > 253 or "--" in host:
+        return None
+    if port is not None and (int(port) > 65535 or port == _FAST_DEFAULT_PORTS[scheme]):
+        return None
+    if path is None:
+        netloc = host if port is None else f"{host}:{port}"
+        return Kind.URL, f"{scheme}://{netloc}/{query or ''}"
+    return Kind.URL, value
+
+
+def _fast_email(value: str) -> tuple[Kind, str] | None:
+    if len(value) > _FAST_MAX:
+        return None
+    m = _FAST_EMAIL.fullmatch(value)
+    if m is None:
+        return None
+    host = m.group(2)
+    if len(host) > 253 or "--" in host:
+        return None
+    return Kind.EMAIL, value
+
+
+#: The fast path of each kind that has one: the normal form of an already-canonical value, or
+#: None to take the full path. Each one refuses long values itself (by the pattern's own bounds
+#: or by _FAST_MAX), so values over the size limits always take the full path.
+FAST_NORMALISERS: Final[dict[Kind, Callable[[str], tuple[Kind, str] | None]]] = {
+    Kind.IPV4: _fast_ipv4,
+    Kind.DOMAIN: _fast_domain,
+    Kind.MD5: _fast_hex(Kind.MD5, 32),
+    Kind.SHA1: _fast_hex(Kind.SHA1, 40),
+    Kind.SHA256: _fast_hex(Kind.SHA256, 64),
+    Kind.URL: _fast_url,
+    Kind.EMAIL: _fast_email,
+}
 
 
 def _fast(kind: Kind, value: str) -> tuple[Kind, str] | None:
     """The normal form of an already-canonical value, or None to take the full path."""
-    if len(value) > _FAST_MAX:
-        return None  # long values take the full path, size limit included
-    if kind is Kind.IPV4:
-        return (Kind.IPV4, value) if _FAST_IPV4.fullmatch(value) else None
-    if kind is Kind.DOMAIN:
-        if len(value) <= 253 and "--" not in value and _FAST_DOMAIN.fullmatch(value):
-            return Kind.DOMAIN, value
+    fast = FAST_NORMALISERS.get(kind)
+    if fast is None or len(value) > _FAST_MAX:
         return None
-    pattern = _FAST_HEX.get(kind)
-    if pattern is not None:
-        return (kind, value.lower()) if pattern.fullmatch(value) else None
-    if kind is Kind.URL:
-        m = _FAST_URL.fullmatch(value)
-        if m is None or not _fast_host(m.group(2)):
-            return None
-        if m.group(3) is None:
-            return Kind.URL, f"{m.group(1)}://{m.group(2)}/{m.group(4) or ''}"
-        return Kind.URL, value
-    if kind is Kind.EMAIL:
-        m = _FAST_EMAIL.fullmatch(value)
-        if m is None or _FAST_IPV4.fullmatch(m.group(2)) or not _fast_host(m.group(2)):
-            return None
-        return Kind.EMAIL, value
-    return None
+    return fast(value)
 
 
 def normalise(kind: Kind | str, value: str) -> tuple[Kind, str]:

@@ -339,6 +339,129 @@ def properties_candidates(
     return out
 
 
+#: The hint and original type of the simple object types, by the ``type``/``category`` attribute
+#: they depend on; the value is in the one property whose tag ends with the given suffix.
+_HASH_TYPE_TAG: Final = "{http://cybox.mitre.org/common-2}Type"
+_HASH_VALUE_TAG: Final = "{http://cybox.mitre.org/common-2}Simple_Hash_Value"
+_ADDRESS_HINTS: Final[dict[str | None, tuple[KindHint, str | None]]] = {
+    None: ("auto", None),
+    "ipv4-addr": (Kind.IPV4, None),
+    "ipv6-addr": (Kind.IPV6, None),
+    "e-mail": (Kind.EMAIL, None),
+    "cidr": (Kind.CIDR, None),
+    "ipv4-net": (Kind.CIDR, None),
+    "ipv6-net": (Kind.CIDR, None),
+}
+
+
+def simple_candidate(
+    props: etree._Element,
+) -> tuple[KindHint, str, str | None] | None:
+    """The one value of a ``cybox:Properties`` of the common simple shape, or None.
+
+    The common shape is one of the simple object types (address, domain, host name, URI, link,
+    mutex, or a file with one MD5/SHA1/SHA256 hash) with exactly one value property whose
+    condition is ``Equals`` (or none), no ``apply_condition="NONE"`` and no ``##comma##``
+    list. For it, :func:`properties_candidates` would return exactly one
+    ``Candidate(hint, value, original_type)``, and this returns that triple without building
+    the candidate list. Anything else (another type, several values, a pattern, a range, an
+    empty value, a fuzzy or unnamed hash, ...) returns None: the caller then takes the general
+    path, which judges it (and counts what it skips). Nothing is counted here.
+    """
+    type_attr = props.get(XSI_TYPE)
+    if not type_attr:
+        return None
+    type_name = type_attr[type_attr.rfind(":") + 1 :]
+    hint: KindHint
+    original: str | None = None
+    if type_name == "DomainNameObjectType":
+        if props.get("type") == "TLD":
+            hint, original = Kind.OTHER, "DomainNameObjectType:TLD"
+        else:
+            hint = Kind.DOMAIN
+        suffix = "}Value"
+    elif type_name == "URIObjectType" or type_name == "LinkObjectType":
+        uri_type = props.get("type", "URL")
+        if uri_type == "URL":
+            hint = Kind.URL
+        elif uri_type == "Domain Name":
+            hint = Kind.DOMAIN
+        else:
+            hint, original = Kind.OTHER, f"URIObjectType:{uri_type}"
+        suffix = "}Value"
+    elif type_name == "AddressObjectType":
+        known = _ADDRESS_HINTS.get(props.get("category"))
+        if known is None:
+            return None
+        hint, original = known
+        suffix = "}Address_Value"
+    elif type_name == "HostnameObjectType":
+        hint = Kind.DOMAIN
+        suffix = "}Hostname_Value"
+    elif type_name == "MutexObjectType":
+        hint, original = Kind.OTHER, "MutexObjectType"
+        suffix = "}Name"
+    elif type_name.endswith("FileObjectType") and not type_name.startswith("EmailMessage"):
+        suffix = "}Hashes"
+        hint = ""  # set from the hash's type below
+    else:
+        return None
+    value_elem = None
+    for child in props:
+        tag = child.tag
+        if tag.__class__ is str and tag.endswith(suffix):
+            if value_elem is not None:
+                return None
+            value_elem = child
+    if value_elem is None:
+        return None
+    if not hint:  # a file: value_elem is its Hashes, which must hold one Hash of a known type
+        found = _simple_hash(value_elem)
+        if found is None:
+            return None
+        hint, value_elem = found
+    # What property_values reads as exactly one value.
+    text = value_elem.text
+    if text is None:
+        return None
+    text = text.strip()
+    if not text or _LIST_SEP in text:
+        return None
+    condition = value_elem.get("condition")
+    if condition is not None and condition != "Equals":
+        return None
+    if value_elem.get("apply_condition") == "NONE":
+        return None
+    return hint, text, original
+
+
+def _simple_hash(hashes: etree._Element) -> tuple[Kind, etree._Element] | None:
+    """The kind and value element of a Hashes holding one Hash with one Type and one
+    Simple_Hash_Value, the type a known one; None for anything else."""
+    hash_elem = None
+    for child in hashes:
+        if hash_elem is not None:
+            return None
+        hash_elem = child
+    if hash_elem is None:
+        return None
+    type_elem = value_elem = None
+    for part in hash_elem:
+        tag = part.tag
+        if tag == _HASH_TYPE_TAG and type_elem is None:
+            type_elem = part
+        elif tag == _HASH_VALUE_TAG and value_elem is None:
+            value_elem = part
+        else:
+            return None
+    if type_elem is None or value_elem is None:
+        return None
+    kind = _HASH_KINDS.get((type_elem.text or "").strip().upper())
+    if kind is None:
+        return None
+    return kind, value_elem
+
+
 def object_references(props: etree._Element) -> list[str]:
     """idrefs an object points to through ``object_reference`` (e-mail links, attachments)."""
     return [ref for elem in props.iter() if (ref := elem.get("object_reference"))]

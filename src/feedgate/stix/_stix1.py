@@ -21,6 +21,7 @@ from lxml import etree
 
 from feedgate import xml
 from feedgate.observables import (
+    FAST_NORMALISERS,
     InvalidValue,
     Kind,
     LayeredContext,
@@ -56,6 +57,8 @@ _INDICATOR_TAGS: Final = (
     f"{{{INDICATOR}}}Indicator",
 )
 _PACKAGE_TAGS: Final = frozenset({T_PACKAGE, T_NESTED_PACKAGE})
+#: What read_package looks for in a package, in one walk.
+_WALK_TAGS: Final = (*_INDICATOR_TAGS, T_PKG_OBSERVABLES, T_NESTED_PACKAGE)
 _STREAM_TAGS: Final = (T_PACKAGE, T_CYBOX_DOCUMENT, *_BLOCKS, *_STATUS)
 
 #: Root elements (local names) a STIX or TAXII input may start with.
@@ -70,6 +73,9 @@ KNOWN_ROOTS: Final = frozenset(
     }
 )
 _MAX_COMPOSITION_DEPTH: Final = 64
+#: Whether readers use the fast path for the common shape of observable (the general path
+#: gives the same output; tests compare the two).
+FAST_PATH = True
 #: The largest package or content block read (a package is held whole while it is read, and
 #: takes several times its size in memory): this is what bounds the reader's memory.
 MAX_UNIT_BYTES = 256 * 1024**2
@@ -79,13 +85,23 @@ MAX_OBSERVABLES_PER_PACKAGE: Final = 1_000_000
 _HEAD: Final = 64 * 1024
 
 
+_T_RELATED_OBJECTS: Final = _cybox.T_RELATED_OBJECTS
+_simple_candidate: Final = _cybox.simple_candidate
+_FAST_NORMALISERS: Final = FAST_NORMALISERS
+_new_observable: Final = tuple.__new__
+
+
 class _Package:
     """Per-package state: its context and, built lazily on the first idref, its id index."""
 
     __slots__ = ("consumed", "context", "elem", "index", "outer", "track_consumed")
 
     def __init__(
-        self, elem: etree._Element, context: dict[str, Any], outer: _Package | None = None
+        self,
+        elem: etree._Element,
+        context: dict[str, Any],
+        outer: _Package | None = None,
+        track_consumed: bool | None = None,
     ) -> None:
         self.elem = elem
         #: For a package nested in another: the outermost one, whose index covers both.
@@ -94,8 +110,10 @@ class _Package:
         self.index: dict[str, etree._Element] | None = None
         self.consumed: set[str] = set()
         #: Package-level observables that an indicator already read are not read again; only
-        #: worth tracking when the package has any.
-        self.track_consumed = elem.find(f".//{T_PKG_OBSERVABLES}") is not None
+        #: worth tracking when the package has any (a caller that already looked says so).
+        if track_consumed is None:
+            track_consumed = elem.find(f".//{T_PKG_OBSERVABLES}") is not None
+        self.track_consumed = track_consumed
 
     def resolve(self, idref: str) -> etree._Element | None:
         if self.outer is not None:
@@ -109,30 +127,66 @@ class _Package:
         return self.index.get(idref)
 
 
+def _child(parent: etree._Element, tag: str) -> etree._Element | None:
+    """The first child of ``parent`` with ``tag`` (what ``parent.find(tag)`` finds, without
+    compiling a path)."""
+    return next(parent.iterchildren(tag), None)
+
+
 def _text(parent: etree._Element | None, *path: str) -> str | None:
     """Stripped text at ``path`` under ``parent`` (tags in Clark notation), or None."""
     elem = parent
     for tag in path:
         if elem is None:
             return None
-        elem = elem.find(tag)
-    if elem is None or elem.text is None:
+        elem = _child(elem, tag)
+    return _own_text(elem)
+
+
+def _own_text(elem: etree._Element | None) -> str | None:
+    """The stripped text of ``elem``, or None when it has none."""
+    if elem is None:
         return None
-    text = elem.text.strip()
-    return text or None
+    text = elem.text
+    if text is None:
+        return None
+    return text.strip() or None
+
+
+_T_HANDLING: Final = f"{{{STIX}}}Handling"
+_T_MARKING_STRUCTURE: Final = "{http://data-marking.mitre.org/Marking-1}Marking_Structure"
 
 
 def _tlp(handling_parent: etree._Element) -> str | None:
-    handling = handling_parent.find(f"{{{STIX}}}Handling")
+    handling = _child(handling_parent, _T_HANDLING)
     if handling is None:
-        handling = handling_parent.find(f"{{{INDICATOR}}}Handling")
+        handling = _child(handling_parent, f"{{{INDICATOR}}}Handling")
+    return _tlp_of(handling)
+
+
+def _tlp_of(handling: etree._Element | None) -> str | None:
+    """The colour of the first TLP marking under a Handling element."""
     if handling is None:
         return None
-    for structure in handling.iter("{http://data-marking.mitre.org/Marking-1}Marking_Structure"):
+    for structure in handling.iter(_T_MARKING_STRUCTURE):
         color = structure.get("color")
         if color:
             return color.lower()
     return None
+
+
+_T_TITLE: Final = f"{{{STIX}}}Title"
+_T_DESCRIPTION: Final = f"{{{STIX}}}Description"
+_T_SHORT_DESCRIPTION: Final = f"{{{STIX}}}Short_Description"
+_T_INFORMATION_SOURCE: Final = f"{{{STIX}}}Information_Source"
+_HEADER_PARTS: Final = (
+    _T_TITLE,
+    _T_DESCRIPTION,
+    _T_SHORT_DESCRIPTION,
+    _T_INFORMATION_SOURCE,
+    _T_HANDLING,
+    f"{{{INDICATOR}}}Handling",
+)
 
 
 def package_context(pkg: etree._Element) -> dict[str, Any]:
@@ -141,26 +195,29 @@ def package_context(pkg: etree._Element) -> dict[str, Any]:
     ident = pkg.get("id")
     if ident:
         ctx["package_id"] = ident
-    header = pkg.find(T_HEADER)
+    header = _child(pkg, T_HEADER)
     if header is not None:
-        title = _text(header, f"{{{STIX}}}Title")
+        # One pass over the header's children: the first of each part, as find() would see.
+        first: dict[str, etree._Element] = {}
+        for child in header.iterchildren(_HEADER_PARTS):
+            first.setdefault(child.tag, child)
+        title = _own_text(first.get(_T_TITLE))
         if title:
             ctx["package_title"] = title
-        description = _text(header, f"{{{STIX}}}Description")
+        description = _own_text(first.get(_T_DESCRIPTION))
         if description:
             ctx["package_description"] = description
-        short = _text(header, f"{{{STIX}}}Short_Description")
+        short = _own_text(first.get(_T_SHORT_DESCRIPTION))
         if short:
             ctx["package_short_description"] = short
         produced = _text(
-            header,
-            f"{{{STIX}}}Information_Source",
+            first.get(_T_INFORMATION_SOURCE),
             f"{{{STIX_COMMON}}}Time",
             f"{{{CYBOX_COMMON}}}Produced_Time",
         )
         if produced:
             ctx["produced"] = produced
-        tlp = _tlp(header)
+        tlp = _tlp_of(first.get(_T_HANDLING, first.get(f"{{{INDICATOR}}}Handling")))
         if tlp:
             ctx["tlp"] = tlp
     if "produced" not in ctx and pkg.get("timestamp"):
@@ -240,8 +297,11 @@ class _PackageReader:
     the time we see it, and five levels of nested generators cost more than the work itself.
     """
 
-    def __init__(self, stats: ReadStats) -> None:
+    def __init__(self, stats: ReadStats, *, fast: bool | None = None) -> None:
         self.stats = stats
+        #: Read the common shape of observable with the fast path (tests turn it off to
+        #: compare both paths).
+        self.fast = FAST_PATH if fast is None else fast
         #: ids read for the current indicator: each referenced observable or object is read
         #: once, so a chain of compositions that reference each other twice cannot fan out.
         self._visited: set[str] = set()
@@ -252,11 +312,24 @@ class _PackageReader:
         stats = self.stats
         stats.packages += 1
         out: list[Observable] = []
-        root = _Package(pkg_elem, package_context(pkg_elem))
+        # One walk over the package finds its indicators, its package-level observables and
+        # whether it nests packages (in document order, as separate walks would).
+        indicators: list[etree._Element] = []
+        pkg_observables: list[etree._Element] = []
+        nested = False
+        for elem in pkg_elem.iter(_WALK_TAGS):
+            tag = elem.tag
+            if tag == T_PKG_OBSERVABLES:
+                pkg_observables.append(elem)
+            elif tag == T_NESTED_PACKAGE:
+                nested = True
+            else:
+                indicators.append(elem)
+        root = _Package(pkg_elem, package_context(pkg_elem), track_consumed=bool(pkg_observables))
         packages: dict[etree._Element, _Package] = {pkg_elem: root}
         seen_indicators: set[str] = set()
-        nested = pkg_elem.find(f".//{T_NESTED_PACKAGE}") is not None
-        for ind in pkg_elem.iter(_INDICATOR_TAGS):
+        fast = self.fast
+        for ind in indicators:
             if len(ind) == 0:
                 continue  # an idref to an indicator defined elsewhere in the package
             ident = ind.get("id")
@@ -269,10 +342,12 @@ class _PackageReader:
             ind_observables: list[etree._Element] = []
             ctx = indicator_context(ind, owner.context, ind_observables)
             self._visited = set()
+            several = len(ind_observables) > 1
             for obs in ind_observables:
-                self._observable(out, obs, ctx, owner, 0, None)
+                if not (fast and self._fast_observable(out, obs, ctx, owner, several)):
+                    self._observable(out, obs, ctx, owner, 0, None)
         context_only = _context_references(pkg_elem) if root.track_consumed else set()
-        for observables in pkg_elem.iter(T_PKG_OBSERVABLES):
+        for observables in pkg_observables:
             parent = observables.getparent()
             if parent is None or parent.tag not in _PACKAGE_TAGS:
                 continue
@@ -285,17 +360,110 @@ class _PackageReader:
                     stats.skip("observable of an incident, TTP or other context, not an indicator")
                     continue
                 self._visited = set()
-                self._observable(out, obs, owner.context, owner, 0, None)
+                if not (fast and self._fast_observable(out, obs, owner.context, owner, False)):
+                    self._observable(out, obs, owner.context, owner, 0, None)
         return out
 
     def read_cybox_document(self, doc: etree._Element) -> list[Observable]:
         """A bare ``cybox:Observables`` document: every observable in it, no package context."""
         out: list[Observable] = []
         pkg = _Package(doc, {})
+        fast = self.fast
         for obs in doc.iterchildren(T_OBSERVABLE):
             self._visited = set()
-            self._observable(out, obs, {}, pkg, 0, None)
+            if not (fast and self._fast_observable(out, obs, {}, pkg, False)):
+                self._observable(out, obs, {}, pkg, 0, None)
         return out
+
+    # -- the common shape ---------------------------------------------------------------------
+
+    def _fast_observable(
+        self,
+        out: list[Observable],
+        obs: etree._Element,
+        ctx: Mapping[str, Any],
+        pkg: _Package,
+        several: bool,
+    ) -> bool:
+        """Read ``obs`` if it has the common shape, as :meth:`_observable` would; False (having
+        changed nothing) when it does not, and the general path must read it.
+
+        The common shape: an inline observable, not negated, holding one inline object (no
+        composition, no idref, no related objects) with one ``Properties`` that
+        :func:`_cybox.simple_candidate` reads as one exact value of a simple type, which
+        normalises without error. Everything is checked before anything is counted or
+        emitted, so a fallback starts from the same state. ``several`` says whether the
+        indicator has other observables (then object ids must be remembered as the general
+        path does; alone, nothing after it could see them).
+        """
+        negate = obs.get("negate")
+        if negate is not None and (negate == "true" or negate == "1"):
+            return False
+        obj = None
+        for child in obs:
+            tag = child.tag
+            if tag == T_OBJECT:
+                if obj is not None:
+                    return False
+                obj = child
+            elif tag == T_COMPOSITION:
+                return False
+        if obj is None:
+            return False  # an idref (no children), or nothing to read
+        props = None
+        for child in obj:
+            tag = child.tag
+            if tag == T_PROPERTIES:
+                if props is not None:
+                    return False
+                props = child
+            elif tag == _T_RELATED_OBJECTS:
+                return False
+        if props is None:
+            return False  # includes an object by idref (it has no children)
+        found = _simple_candidate(props)
+        if found is None:
+            return False
+        hint, value, original = found
+        # What _emit does with Candidate(hint, value, original): the same normalise call.
+        kind: Kind
+        if hint.__class__ is Kind:
+            kind = hint
+            if (kind is Kind.IPV4 or kind is Kind.IPV6) and "/" in value:
+                kind = Kind.CIDR
+        elif "@" in value:  # "auto": an address without category
+            kind = Kind.EMAIL
+        elif "/" in value:
+            kind = Kind.CIDR
+        else:
+            kind = Kind.IPV4
+        if len(out) >= MAX_OBSERVABLES_PER_PACKAGE:
+            return False
+        fast = _FAST_NORMALISERS.get(kind)
+        normal = fast(value) if fast is not None else None
+        if normal is None:
+            try:
+                normal = normalise(kind, value)
+            except InvalidValue:
+                return False  # the general path counts it with its reason
+        # From here on the observable is read: the general path's side effects, in its order.
+        if pkg.track_consumed:
+            ident = obs.get("id")
+            if ident:
+                pkg.consumed.add(ident)
+        if several:
+            ident = obj.get("id")
+            if ident:
+                visited = self._visited
+                if ident in visited:
+                    return True  # read already for this indicator
+                visited.add(ident)
+        kind, norm = normal
+        self.stats.by_kind[kind] += 1
+        out.append(
+            _new_observable(Observable, (kind, norm, original if kind is Kind.OTHER else None, ctx))
+        )
+        return True
 
     # -- internals ----------------------------------------------------------------------------
 
