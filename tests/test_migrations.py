@@ -28,6 +28,7 @@ from feedgate import migrate
 from feedgate.cli import main
 from feedgate.db import engine, write_transaction
 from feedgate.feeds import secrets
+from feedgate.feeds._ingest import digest
 from feedgate.feeds.scheduler import Scheduler
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
@@ -152,14 +153,18 @@ def test_sqlite_foreign_keys_are_on_again_after_an_upgrade() -> None:
 
 def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     """Make the stores open as the code before migrations did: ``create_all``, no version
-    table (Scheduler's leases only when it ran). Today's metadata is the pre-migration schema:
-    when a second revision changes a table, freeze the old definitions here."""
+    table (Scheduler's leases only when it ran): today's metadata less what later revisions
+    added (feeds_0002: shared context layers)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
         if which == "feeds" and not with_leases:
             md.remove(md.tables["leases"])
         md.create_all(e)
+        if which == "feeds":
+            with e.begin() as conn:
+                conn.exec_driver_sql("DROP TABLE shared_contexts")
+                conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN shared_digest")
 
     monkeypatch.setattr(migrate, "upgrade", create_all)
 
@@ -172,8 +177,25 @@ def test_create_all_feeds_database_is_adopted_with_its_data(
         _old_open(patch, with_leases)
         old = FeedStore(eng)
         old.add_source(Source(name="otx", hostname="otx.example", collection="c", password="pw"))
-        with old.segment("otx") as seg:
-            seg.upsert([Observable(Kind.IPV4, "198.51.100.7", None, {})], T0)
+        with eng.begin() as conn:  # as the code before feeds_0002 wrote it: the whole context
+            insert = sa.text(
+                "INSERT INTO observables (source_id, digest, kind, value, first_seen, last_seen,"
+                " expired, context) SELECT id, :digest, 'ipv4', '198.51.100.7', :seen, :seen,"
+                " :expired, :context FROM feed_sources"
+            ).bindparams(
+                sa.bindparam("digest", type_=sa.LargeBinary),
+                sa.bindparam("seen", type_=sa.DateTime),
+                sa.bindparam("expired", type_=sa.Boolean),
+            )
+            conn.execute(
+                insert,
+                {
+                    "digest": digest("ipv4", "198.51.100.7"),
+                    "seen": T0.replace(tzinfo=None),
+                    "expired": False,
+                    "context": '{"package_title": "pulse"}',
+                },
+            )
         old.add_log("otx", "info", "polled")
     assert VERSION_TABLES["feeds"] not in tables(eng)
     assert ("leases" in tables(eng)) is with_leases
@@ -183,7 +205,9 @@ def test_create_all_feeds_database_is_adopted_with_its_data(
     assert migrate.differences(eng, "feeds") == []
     assert store.get_source("otx") is not None
     assert store.get_source("otx").password == "pw"  # type: ignore[union-attr]
-    assert [o.value for o in store.observables()] == ["198.51.100.7"]
+    assert [(o.value, o.context) for o in store.observables()] == [
+        ("198.51.100.7", {"package_title": "pulse"})
+    ]
     assert [e.message for e in store.log_entries()] == ["polled"]
 
 
@@ -340,11 +364,11 @@ def test_cli_upgrade_and_current(tmp_path: Path) -> None:
 
     code, out, _ = run("db", "upgrade", "--db", db)
     assert code == 0
-    assert out == f"feeds schema of {db}: upgraded from nothing to feeds_0001 (head)\n"
+    assert out == f"feeds schema of {db}: upgraded from nothing to feeds_0002 (head)\n"
     assert run("db", "upgrade", "--db", db)[1] == (
-        f"feeds schema of {db}: already at feeds_0001 (head)\n"
+        f"feeds schema of {db}: already at feeds_0002 (head)\n"
     )
-    assert run("db", "current", "--db", db)[1] == "feeds_0001 (head)\n"
+    assert run("db", "current", "--db", db)[1] == "feeds_0002 (head)\n"
 
     # --hub: the hub's schema, in the same file here; the feeds schema is not it.
     assert run("db", "current", "--hub", "--db", db)[1].startswith("none (no hub schema")
@@ -356,7 +380,7 @@ def test_cli_default_databases_come_from_the_environment(tmp_path: Path) -> None
     env = {"FEEDGATE_DB": str(tmp_path / "m.db"), "FEEDGATE_HUB_DB": str(tmp_path / "h.db")}
     assert run("db", "upgrade", env=env)[0] == 0
     assert run("db", "upgrade", "--hub", env=env)[0] == 0
-    assert migrate.current(engine(env["FEEDGATE_DB"]), "feeds") == "feeds_0001"
+    assert migrate.current(engine(env["FEEDGATE_DB"]), "feeds") == migrate.head("feeds")
     assert migrate.current(engine(env["FEEDGATE_DB"]), "hub") is None
     assert migrate.current(engine(env["FEEDGATE_HUB_DB"]), "hub") == "hub_0001"
 
@@ -371,7 +395,7 @@ def test_cli_adopts_and_refuses_newer_in_one_line(
     code, out, _ = run("db", "upgrade", "--db", db)
     assert (code, out) == (
         0,
-        f"feeds schema of {db}: adopted (tables made before migrations), now at feeds_0001 "
+        f"feeds schema of {db}: adopted (tables made before migrations), now at feeds_0002 "
         "(head)\n",
     )
     with engine(db).begin() as conn:
@@ -381,7 +405,7 @@ def test_cli_adopts_and_refuses_newer_in_one_line(
         assert code == 1 and out == ""
         assert err.count("\n") == 1
         assert err.startswith(f"feedgate: error: database {db}: the feeds schema is at revision")
-        assert "feeds_0042" in err and "feeds_0001" in err
+        assert "feeds_0042" in err and migrate.head("feeds") in err
     # Commands that open the store say the same in one line.
     code, _, err = run("source", "list", "--db", db)
     assert code == 1 and "feeds_0042" in err and err.count("\n") == 1

@@ -4,6 +4,7 @@ transactions, upsert counting, expiry, the version counter, browsing and the log
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,8 +22,10 @@ from feedgate.feeds.store import (
     FeedStoreError,
     SourceStatus,
     observables_table,
+    shared_contexts,
 )
-from feedgate.observables import Kind, Observable
+from feedgate.feeds.store import sources as sources_table
+from feedgate.observables import Kind, LayeredContext, Observable
 from pgserver import Database
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -335,6 +338,82 @@ def test_browse_filters_and_paging(store: FeedStore) -> None:
     ]
     obs = store.observables(kind="other")[0].to_observable()
     assert obs == Observable(Kind.OTHER, "Global\\mutex", "MutexObjectType", {"tlp": "amber"})
+
+
+def _layer_rows(store: FeedStore) -> list[tuple[str, str]]:
+    """(source name, JSON) of every stored shared context layer."""
+    with store.engine.connect() as conn:
+        query = sa.select(sources_table.c.name, shared_contexts.c.context).join(
+            sources_table, sources_table.c.id == shared_contexts.c.source_id
+        )
+        return sorted((str(name), str(text)) for name, text in conn.execute(query))
+
+
+def _own_rows(store: FeedStore) -> dict[str, str]:
+    """value → the context JSON kept in the observable's own row."""
+    with store.engine.connect() as conn:
+        query = sa.select(observables_table.c.value, observables_table.c.context)
+        return {str(value): str(text) for value, text in conn.execute(query)}
+
+
+def _pulse(title: str, *values: int, **shared: Any) -> list[Observable]:
+    """Observables of one package: one shared layer, each indicator's own keys over it."""
+    layer = {"package_id": f"pkg-{title}", "package_title": title, "tlp": "white", **shared}
+    return [
+        Observable(
+            Kind.IPV4,
+            f"10.0.0.{n}",
+            None,
+            LayeredContext(
+                layer, {"indicator_id": f"ind-{n}", **({"tlp": "amber"} if n == 2 else {})}
+            ),
+        )
+        for n in values
+    ]
+
+
+def test_a_packages_shared_context_is_stored_once_and_reads_merged(store: FeedStore) -> None:
+    store.add_source(make_source())
+    store.add_source(make_source("other"))
+    pulse = _pulse("Evil Campaign", 1, 2, 3, package_description="long text " * 50)
+    with store.segment("otx") as seg:
+        assert seg.upsert(pulse, T0) == (3, 0)
+    with store.segment("other") as seg:  # each source keeps its own layers
+        seg.upsert(pulse[:1], T0)
+    assert [name for name, _ in _layer_rows(store)] == ["other", "otx"]
+    assert all("long text" not in text for text in _own_rows(store).values())
+    stored = sorted(store.observables(source="otx"), key=lambda o: o.value)
+    assert [dict(o.context) for o in stored] == [dict(o.context) for o in pulse]
+    assert [list(o.context) for o in stored] == [list(o.context) for o in pulse]  # same order
+    assert stored[1].context["tlp"] == "amber"  # the indicator's own key wins
+    # search sees both layers
+    assert len(store.observables(source="otx", search="evil campaign")) == 3
+    assert [o.value for o in store.observables(source="otx", search="ind-2")] == ["10.0.0.2"]
+    assert store.observables(source="otx", search="no such thing") == []
+
+
+def test_unused_shared_layers_are_dropped_when_the_source_expires(store: FeedStore) -> None:
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert(_pulse("v1", 1, 2) + _pulse("other pulse", 3), T0)
+    assert len(_layer_rows(store)) == 2
+    with store.segment("otx") as seg:  # the pulse is revised: its observables move to v2
+        seg.upsert(_pulse("v2", 1, 2), T0 + timedelta(hours=1))
+    assert len(_layer_rows(store)) == 3
+    store.expire("otx", T0 + timedelta(hours=1))
+    titles = sorted(json.loads(text)["package_title"] for _, text in _layer_rows(store))
+    assert titles == ["other pulse", "v2"]
+    assert {o.context["package_title"] for o in store.observables()} == {"other pulse", "v2"}
+    assert store.delete_source("otx")
+    assert _layer_rows(store) == []  # and a source's layers go with it
+
+
+def test_rows_written_before_shared_layers_read_as_they_were(store: FeedStore) -> None:
+    store.add_source(make_source())
+    with store.segment("otx") as seg:  # a plain context: all of it in the row, no layer
+        seg.upsert([ip(7, package_title="Old", indicator_id="i-7")], T0)
+    assert _layer_rows(store) == []
+    assert store.observables()[0].context == {"package_title": "Old", "indicator_id": "i-7"}
 
 
 def test_log_entries(store: FeedStore) -> None:

@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from feedgate.observables import Observable, ObservableBatch, context_json, context_value
+from feedgate.observables import (
+    LayeredContext,
+    Observable,
+    ObservableBatch,
+    context_json,
+    context_value,
+)
 
 if TYPE_CHECKING:
     from .store import FeedStore
@@ -50,44 +56,56 @@ _ROW_OVERHEAD: Final = 200
 _SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's DateTime storage format on SQLite
 _COLUMNS: Final = (
     "source_id, digest, kind, value, original_type, first_seen, last_seen, valid_until,"
-    " expired, context"
+    " expired, context, shared_digest"
 )
 _ON_CONFLICT_SQLITE: Final = (
     "ON CONFLICT (source_id, digest) DO UPDATE SET"
     " last_seen = max(observables.last_seen, excluded.last_seen),"
     " valid_until = excluded.valid_until, original_type = excluded.original_type,"
-    " context = excluded.context, expired = excluded.expired"
+    " context = excluded.context, expired = excluded.expired,"
+    " shared_digest = excluded.shared_digest"
 )
 _UPSERT_SQLITE: Final = (
-    f"INSERT INTO observables ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO observables ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     + _ON_CONFLICT_SQLITE
+)
+_LAYERS_SQLITE: Final = (
+    "INSERT INTO shared_contexts (source_id, digest, context) VALUES (?, ?, ?)"
+    " ON CONFLICT (source_id, digest) DO NOTHING"
 )
 _STAGE_DDL: Final = (
     "CREATE TEMP TABLE IF NOT EXISTS feed_stage (digest BLOB PRIMARY KEY, kind VARCHAR(16),"
     " value TEXT, original_type TEXT, seen_at DATETIME, valid_until DATETIME, expired BOOLEAN,"
-    " context TEXT)"
+    " context TEXT, shared_digest BLOB)"
 )
 _STAGE_UPSERT: Final = (
     "INSERT INTO temp.feed_stage (digest, kind, value, original_type, seen_at, valid_until,"
-    " expired, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE SET"
+    " expired, context, shared_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (digest) DO UPDATE SET"
     " seen_at = max(feed_stage.seen_at, excluded.seen_at), valid_until = excluded.valid_until,"
     " original_type = excluded.original_type, context = excluded.context,"
-    " expired = excluded.expired"
+    " expired = excluded.expired, shared_digest = excluded.shared_digest"
 )
 # "INSERT … SELECT … ON CONFLICT" needs a WHERE on SQLite to parse.
 _STAGE_MERGE: Final = (
     f"INSERT INTO observables ({_COLUMNS}) SELECT ?, digest, kind, value, original_type,"
-    " seen_at, seen_at, valid_until, expired, context FROM temp.feed_stage WHERE true"
-    " ORDER BY digest " + _ON_CONFLICT_SQLITE
+    " seen_at, seen_at, valid_until, expired, context, shared_digest FROM temp.feed_stage"
+    " WHERE true ORDER BY digest " + _ON_CONFLICT_SQLITE
 )
 
-# Buffered row: (digest, kind, value, original_type, seen_at, valid_until, expired, context).
-_Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str]
+# Buffered row: (digest, kind, value, original_type, seen_at, valid_until, expired, context,
+# shared_digest): the context is the indicator's own keys, the shared layer is in _layers.
+_Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str, "bytes | None"]
 
 
 def digest(kind: str, value: str) -> bytes:
     """The stored key of an observable within its source: SHA-256 of ``kind NUL value``."""
     return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
+
+
+def layer_digest(text: str) -> bytes:
+    """The stored key of a shared context layer within its source: SHA-256 of its JSON."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 class Segment:
@@ -106,6 +124,7 @@ class Segment:
         self.name = name
         self._postgres = store._postgres
         self._buffer: dict[bytes, _Row] = {}
+        self._layers: dict[bytes, str] = {}  # shared context layers to write: digest → JSON
         self._buffered_bytes = 0
         self._spilled = False
         self._seen: set[int] = set()  # 64-bit key prefixes already counted in this segment
@@ -123,6 +142,7 @@ class Segment:
     def _discard(self) -> None:
         self._closed = True
         self._buffer.clear()
+        self._layers.clear()
         if self._txn is not None and self._txn.is_active:
             self._txn.rollback()
 
@@ -139,12 +159,17 @@ class Segment:
             self._spill_sqlite()
         conn.execution_options(sqlite_immediate=True)
         with conn.begin():
+            if self._layers:
+                sid = self._sid
+                rows = [(sid, key, text) for key, text in sorted(self._layers.items())]
+                conn.exec_driver_sql(_LAYERS_SQLITE, rows)
             if self._spilled:
                 conn.exec_driver_sql(_STAGE_MERGE, (self._sid,))
             elif self._buffer:
                 self._upsert_sqlite(conn)
             self._finish_in(conn)
         self._buffer.clear()
+        self._layers.clear()
 
     def _cleanup(self) -> None:
         if self._spilled and not self._postgres:
@@ -181,13 +206,31 @@ class Segment:
         assert now is not None
         sqlite = not self._postgres
         seen = seen_db.strftime(_SQLITE_TIME) if sqlite else seen_db
-        # Per context (shared by the observables of one indicator): text, valid-until, expired.
+        # Per context (shared by the observables of one indicator): its own keys' text, the
+        # digest of its shared layer, valid-until, expired.
         per_context = []
+        layers = self._layers
+        layer_keys: dict[int, bytes | None] = {}  # id(shared layer) → digest, for this batch
         for context in batch.contexts:
             moment = self._parse_time(context_value(context, "valid_until")) if context else None
             until: Any = moment.strftime(_SQLITE_TIME) if moment is not None and sqlite else moment
-            text = context_json(context) if context else "{}"
-            per_context.append((text, until, moment is not None and moment <= now))
+            layer: bytes | None = None
+            if type(context) is LayeredContext:
+                shared = context.shared
+                if id(shared) in layer_keys:
+                    layer = layer_keys[id(shared)]
+                elif shared:
+                    shared_text = context_json(shared)
+                    layer = layer_digest(shared_text)
+                    if layer not in layers:
+                        layers[layer] = shared_text
+                        self._buffered_bytes += len(shared_text) + _ROW_OVERHEAD
+                layer_keys[id(shared)] = layer
+                own = context.own
+                text = context_json(own) if own else "{}"
+            else:
+                text = context_json(context) if context else "{}"
+            per_context.append((text, until, moment is not None and moment <= now, layer))
         buffer = self._buffer
         counted = self._seen
         fresh: list[bytes] = []
@@ -196,11 +239,11 @@ class Segment:
             batch.kinds, batch.values, batch.original_types, batch.context_numbers, strict=True
         ):
             key = digest(kind, value)
-            text, until, expired = per_context[number]
+            text, until, expired, layer = per_context[number]
             old = buffer.get(key)
             # last_seen never moves backwards
             seen_row = old[4] if old is not None and old[4] > seen else seen
-            buffer[key] = (key, kind.value, value, original, seen_row, until, expired, text)
+            buffer[key] = (key, kind.value, value, original, seen_row, until, expired, text, layer)
             if old is None:
                 size += len(value) + len(text) + _ROW_OVERHEAD
             prefix = int.from_bytes(key[:8], "big")
@@ -241,8 +284,8 @@ class Segment:
     def _upsert_sqlite(self, conn: sa.Connection) -> None:
         sid = self._sid
         rows = [
-            (sid, key, kind, value, otype, seen, seen, until, expired, text)
-            for key, kind, value, otype, seen, until, expired, text in self._sorted_rows()
+            (sid, key, kind, value, otype, seen, seen, until, expired, text, layer)
+            for key, kind, value, otype, seen, until, expired, text, layer in self._sorted_rows()
         ]
         for start in range(0, len(rows), BATCH_SIZE):
             conn.exec_driver_sql(_UPSERT_SQLITE, rows[start : start + BATCH_SIZE])
@@ -263,7 +306,19 @@ class Segment:
     def _flush_postgres(self) -> None:
         """Upsert the buffer into ``observables`` inside the segment's transaction."""
         from .store import observables_table as o
+        from .store import shared_contexts
 
+        if self._layers:
+            layers = postgresql.insert(shared_contexts).on_conflict_do_nothing()
+            sid = self._sid
+            self._conn.execute(
+                layers,
+                [
+                    {"source_id": sid, "digest": key, "context": text}
+                    for key, text in sorted(self._layers.items())
+                ],
+            )
+            self._layers.clear()
         rows = self._sorted_rows()
         if not rows:
             return
@@ -276,6 +331,7 @@ class Segment:
                 "original_type": stmt.excluded.original_type,
                 "context": stmt.excluded.context,
                 "expired": stmt.excluded.expired,
+                "shared_digest": stmt.excluded.shared_digest,
             },
         )
         sid = self._sid
@@ -294,8 +350,9 @@ class Segment:
                         "valid_until": until,
                         "expired": expired,
                         "context": text,
+                        "shared_digest": layer,
                     }
-                    for key, kind, value, otype, seen, until, expired, text in rows[
+                    for key, kind, value, otype, seen, until, expired, text, layer in rows[
                         start : start + BATCH_SIZE
                     ]
                 ],

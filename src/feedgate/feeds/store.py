@@ -19,6 +19,12 @@ Expiry (:meth:`FeedStore.expire`) marks observables not seen for longer than the
 past their own ``valid_until``, as expired: kept for history, no longer live. An observable whose
 ``valid_until`` has already passed when it is written is stored expired.
 
+Contexts are stored in two layers: what a package's indicators share (the pulse's id, title,
+description, TLP) once per source in ``shared_contexts``, and each indicator's own keys in its
+observables' rows (:class:`feedgate.observables.LayeredContext`). A pulse's description is often
+the largest part of a context; repeated in every row, it was most of the store. Reads merge the
+layers; expiry drops layers no row refers to any more.
+
 :meth:`FeedStore.version` is a counter bumped by every committed change that matters to a matcher
 (segments that wrote rows, expiries that expired something, sources added, changed or deleted).
 """
@@ -50,6 +56,7 @@ __all__ = [
     "SourceStatus",
     "StoredObservable",
     "metadata",
+    "shared_contexts",
 ]
 
 SCHEMA_VERSION: Final = "1"
@@ -127,10 +134,28 @@ observables_table = sa.Table(
     sa.Column("last_seen", sa.DateTime, nullable=False),
     sa.Column("valid_until", sa.DateTime, nullable=True),
     sa.Column("expired", sa.Boolean, nullable=False),
-    sa.Column("context", sa.Text, nullable=False),  # JSON object
+    sa.Column("context", sa.Text, nullable=False),  # JSON object: the indicator's own keys
+    # The layer of context shared with the package's other indicators (shared_contexts), or
+    # NULL: the whole context is then in ``context`` (rows written before feeds_0002, STIX 2).
+    sa.Column("shared_digest", sa.LargeBinary(32), nullable=True),
     sa.UniqueConstraint("source_id", "digest", name="uq_observables_key"),
     sa.Index("ix_observables_live", "expired", "kind"),
     sa.Index("ix_observables_source_seen", "source_id", "last_seen"),
+)
+
+#: Context layers shared by many observables (a pulse's id, title, description, TLP), stored
+#: once per source and package instead of in every row; keyed by SHA-256 of their JSON.
+shared_contexts = sa.Table(
+    "shared_contexts",
+    metadata,
+    sa.Column(
+        "source_id",
+        _BigId,
+        sa.ForeignKey("feed_sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("digest", sa.LargeBinary(32), primary_key=True),
+    sa.Column("context", sa.Text, nullable=False),  # JSON object
 )
 
 log_table = sa.Table(
@@ -263,6 +288,23 @@ def _like(text: str) -> str:
 
 
 # --- the store --------------------------------------------------------------------------------
+
+
+def _with_layers(joined: Any) -> Any:
+    """``joined`` (observables and more) with each observable's shared context layer."""
+    o, layers = observables_table, shared_contexts
+    return joined.outerjoin(
+        layers, sa.and_(layers.c.source_id == o.c.source_id, layers.c.digest == o.c.shared_digest)
+    )
+
+
+def _context(shared: str | None, own: str) -> dict[str, Any]:
+    """An observable's whole context: its shared layer with the indicator's own keys over it
+    (the order and values :class:`feedgate.observables.LayeredContext` reads)."""
+    context: dict[str, Any] = json.loads(own)
+    if shared is None:
+        return context
+    return {**json.loads(shared), **context}
 
 
 class FeedStore:
@@ -535,7 +577,19 @@ class FeedStore:
             count = int(done.rowcount or 0)
             if count:
                 self._bump(conn)
+            self._drop_unused_layers(conn, sid)
         return count
+
+    @staticmethod
+    def _drop_unused_layers(conn: sa.Connection, sid: int) -> None:
+        """Delete the source's shared context layers that no observable refers to any more
+        (their pulse was revised, or its observables moved to another pulse). One pass over
+        the source's rows, once per poll (the poller expires after each poll)."""
+        o, layers = observables_table, shared_contexts
+        used = sa.select(o.c.shared_digest).where(
+            o.c.source_id == sid, o.c.shared_digest.is_not(None)
+        )
+        conn.execute(layers.delete().where(layers.c.source_id == sid, layers.c.digest.not_in(used)))
 
     # --- log --------------------------------------------------------------------------------
 
@@ -597,6 +651,7 @@ class FeedStore:
                 sa.or_(
                     o.c.value.ilike(pattern, escape="\\"),
                     o.c.context.ilike(pattern, escape="\\"),
+                    shared_contexts.c.context.ilike(pattern, escape="\\"),
                 )
             )
         return query
@@ -614,7 +669,8 @@ class FeedStore:
             o.c.valid_until,
             o.c.expired,
             o.c.context,
-        ).select_from(o.join(sources, sources.c.id == o.c.source_id))
+            shared_contexts.c.context.label("shared_context"),
+        ).select_from(_with_layers(o.join(sources, sources.c.id == o.c.source_id)))
 
     @staticmethod
     def _stored(row: Any) -> StoredObservable:
@@ -627,7 +683,7 @@ class FeedStore:
             last_seen=row.last_seen.replace(tzinfo=UTC),
             valid_until=_from_db(row.valid_until),
             expired=bool(row.expired),
-            context=json.loads(row.context),
+            context=_context(row.shared_context, row.context),
         )
 
     def observables(
