@@ -460,6 +460,7 @@ class FeedStore:
             # Explicit deletes: PostgreSQL and SQLite both cascade, but a SQLite connection
             # opened without foreign_keys=ON would not.
             conn.execute(observables_table.delete().where(observables_table.c.source_id == sid))
+            conn.execute(shared_contexts.delete().where(shared_contexts.c.source_id == sid))
             conn.execute(status_table.delete().where(status_table.c.source_id == sid))
             conn.execute(sources.delete().where(sources.c.id == sid))
             self._bump(conn)
