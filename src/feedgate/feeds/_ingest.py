@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final
 import sqlalchemy as sa
 
 from feedgate.observables import (
+    Kind,
     LayeredContext,
     Observable,
     ObservableBatch,
@@ -97,6 +98,9 @@ _STAGE_MERGE: Final = (
 _Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str, "bytes | None"]
 
 
+_KIND_NAMES: Final = {kind: kind.value for kind in Kind}
+
+
 def digest(kind: str, value: str) -> bytes:
     """The stored key of an observable within its source: SHA-256 of ``kind NUL value``."""
     return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
@@ -126,7 +130,7 @@ class Segment:
         self._layers: dict[bytes, str] = {}  # shared context layers to write: digest → JSON
         self._buffered_bytes = 0
         self._spilled = False
-        self._seen: set[int] = set()  # 64-bit key prefixes already counted in this segment
+        self._seen: set[int] = set()  # hashes of the keys already counted in this segment
         self._wrote = False
         self._watermark: datetime | None = None
         self._closed = False
@@ -234,21 +238,27 @@ class Segment:
         counted = self._seen
         fresh: list[bytes] = []
         size = 0
+        sha256 = hashlib.sha256
+        names = _KIND_NAMES
+        # The hottest loop of a poll (once per observable): digest() inlined, and the counting
+        # set consulted only for a key the segment has not buffered yet.
         for kind, value, original, number in zip(
             batch.kinds, batch.values, batch.original_types, batch.context_numbers, strict=True
         ):
-            key = digest(kind, value)
+            name = names[kind]
+            key = sha256(f"{name}\0{value}".encode("utf-8", "surrogatepass")).digest()
             text, until, expired, layer = per_context[number]
             old = buffer.get(key)
-            # last_seen never moves backwards
-            seen_row = old[4] if old is not None and old[4] > seen else seen
-            buffer[key] = (key, kind.value, value, original, seen_row, until, expired, text, layer)
             if old is None:
+                buffer[key] = (key, name, value, original, seen, until, expired, text, layer)
                 size += len(value) + len(text) + _ROW_OVERHEAD
-            prefix = int.from_bytes(key[:8], "big")
-            if prefix not in counted:
-                counted.add(prefix)
-                fresh.append(key)
+                mark = hash(key)  # bytes cache their hash: computed once, by buffer.get
+                if mark not in counted:
+                    counted.add(mark)
+                    fresh.append(key)
+            else:  # again in this segment: counted already; last_seen never moves backwards
+                seen_row = old[4] if old[4] > seen else seen
+                buffer[key] = (key, name, value, original, seen_row, until, expired, text, layer)
         self._buffered_bytes += size
         self._wrote = self._wrote or bool(buffer)
         new = updated = 0
