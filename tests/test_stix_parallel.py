@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from feedgate import stix
-from feedgate.observables import EncodedContext, LayeredContext, Observable, context_json
+from feedgate.observables import EncodedContext, Kind, LayeredContext, Observable, context_json
 from feedgate.stix import ReadStats, StixReadError, TaxiiStatusError, _parallel, read_observables
 from feedgate.xml import XMLParseError
 from stix_helpers import address, indicator, obs, package
@@ -222,3 +222,22 @@ def test_workers_do_not_outlive_a_killed_poller() -> None:
         time.sleep(0.1)
     assert all(_gone(pid) for pid in pids), [p for p in pids if not _gone(p)]
     child.stdout.close()
+
+
+def test_worker_batches_carry_each_observables_digest() -> None:
+    from feedgate.observables import observable_digest
+
+    data = _response("".join(_block(_pkg(i)) for i in range(300))).encode()
+    job = _parallel.PartJob(data, 2, 10**9)
+    batches = list(job.batches(ReadStats()))
+    assert sum(b.size for b in batches) == 300
+    for batch in batches:
+        assert batch.digests == [
+            observable_digest(kind, value)
+            for kind, value in zip(batch.kinds, batch.values, strict=True)
+        ]
+    # text orjson refuses travels pickled, digests included
+    odd = [Observable(Kind.DOMAIN, "bad\ud800.example", None, {"t": "\ud800"})]
+    batch = _parallel._unpack(_parallel._pack(odd))
+    assert list(batch.observables()) == odd
+    assert batch.digests == [observable_digest("domain", "bad\ud800.example")]

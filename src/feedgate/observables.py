@@ -12,6 +12,7 @@ it as skipped (never crash, never store garbage).
 from __future__ import annotations
 
 import enum
+import hashlib
 import ipaddress
 import json
 import re
@@ -43,6 +44,7 @@ __all__ = [
     "normalise_ip",
     "normalise_ip_range",
     "normalise_url",
+    "observable_digest",
     "refang",
     "url_host",
 ]
@@ -236,6 +238,9 @@ class ObservableBatch(NamedTuple):
     original_types: list[str | None]
     context_numbers: list[int]
     contexts: list[Mapping[str, Any]]
+    #: Each row's :func:`observable_digest`, when whoever made the batch computed them (parse
+    #: workers do, off the storing process's busiest thread), else None.
+    digests: list[bytes] | None = None
 
     @property
     def size(self) -> int:
@@ -265,6 +270,12 @@ class ObservableBatch(NamedTuple):
                 batch.contexts.append(context)
             batch.context_numbers.append(number)
         return batch
+
+
+def observable_digest(kind: str, value: str) -> bytes:
+    """An observable's identity in 32 bytes, as stores key it: SHA-256 of ``kind NUL value``
+    (a value may be a 64 kB YARA rule; a database cannot index text that long)."""
+    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
 
 
 def context_value(context: Mapping[str, Any], key: str) -> Any:

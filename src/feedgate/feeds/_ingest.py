@@ -38,6 +38,7 @@ from feedgate.observables import (
     ObservableBatch,
     context_json,
     context_value,
+    observable_digest,
 )
 
 if TYPE_CHECKING:
@@ -101,9 +102,8 @@ _Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str, "bytes | None"]
 _KIND_NAMES: Final = {kind: kind.value for kind in Kind}
 
 
-def digest(kind: str, value: str) -> bytes:
-    """The stored key of an observable within its source: SHA-256 of ``kind NUL value``."""
-    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
+#: The stored key of an observable within its source: SHA-256 of ``kind NUL value``.
+digest = observable_digest
 
 
 def layer_digest(text: str) -> bytes:
@@ -240,13 +240,24 @@ class Segment:
         size = 0
         sha256 = hashlib.sha256
         names = _KIND_NAMES
-        # The hottest loop of a poll (once per observable): digest() inlined, and the counting
-        # set consulted only for a key the segment has not buffered yet.
-        for kind, value, original, number in zip(
-            batch.kinds, batch.values, batch.original_types, batch.context_numbers, strict=True
+        # The hottest loop of a poll (once per observable). Digests come from the parse workers
+        # (or, inlined, from here), and the counting set is consulted only for a key the
+        # segment has not buffered yet.
+        given = batch.digests
+        if given is None:
+            given = [
+                sha256(f"{names[kind]}\0{value}".encode("utf-8", "surrogatepass")).digest()
+                for kind, value in zip(batch.kinds, batch.values, strict=True)
+            ]
+        for key, kind, value, original, number in zip(
+            given,
+            batch.kinds,
+            batch.values,
+            batch.original_types,
+            batch.context_numbers,
+            strict=True,
         ):
             name = names[kind]
-            key = sha256(f"{name}\0{value}".encode("utf-8", "surrogatepass")).digest()
             text, until, expired, layer = per_context[number]
             old = buffer.get(key)
             if old is None:

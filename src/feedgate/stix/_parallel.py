@@ -19,6 +19,7 @@ the sequential result, errors included.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import logging
@@ -106,7 +107,9 @@ def plan(head: bytes) -> Plan | None:
 _Columns = tuple[
     list[str], list[str], list["str | None"], list[int], list[str], list[int], list[str]
 ]
-_Packed = bytes | _Columns
+#: With, beside them, each observable's digest (:func:`observable_digest`), 32 bytes each: the
+#: storing process's busiest thread then need not hash every observable itself.
+_Packed = tuple[bytes | _Columns, bytes]
 _KINDS: Final = {str(kind): kind for kind in Kind}
 
 
@@ -120,10 +123,15 @@ def _pack(found: Iterable[Observable]) -> _Packed:
     shared: list[str] = []
     index: dict[int, int] = {}
     shared_index: dict[int, int] = {}
+    digests: list[bytes] = []
+    sha256 = hashlib.sha256
     alive: list[object] = []  # ids are only unique among live objects
     for obs in found:
-        kinds.append(obs.kind.value)
+        kind = obs.kind.value
+        kinds.append(kind)
         values.append(obs.value)
+        # observable_digest, inlined: once per observable
+        digests.append(sha256(f"{kind}\0{obs.value}".encode("utf-8", "surrogatepass")).digest())
         types.append(obs.original_type)
         context = obs.context
         number = index.get(id(context))
@@ -144,15 +152,17 @@ def _pack(found: Iterable[Observable]) -> _Packed:
                 own.append(context_json(context))
         numbers.append(number)
     columns = (kinds, values, types, numbers, own, layer_of, shared)
+    keys = b"".join(digests)
     try:
-        return orjson.dumps(columns)
+        return orjson.dumps(columns), keys
     except (TypeError, ValueError):
-        return columns
+        return columns, keys
 
 
 def _unpack(packed: _Packed) -> ObservableBatch:
+    payload, keys = packed
     kinds, values, types, numbers, own, layer_of, shared = (
-        orjson.loads(packed) if isinstance(packed, bytes) else packed
+        orjson.loads(payload) if isinstance(payload, bytes) else payload
     )
     kind_of = _KINDS
     layers = [EncodedContext(text) for text in shared]
@@ -160,7 +170,9 @@ def _unpack(packed: _Packed) -> ObservableBatch:
         EncodedContext(text) if layer < 0 else LayeredContext(layers[layer], EncodedContext(text))
         for text, layer in zip(own, layer_of, strict=True)
     ]
-    return ObservableBatch([kind_of[kind] for kind in kinds], values, types, numbers, contexts)
+    digests = [keys[i : i + 32] for i in range(0, len(keys), 32)]
+    batch = [kind_of[kind] for kind in kinds]
+    return ObservableBatch(batch, values, types, numbers, contexts, digests)
 
 
 def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Packed, ReadStats]:
