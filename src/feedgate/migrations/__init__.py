@@ -9,7 +9,9 @@ tables in the code, then (from a Python shell, on a database at the current head
 
     with engine("/tmp/dev.db").begin() as conn:
         command.revision(config("feeds", conn), "what changes", autogenerate=True,
-                         rev_id="feeds_0002")
+                         rev_id="feeds_0003")
 
-and read the generated file before committing: autogenerate misses renames and data moves.
+and read the generated file before committing: autogenerate misses renames and data moves. Then
+set :data:`feedgate.migrate.HEADS` to the new revision (opens at head skip Alembic; a test says
+when it is stale).
 """
