@@ -50,6 +50,12 @@ class Candidate(NamedTuple):
     range_end: str | None = None
 
 
+#: The children of an element (comments and processing instructions included, as iterating
+#: gives them) as a list made in one call: cheaper than iterating over the element. lxml's
+#: stubs leave ``getchildren`` out (ElementTree deprecated it); lxml keeps it.
+children: Final[Callable[[etree._Element], list[etree._Element]]] = etree._Element.getchildren  # type: ignore[attr-defined]
+
+
 def local(tag: object) -> str:
     """The local part of a Clark-notation tag (``{ns}Name`` → ``Name``)."""
     text = tag if isinstance(tag, str) else ""
@@ -343,6 +349,8 @@ def properties_candidates(
 #: they depend on; the value is in the one property whose tag ends with the given suffix.
 _HASH_TYPE_TAG: Final = "{http://cybox.mitre.org/common-2}Type"
 _HASH_VALUE_TAG: Final = "{http://cybox.mitre.org/common-2}Simple_Hash_Value"
+#: The attributes of a value property that says only condition="Equals" (the common case).
+_EQUALS_ONLY: Final = [("condition", "Equals")]
 _ADDRESS_HINTS: Final[dict[str | None, tuple[KindHint, str | None]]] = {
     None: ("auto", None),
     "ipv4-addr": (Kind.IPV4, None),
@@ -407,7 +415,7 @@ def simple_candidate(
     else:
         return None
     value_elem = None
-    for child in props:
+    for child in children(props):
         tag = child.tag
         if tag.__class__ is str and tag.endswith(suffix):
             if value_elem is not None:
@@ -427,11 +435,13 @@ def simple_candidate(
     text = text.strip()
     if not text or _LIST_SEP in text:
         return None
-    condition = value_elem.get("condition")
-    if condition is not None and condition != "Equals":
-        return None
-    if value_elem.get("apply_condition") == "NONE":
-        return None
+    attributes = value_elem.items()
+    if attributes and attributes != _EQUALS_ONLY:
+        condition = value_elem.get("condition")
+        if condition is not None and condition != "Equals":
+            return None
+        if value_elem.get("apply_condition") == "NONE":
+            return None
     return hint, text, original
 
 
@@ -439,14 +449,14 @@ def _simple_hash(hashes: etree._Element) -> tuple[Kind, etree._Element] | None:
     """The kind and value element of a Hashes holding one Hash with one Type and one
     Simple_Hash_Value, the type a known one; None for anything else."""
     hash_elem = None
-    for child in hashes:
+    for child in children(hashes):
         if hash_elem is not None:
             return None
         hash_elem = child
     if hash_elem is None:
         return None
     type_elem = value_elem = None
-    for part in hash_elem:
+    for part in children(hash_elem):
         tag = part.tag
         if tag == _HASH_TYPE_TAG and type_elem is None:
             type_elem = part

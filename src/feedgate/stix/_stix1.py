@@ -86,6 +86,7 @@ _HEAD: Final = 64 * 1024
 
 
 _T_RELATED_OBJECTS: Final = _cybox.T_RELATED_OBJECTS
+_children: Final = _cybox.children
 _simple_candidate: Final = _cybox.simple_candidate
 _FAST_NORMALISERS: Final = FAST_NORMALISERS
 _new_observable: Final = tuple.__new__
@@ -246,12 +247,22 @@ def indicator_context(
     A package context never holds the keys an indicator sets only once (``description``,
     ``valid_from``, ``valid_until``), so looking for them in the indicator's own keys is the
     same as looking in the whole context."""
+    return _indicator_context(ind, _children(ind), ind.get("id"), base, observables)
+
+
+def _indicator_context(
+    ind: etree._Element,
+    children: list[etree._Element],
+    ident: str | None,
+    base: dict[str, Any],
+    observables: list[etree._Element],
+) -> LayeredContext:
+    """:func:`indicator_context`, given the indicator's children and id (its caller has them)."""
     ctx: dict[str, Any] = {}
-    ident = ind.get("id")
     if ident:
         ctx["indicator_id"] = ident
-    types: list[str] = []
-    for child in ind:
+    types: list[str] | None = None
+    for child in children:
         tag = child.tag
         if tag == T_IND_OBSERVABLE:
             observables.append(child)
@@ -266,7 +277,10 @@ def indicator_context(
         elif tag == _IND_TYPE:
             text = child.text
             if text and (text := text.strip()):
-                types.append(text)
+                if types is None:
+                    types = [text]
+                else:
+                    types.append(text)
         elif tag == _IND_CONFIDENCE:
             value = _text(child, _CONFIDENCE_VALUE)
             if value:
@@ -330,7 +344,8 @@ class _PackageReader:
         seen_indicators: set[str] = set()
         fast = self.fast
         for ind in indicators:
-            if len(ind) == 0:
+            children = _children(ind)
+            if not children:
                 continue  # an idref to an indicator defined elsewhere in the package
             ident = ind.get("id")
             if ident:
@@ -340,9 +355,17 @@ class _PackageReader:
             stats.indicators += 1
             owner = self._owner(ind, packages, root) if nested else root
             ind_observables: list[etree._Element] = []
-            ctx = indicator_context(ind, owner.context, ind_observables)
-            self._visited = set()
+            ctx = _indicator_context(ind, children, ident, owner.context, ind_observables)
             several = len(ind_observables) > 1
+            if fast and not several:
+                # The common case: one observable (or none). Its ids need remembering only if
+                # the general path reads it.
+                for obs in ind_observables:
+                    if not self._fast_observable(out, obs, ctx, owner, False):
+                        self._visited = set()
+                        self._observable(out, obs, ctx, owner, 0, None)
+                continue
+            self._visited = set()
             for obs in ind_observables:
                 if not (fast and self._fast_observable(out, obs, ctx, owner, several)):
                     self._observable(out, obs, ctx, owner, 0, None)
@@ -400,7 +423,7 @@ class _PackageReader:
         if negate is not None and (negate == "true" or negate == "1"):
             return False
         obj = None
-        for child in obs:
+        for child in _children(obs):
             tag = child.tag
             if tag == T_OBJECT:
                 if obj is not None:
@@ -411,7 +434,7 @@ class _PackageReader:
         if obj is None:
             return False  # an idref (no children), or nothing to read
         props = None
-        for child in obj:
+        for child in _children(obj):
             tag = child.tag
             if tag == T_PROPERTIES:
                 if props is not None:
