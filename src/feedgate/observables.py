@@ -752,10 +752,12 @@ _URL_CHARS: Final = r"A-Za-z0-9._~!$&'*+,;=:@/-"
 _ESCAPE: Final = r"%[0-9A-F]{2}"  # upper-case escapes are already canonical
 _FAST_HOST: Final = rf"{_FAST_IPV4.pattern}|{_FAST_DOMAIN.pattern}"
 # A port without leading zeros (the normaliser writes it as a number); whether it is in range
-# and not the scheme's default is checked after the match.
+# and not the scheme's default is checked after the match. Path and query are possessive (runs
+# of plain characters at a time, never given back): neither can end anywhere but at the first
+# character it cannot hold, so backtracking could never find another match.
 _FAST_URL: Final = re.compile(
     rf"(https?)://({_FAST_HOST})(?::([1-9][0-9]{{0,4}}))?"
-    rf"(/(?:[{_URL_CHARS}]|{_ESCAPE})*)?(\?(?:[{_URL_CHARS}?]|{_ESCAPE})*)?"
+    rf"(/(?:[{_URL_CHARS}]++|{_ESCAPE})*+)?(\?(?:[{_URL_CHARS}?]++|{_ESCAPE})*+)?"
 )
 _FAST_EMAIL: Final = re.compile(rf"([A-Za-z0-9._+-]{{1,64}})@({_FAST_DOMAIN.pattern})")
 _FAST_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}

@@ -131,7 +131,10 @@ class _Package:
 def _child(parent: etree._Element, tag: str) -> etree._Element | None:
     """The first child of ``parent`` with ``tag`` (what ``parent.find(tag)`` finds, without
     compiling a path)."""
-    return next(parent.iterchildren(tag), None)
+    for child in _children(parent):
+        if child.tag == tag:
+            return child
+    return None
 
 
 def _text(parent: etree._Element | None, *path: str) -> str | None:
@@ -180,13 +183,15 @@ _T_TITLE: Final = f"{{{STIX}}}Title"
 _T_DESCRIPTION: Final = f"{{{STIX}}}Description"
 _T_SHORT_DESCRIPTION: Final = f"{{{STIX}}}Short_Description"
 _T_INFORMATION_SOURCE: Final = f"{{{STIX}}}Information_Source"
-_HEADER_PARTS: Final = (
-    _T_TITLE,
-    _T_DESCRIPTION,
-    _T_SHORT_DESCRIPTION,
-    _T_INFORMATION_SOURCE,
-    _T_HANDLING,
-    f"{{{INDICATOR}}}Handling",
+_HEADER_PARTS: Final = frozenset(
+    {
+        _T_TITLE,
+        _T_DESCRIPTION,
+        _T_SHORT_DESCRIPTION,
+        _T_INFORMATION_SOURCE,
+        _T_HANDLING,
+        f"{{{INDICATOR}}}Handling",
+    }
 )
 
 
@@ -200,8 +205,10 @@ def package_context(pkg: etree._Element) -> dict[str, Any]:
     if header is not None:
         # One pass over the header's children: the first of each part, as find() would see.
         first: dict[str, etree._Element] = {}
-        for child in header.iterchildren(_HEADER_PARTS):
-            first.setdefault(child.tag, child)
+        for child in _children(header):
+            tag = child.tag
+            if tag in _HEADER_PARTS and tag not in first:
+                first[tag] = child
         title = _own_text(first.get(_T_TITLE))
         if title:
             ctx["package_title"] = title
