@@ -756,3 +756,37 @@ def test_unusual_urls_take_the_full_path(value: str) -> None:
 def test_every_fast_normaliser_agrees_on_near_misses(value: str) -> None:
     for kind in FAST_NORMALISERS:
         _agree(kind, value)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.ip_addresses(v=6), st.integers(0, 3))
+def test_fast_ipv6_agrees_with_the_full_normaliser(address: Any, spelling: int) -> None:
+    text = [str(address), address.exploded, str(address).upper(), f"{address}".replace("::", ":0:")]
+    for kind in (Kind.IPV4, Kind.IPV6):
+        _agree(kind, text[spelling])
+    if address.ipv4_mapped is None:
+        assert FAST_NORMALISERS[Kind.IPV6](str(address)) == (Kind.IPV6, str(address))
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "::",
+        "::1",
+        "1::",
+        "1:0:0:2::3",
+        "1::2:0:0:3",
+        "1:2:3:4:5:6:7::",
+        "1:2:3:4:5:6::8",
+        "::ffff:c000:201",
+        "1:0::2",
+        "01::1",
+        "0:0:0:0:0:0:0:1",
+        "1::0:0:2",
+        "1:::2",
+        ":1::",
+        "1:2:3:4:5:6:7:8:9",
+    ],
+)
+def test_fast_ipv6_edge_cases_agree(value: str) -> None:
+    _agree(Kind.IPV6, value)

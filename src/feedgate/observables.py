@@ -766,8 +766,57 @@ _FAST_DEFAULT_PORTS: Final = {"http": "80", "https": "443"}
 _FAST_MAX: Final = 2048
 
 
-def _fast_ipv4(value: str) -> tuple[Kind, str] | None:
-    return (Kind.IPV4, value) if _FAST_IPV4.fullmatch(value) else None
+_FAST_IPV6_CHARS: Final = re.compile(r"[0-9a-f:]{2,39}")
+
+
+def _fast_ipv6(value: str) -> tuple[Kind, str] | None:
+    """An IPv6 address already in the form ``str(ipaddress.IPv6Address(...))`` writes (RFC 5952:
+    lower case, no leading zeros, the first longest run of two or more zero groups as ``::``),
+    not IPv4-mapped (that one becomes IPv4)."""
+    if not _FAST_IPV6_CHARS.fullmatch(value):
+        return None
+    head, sep, tail = value.partition("::")
+    if sep:
+        if "::" in tail:
+            return None
+        first = head.split(":") if head else []
+        last = tail.split(":") if tail else []
+        missing = 8 - len(first) - len(last)
+        if missing < 2:
+            return None  # "::" for one group is not how the address is written
+        groups = [*first, *["0"] * missing, *last]
+    else:
+        groups = value.split(":")
+        if len(groups) != 8:
+            return None
+    for group in groups:
+        if not group or len(group) > 4 or (group[0] == "0" and group != "0"):
+            return None
+    if groups[:6] == ["0", "0", "0", "0", "0", "ffff"]:
+        return None  # IPv4-mapped
+    # The first longest run of zero groups, as ipaddress compresses it.
+    best_start, best_len, start, run = -1, 0, -1, 0
+    for index, group in enumerate(groups):
+        if group == "0":
+            if run == 0:
+                start = index
+            run += 1
+            if run > best_len:
+                best_start, best_len = start, run
+        else:
+            run = 0
+    if best_len > 1:
+        canonical = ":".join(groups[:best_start]) + "::" + ":".join(groups[best_start + best_len :])
+    else:
+        canonical = value if not sep else ""
+    return (Kind.IPV6, value) if canonical == value else None
+
+
+def _fast_ip(value: str) -> tuple[Kind, str] | None:
+    """IPv4 or IPv6 (the normaliser of either kind reads both)."""
+    if _FAST_IPV4.fullmatch(value):
+        return Kind.IPV4, value
+    return _fast_ipv6(value) if ":" in value else None
 
 
 def _fast_domain(value: str) -> tuple[Kind, str] | None:
@@ -818,7 +867,8 @@ def _fast_email(value: str) -> tuple[Kind, str] | None:
 #: None to take the full path. Each one refuses long values itself (by the pattern's own bounds
 #: or by _FAST_MAX), so values over the size limits always take the full path.
 FAST_NORMALISERS: Final[dict[Kind, Callable[[str], tuple[Kind, str] | None]]] = {
-    Kind.IPV4: _fast_ipv4,
+    Kind.IPV4: _fast_ip,
+    Kind.IPV6: _fast_ip,
     Kind.DOMAIN: _fast_domain,
     Kind.MD5: _fast_hex(Kind.MD5, 32),
     Kind.SHA1: _fast_hex(Kind.SHA1, 40),

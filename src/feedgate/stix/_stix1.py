@@ -721,7 +721,9 @@ def read_stix1(
             _drop_consumed(elem)
         elif tag in _BLOCKS:
             stats.content_blocks += 1
-            yield from _text_block(elem, stats, text_depth)
+            text = _block_text(elem)
+            if text is not None:
+                yield from _text_block(text, stats, text_depth)
             _drop_consumed(elem)
         elif tag == T_CYBOX_DOCUMENT:
             parent = elem.getparent()
@@ -735,36 +737,39 @@ def read_stix1(
 _DECLARED_ENCODING: Final = re.compile(r"""^(<\?xml[^>]*?)\s+encoding\s*=\s*["'][^"']*["']""")
 
 
-def _text_block(elem: etree._Element, stats: ReadStats, text_depth: int) -> Iterator[Observable]:
+def _block_text(elem: etree._Element) -> str | None:
+    """The stripped text of a content block's (first) Content, or None when that is empty or
+    holds XML (whose package was read when it ended)."""
+    for child in _children(elem):
+        if local(child.tag) != "Content":
+            continue
+        if len(child):
+            return None
+        return (child.text or "").strip() or None
+    return None
+
+
+def _text_block(text: str, stats: ReadStats, text_depth: int) -> Iterator[Observable]:
     """A content block whose content is text: escaped XML, or JSON (STIX 2).
 
     A block that cannot be read is skipped and counted; it never costs the other blocks.
     """
-    for child in elem:
-        if local(child.tag) != "Content":
-            continue
-        if len(child):
-            return  # XML content: its package was read when it ended
-        text = (child.text or "").strip()
-        if not text:
-            return
-        if text_depth > 0:
-            stats.skip("text content inside text content (not read)")
-            return
-        # The text is already decoded; an encoding it declares no longer applies.
-        data = _DECLARED_ENCODING.sub(r"\1", text, count=1).encode("utf-8")
-        start = data[:1]
-        try:
-            if start == b"<":
-                check_root(data[:_HEAD])
-                yield from read_stix1(io.BytesIO(data), stats, text_depth=text_depth + 1)
-            elif start in (b"{", b"["):
-                yield from read_stix2(data, stats)
-            else:
-                stats.skip("content block that is neither XML nor JSON")
-        except (StixReadError, xml.XMLParseError) as exc:
-            stats.skip("unreadable text content block", f"{type(exc).__name__}: {exc}"[:300])
+    if text_depth > 0:
+        stats.skip("text content inside text content (not read)")
         return
+    # The text is already decoded; an encoding it declares no longer applies.
+    data = _DECLARED_ENCODING.sub(r"\1", text, count=1).encode("utf-8")
+    start = data[:1]
+    try:
+        if start == b"<":
+            check_root(data[:_HEAD])
+            yield from read_stix1(io.BytesIO(data), stats, text_depth=text_depth + 1)
+        elif start in (b"{", b"["):
+            yield from read_stix2(data, stats)
+        else:
+            stats.skip("content block that is neither XML nor JSON")
+    except (StixReadError, xml.XMLParseError) as exc:
+        stats.skip("unreadable text content block", f"{type(exc).__name__}: {exc}"[:300])
 
 
 def check_root(head: bytes) -> None:
