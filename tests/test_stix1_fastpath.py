@@ -14,12 +14,14 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from feedgate import observables
 from feedgate.observables import (
     FAST_NORMALISERS,
     InvalidValue,
@@ -27,6 +29,7 @@ from feedgate.observables import (
     Observable,
     _fast,
     _normalise_full,
+    normalise_ip_range,
 )
 from feedgate.stix import ReadStats, _stix1
 from feedgate.stix._stix1 import read_stix1
@@ -36,8 +39,20 @@ from stix_helpers import DATA, NS
 
 
 def _summary(found: list[Observable]) -> list[tuple[Any, ...]]:
+    """Each observable, with its context's items in order and which observables share one
+    context object (batches send a shared context once)."""
+    numbers: dict[int, int] = {}
     return [
-        (o.kind, o.value, o.original_type, type(o.context), list(o.context.items())) for o in found
+        (
+            o.kind,
+            o.value,
+            o.original_type,
+            type(o.context),
+            list(o.context.items()),
+            numbers.setdefault(id(o.context), len(numbers)),
+            numbers.setdefault(id(getattr(o.context, "shared", None)), len(numbers)),
+        )
+        for o in found
     ]
 
 
@@ -790,3 +805,27 @@ def test_fast_ipv6_agrees_with_the_full_normaliser(address: Any, spelling: int) 
 )
 def test_fast_ipv6_edge_cases_agree(value: str) -> None:
     _agree(Kind.IPV6, value)
+
+
+def _range_or_reason(first: str, last: str) -> Any:
+    try:
+        return normalise_ip_range(first, last)
+    except InvalidValue as exc:
+        return f"invalid: {exc}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)),
+    st.integers(0, 300),
+    st.sampled_from([str, lambda a: a.exploded, lambda a: str(a).upper(), lambda a: f" {a} "]),
+)
+def test_ip_ranges_read_their_ends_as_the_full_normaliser_does(
+    start: Any, span: int, spell: Any
+) -> None:
+    top = 2**start.max_prefixlen - 1
+    end = start + min(span, top - int(start))
+    first, last = spell(start), spell(end)
+    fast = _range_or_reason(first, last)
+    with mock.patch.object(observables, "_fast_ip", lambda value: None):
+        assert _range_or_reason(first, last) == fast

@@ -447,10 +447,16 @@ def normalise_cidr(value: str) -> tuple[Kind, str]:
     return Kind.CIDR, str(net)
 
 
+def _range_end(value: str) -> tuple[Kind, str]:
+    """:func:`normalise_ip` of a range's end, through the fast path when it is canonical."""
+    fast = _fast_ip(value) if value.__class__ is str else None
+    return fast if fast is not None else normalise_ip(value)
+
+
 def normalise_ip_range(first: str, last: str) -> list[tuple[Kind, str]]:
     """An inclusive address range as the fewest CIDR networks that cover exactly it."""
-    kind_a, a = normalise_ip(first)
-    kind_b, b = normalise_ip(last)
+    kind_a, a = _range_end(first)
+    kind_b, b = _range_end(last)
     if kind_a != kind_b:
         raise InvalidValue(f"range mixes IPv4 and IPv6: {_show(first)} - {_show(last)}")
     lo, hi = ipaddress.ip_address(a), ipaddress.ip_address(b)
