@@ -15,7 +15,7 @@ from feedgate.db import engine
 from feedgate.feeds import secrets
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore, StoredObservable
-from feedgate.observables import Kind, Observable
+from feedgate.observables import Kind, LayeredContext, Observable
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -44,6 +44,16 @@ def ip(n: int, **ctx: Any) -> Observable:
     return Observable(Kind.IPV4, f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", None, ctx)
 
 
+def layered(n: int, pulse: str, **own: Any) -> Observable:
+    """An observable whose context has a package layer shared with its pulse's others."""
+    shared = _PULSES.setdefault(pulse, {"package_id": f"pkg-{pulse}", "package_title": pulse})
+    context = LayeredContext(shared, {"indicator_id": f"ind-{n}", **own})
+    return ip(n)._replace(context=context)
+
+
+_PULSES: dict[str, dict[str, Any]] = {}
+
+
 def rows(store: FeedStore) -> list[tuple[Any, ...]]:
     def key(o: StoredObservable) -> tuple[Any, ...]:
         ctx = tuple(sorted(o.context.items()))
@@ -57,14 +67,16 @@ def run_script(store: FeedStore) -> list[tuple[int, int]]:
     counts = []
     with store.segment("otx") as seg:
         counts.append(seg.upsert([ip(n, pulse="a") for n in range(0, 300)], T0))
-        counts.append(seg.upsert([ip(n, pulse="b") for n in range(200, 400)], T0 + timedelta(1)))
+        counts.append(seg.upsert([layered(n, "b") for n in range(200, 400)], T0 + timedelta(1)))
         counts.append(seg.upsert([ip(n, pulse="c") for n in range(250, 260)], T0))  # older
         seg.finish(T0 + timedelta(days=1))
     assert store.expire("otx", T0 + timedelta(days=32)) == 400
     with store.segment("otx") as seg:
         counts.append(seg.upsert([ip(n) for n in range(390, 500)], T0 + timedelta(days=33)))
         counts.append(
-            seg.upsert([ip(1000, valid_until="2001-01-01T00:00:00Z")], T0 + timedelta(days=33))
+            seg.upsert(
+                [layered(1000, "d", valid_until="2001-01-01T00:00:00Z")], T0 + timedelta(days=33)
+            )
         )
         seg.finish(T0 + timedelta(days=33))
     return counts
