@@ -408,6 +408,56 @@ def test_unused_shared_layers_are_dropped_when_the_source_expires(store: FeedSto
     assert _layer_rows(store) == []  # and a source's layers go with it
 
 
+def test_expiry_keeps_a_layer_a_segment_in_progress_refers_to(store: FeedStore) -> None:
+    """Two polls of one source at once (a node lost its lease mid-segment, another took the
+    source over): the other's expiry must not drop a layer the first segment is writing rows
+    over, even though no committed row refers to it (on PostgreSQL the first segment's rows,
+    and its insert of the existing layer, are already in the database, uncommitted)."""
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert(_pulse("v1", 1, 2), T0)
+    store.segment_memory_budget = 1  # every upsert goes to the database (or the stage) at once
+    with store.segment("otx") as stale:
+        stale.upsert(_pulse("v1", 4), T0 + timedelta(hours=1))
+        with store.segment("otx") as other:  # the other node: the pulse was revised
+            other.upsert(_pulse("v2", 1, 2), T0 + timedelta(hours=2))
+        store.expire("otx", T0 + timedelta(hours=2))
+    contexts = {o.value: o.context for o in store.observables()}
+    assert {value: c.get("package_title") for value, c in contexts.items()} == {
+        "10.0.0.1": "v2",
+        "10.0.0.2": "v2",
+        "10.0.0.4": "v1",
+    }
+    store.expire("otx", T0 + timedelta(hours=3))  # both in use: both kept
+    assert sorted(json.loads(text)["package_title"] for _, text in _layer_rows(store)) == [
+        "v1",
+        "v2",
+    ]
+
+
+def test_dropping_unused_layers_is_one_pass_on_postgresql(pg_url: str) -> None:
+    """PostgreSQL runs ``NOT IN (subquery)`` as a hashed subplan only while the subquery's rows
+    fit in work_mem; past that (a few 100k observables) it scans them once per layer, seconds
+    to hours of every poll's expiry. The sweep must plan as an anti-join, whatever work_mem."""
+    store = FeedStore(engine(pg_url))
+    store.add_source(make_source())
+    deletes: list[tuple[str, Any]] = []
+
+    def grab(conn: Any, cursor: Any, statement: str, parameters: Any, *rest: Any) -> None:
+        if statement.startswith("DELETE FROM shared_contexts"):
+            deletes.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", grab)
+    store.expire("otx", T0)
+    sa.event.remove(store.engine, "before_cursor_execute", grab)
+    [(statement, parameters)] = deletes
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("SET LOCAL work_mem = '64kB'")
+        plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars())
+    assert "SubPlan" not in plan, plan
+    store.close()
+
+
 def test_rows_written_before_shared_layers_read_as_they_were(store: FeedStore) -> None:
     store.add_source(make_source())
     with store.segment("otx") as seg:  # a plain context: all of it in the row, no layer

@@ -111,6 +111,26 @@ def layer_digest(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+_LAYERS_LOCK: Final = int.from_bytes(
+    hashlib.sha256(b"feedgate shared contexts").digest()[:4], "big"
+)
+
+
+def layers_lock(source_id: int) -> int:
+    """The PostgreSQL advisory lock (a signed 64-bit number) that keeps a source's unused
+    shared context layers from being dropped while a segment of it is in progress.
+
+    A segment holds it shared for its whole transaction; :meth:`FeedStore.expire` tries it
+    exclusively before it drops layers no row refers to, and leaves them for its next run when
+    it cannot have it. Without it, a segment in progress on another connection (two polls of one
+    source: a node that lost its lease mid-segment) could have written rows over a layer that
+    is already stored but that no committed row refers to; expiry would drop that layer, and
+    the rows would commit pointing at nothing (their contexts losing the package's keys).
+    """
+    key = (_LAYERS_LOCK << 32) | (source_id & 0xFFFFFFFF)
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
 class Segment:
     """The write side of one poll segment; made by :meth:`FeedStore.segment`."""
 
@@ -141,6 +161,12 @@ class Segment:
     def _open(self) -> None:
         if self._postgres:
             self._txn = self._conn.begin()
+            # Shared: segments do not wait for each other, only for an expiry dropping unused
+            # layers of the source (a short transaction); see layers_lock.
+            lock = sa.func.pg_advisory_xact_lock_shared(
+                sa.cast(layers_lock(self._sid), sa.BigInteger)
+            )
+            self._conn.execute(sa.select(lock))
 
     def _discard(self) -> None:
         self._closed = True

@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from feedgate.db import read_transaction, write_transaction
 from feedgate.observables import Observable
 
-from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment
+from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment, layers_lock
 from .sources import Source
 
 __all__ = [
@@ -581,16 +581,32 @@ class FeedStore:
             self._drop_unused_layers(conn, sid)
         return count
 
-    @staticmethod
-    def _drop_unused_layers(conn: sa.Connection, sid: int) -> None:
+    def _drop_unused_layers(self, conn: sa.Connection, sid: int) -> None:
         """Delete the source's shared context layers that no observable refers to any more
         (their pulse was revised, or its observables moved to another pulse). One pass over
         the source's rows, once per poll (the poller expires after each poll)."""
         o, layers = observables_table, shared_contexts
-        used = sa.select(o.c.shared_digest).where(
+        if self._postgres:
+            # Not while a segment of the source is in progress on another connection: its rows
+            # may refer to a layer no committed row does (see _ingest.layers_lock). The layers
+            # wait for the next expiry then.
+            key = sa.cast(layers_lock(sid), sa.BigInteger)
+            if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
+                return
+            # NOT EXISTS, an anti-join: PostgreSQL runs "NOT IN (subquery)" as a hashed subplan
+            # only while the source's rows fit in work_mem, and past that (a few 100k rows)
+            # scans them once per layer.
+            used = sa.exists().where(o.c.source_id == sid, o.c.shared_digest == layers.c.digest)
+            conn.execute(layers.delete().where(layers.c.source_id == sid, ~used))
+            return
+        # NOT IN on SQLite: it builds the subquery's list once (a correlated NOT EXISTS would
+        # scan the source's rows once per layer: shared_digest has no index).
+        in_use = sa.select(o.c.shared_digest).where(
             o.c.source_id == sid, o.c.shared_digest.is_not(None)
         )
-        conn.execute(layers.delete().where(layers.c.source_id == sid, layers.c.digest.not_in(used)))
+        conn.execute(
+            layers.delete().where(layers.c.source_id == sid, layers.c.digest.not_in(in_use))
+        )
 
     # --- log --------------------------------------------------------------------------------
 
