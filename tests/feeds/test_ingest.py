@@ -127,3 +127,33 @@ def test_other_writers_go_on_while_a_segment_is_open(store: FeedStore) -> None:
         seg.upsert([ip(n) for n in range(50, 60)], T0)
     assert store.count_observables() == {"ipv4": 60}
     assert [e.message for e in store.log_entries("otx")] == ["meanwhile"]
+
+
+def test_a_spilling_segment_keeps_its_shared_layers_within_the_memory_budget(
+    tmp_path: Path,
+) -> None:
+    """Packages of one indicator each with a long description: the layers are most of the
+    segment's bytes, and go to the staging area with its rows instead of staying in memory."""
+    store = open_store(tmp_path / "feeds.db", 100_000)
+    description = "a long pulse description " * 200  # 5 kB
+    try:
+        with store.segment("otx") as seg:
+            for batch in range(10):
+                contexts = [
+                    LayeredContext(
+                        {"package_id": f"pkg-{batch}-{n}", "package_description": description},
+                        {"indicator_id": f"ind-{batch}-{n}"},
+                    )
+                    for n in range(100)
+                ]
+                found = [ip(batch * 100 + n)._replace(context=c) for n, c in enumerate(contexts)]
+                assert seg.upsert(found, T0) == (100, 0)
+                assert sum(len(text) for text in seg._layers.values()) <= 100_000
+        stored = store.observables(limit=10**6)
+        assert len(stored) == 1000
+        assert all(o.context["package_description"] == description for o in stored)
+        assert {o.context["package_id"] for o in stored} == {
+            f"pkg-{batch}-{n}" for batch in range(10) for n in range(100)
+        }
+    finally:
+        store.close()

@@ -9,8 +9,9 @@ Why it looks like this (the ingest rate is what a gateway admin waits on after "
 * SQLite has one writer lock per file. Holding it while a segment streams in (network time
   included) would block every other writer, the threat-feed log of this very poll included.
   Buffering in memory means the lock is held only for the final write. A segment too large for
-  :data:`MEMORY_BUDGET` spills its rows into a per-connection TEMP table (which takes no lock on
-  the database file) and is merged from there with one ``INSERT … SELECT`` at the end.
+  :data:`MEMORY_BUDGET` spills its rows (and shared context layers) into per-connection TEMP
+  tables (which take no lock on the database file) and is merged from there with ``INSERT …
+  SELECT`` at the end.
 * On PostgreSQL (row locks only) a spill goes straight into ``observables`` inside the
   segment's transaction.
 * The SQLite hot path sends plain SQL with values already in SQLAlchemy's storage format
@@ -87,7 +88,20 @@ _STAGE_UPSERT: Final = (
     " original_type = excluded.original_type, context = excluded.context,"
     " expired = excluded.expired, shared_digest = excluded.shared_digest"
 )
+# A spilled segment's shared context layers wait beside its rows, for the same reason.
+_STAGE_LAYERS_DDL: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS feed_stage_layers (digest BLOB PRIMARY KEY, context TEXT)"
+)
+_STAGE_LAYERS_UPSERT: Final = (
+    "INSERT INTO temp.feed_stage_layers (digest, context) VALUES (?, ?)"
+    " ON CONFLICT (digest) DO NOTHING"
+)
 # "INSERT … SELECT … ON CONFLICT" needs a WHERE on SQLite to parse.
+_STAGE_LAYERS_MERGE: Final = (
+    "INSERT INTO shared_contexts (source_id, digest, context) SELECT ?, digest, context"
+    " FROM temp.feed_stage_layers WHERE true ORDER BY digest"
+    " ON CONFLICT (source_id, digest) DO NOTHING"
+)
 _STAGE_MERGE: Final = (
     f"INSERT INTO observables ({_COLUMNS}) SELECT ?, digest, kind, value, original_type,"
     " seen_at, seen_at, valid_until, expired, context, shared_digest FROM temp.feed_stage"
@@ -193,6 +207,7 @@ class Segment:
                 rows = [(sid, key, text) for key, text in sorted(self._layers.items())]
                 conn.exec_driver_sql(_LAYERS_SQLITE, rows)
             if self._spilled:
+                conn.exec_driver_sql(_STAGE_LAYERS_MERGE, (self._sid,))
                 conn.exec_driver_sql(_STAGE_MERGE, (self._sid,))
             elif self._buffer:
                 self._upsert_sqlite(conn)
@@ -206,6 +221,7 @@ class Segment:
                 self._conn.execution_options(sqlite_immediate=False)
                 with self._conn.begin():
                     self._conn.exec_driver_sql("DROP TABLE IF EXISTS temp.feed_stage")
+                    self._conn.exec_driver_sql("DROP TABLE IF EXISTS temp.feed_stage_layers")
             except sa.exc.SQLAlchemyError:  # pragma: no cover - the connection is going anyway
                 self._conn.invalidate()
 
@@ -338,15 +354,22 @@ class Segment:
             conn.exec_driver_sql(_UPSERT_SQLITE, rows[start : start + BATCH_SIZE])
 
     def _spill_sqlite(self) -> None:
-        """Move the buffer into the TEMP staging table (no lock on the database file)."""
+        """Move the buffer and the layers into TEMP staging tables (no lock on the database
+        file): the layers count against the memory budget too, and could be most of it."""
         conn = self._conn
         rows = self._sorted_rows()
+        layers = sorted(self._layers.items())
+        self._layers.clear()
         conn.execution_options(sqlite_immediate=False)
         with conn.begin():
             if not self._spilled:
                 conn.exec_driver_sql(_STAGE_DDL)
                 conn.exec_driver_sql("DELETE FROM temp.feed_stage")
+                conn.exec_driver_sql(_STAGE_LAYERS_DDL)
+                conn.exec_driver_sql("DELETE FROM temp.feed_stage_layers")
                 self._spilled = True
+            if layers:
+                conn.exec_driver_sql(_STAGE_LAYERS_UPSERT, layers)
             for start in range(0, len(rows), BATCH_SIZE):
                 conn.exec_driver_sql(_STAGE_UPSERT, rows[start : start + BATCH_SIZE])
 
