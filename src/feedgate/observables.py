@@ -17,9 +17,9 @@ import ipaddress
 import json
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, overload
 from urllib.parse import urlsplit
 
 import idna
@@ -29,6 +29,7 @@ __all__ = [
     "ENFORCEABLE_KINDS",
     "MAX_VALUE_LENGTH",
     "EncodedContext",
+    "EncodedContexts",
     "InvalidValue",
     "Kind",
     "LayeredContext",
@@ -168,7 +169,9 @@ class LayeredContext(Mapping[str, Any]):
         return (LayeredContext, (self.shared, self.own))
 
 
-_CONTEXT_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, default=str)
+# Only for text orjson refuses (a lone surrogate): escaped to ASCII, so that a database (UTF-8
+# only) can store it, and decoding gives the same text back.
+_CONTEXT_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, default=str)
 _json_loads: Final = json.loads
 
 
@@ -224,6 +227,54 @@ class Observable(NamedTuple):
         return out
 
 
+class EncodedContexts(NamedTuple):
+    """A batch's contexts as parse workers send them: each context's own keys as JSON, the
+    number of its shared layer (-1: none), and each shared layer's JSON.
+
+    A store keeps contexts as this very text, so it reads these columns directly and never
+    builds a mapping per context; readers that want mappings get :meth:`mappings`.
+    """
+
+    own: list[str]
+    layer_of: list[int]
+    layers: list[str]
+
+    def mappings(self) -> list[Mapping[str, Any]]:
+        """The contexts: :class:`EncodedContext`, or :class:`LayeredContext` of two."""
+        layers = [EncodedContext(text) for text in self.layers]
+        return [
+            EncodedContext(text)
+            if layer < 0
+            else LayeredContext(layers[layer], EncodedContext(text))
+            for text, layer in zip(self.own, self.layer_of, strict=True)
+        ]
+
+
+class _BuiltOnFirstUse(Sequence[Mapping[str, Any]]):
+    """The contexts of :class:`EncodedContexts`, made only if someone looks at them."""
+
+    __slots__ = ("_built", "_encoded")
+
+    def __init__(self, encoded: EncodedContexts) -> None:
+        self._encoded = encoded
+        self._built: list[Mapping[str, Any]] | None = None
+
+    def _list(self) -> list[Mapping[str, Any]]:
+        if self._built is None:
+            self._built = self._encoded.mappings()
+        return self._built
+
+    @overload
+    def __getitem__(self, index: int) -> Mapping[str, Any]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
+    def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._encoded.own)
+
+
 class ObservableBatch(NamedTuple):
     """Observables as columns: how parse workers hand them to a store.
 
@@ -237,10 +288,26 @@ class ObservableBatch(NamedTuple):
     values: list[str]
     original_types: list[str | None]
     context_numbers: list[int]
-    contexts: list[Mapping[str, Any]]
+    contexts: Sequence[Mapping[str, Any]]
     #: Each row's :func:`observable_digest`, when whoever made the batch computed them (parse
     #: workers do, off the storing process's busiest thread), else None.
     digests: list[bytes] | None = None
+    #: The contexts as JSON, when they came that way (from parse workers), else None.
+    encoded: EncodedContexts | None = None
+
+    @classmethod
+    def of_encoded(
+        cls,
+        kinds: list[Kind],
+        values: list[str],
+        original_types: list[str | None],
+        context_numbers: list[int],
+        encoded: EncodedContexts,
+        digests: list[bytes] | None = None,
+    ) -> ObservableBatch:
+        """A batch whose contexts are JSON, decoded only if someone reads them."""
+        contexts = _BuiltOnFirstUse(encoded)
+        return cls(kinds, values, original_types, context_numbers, contexts, digests, encoded)
 
     @property
     def size(self) -> int:
@@ -257,19 +324,23 @@ class ObservableBatch(NamedTuple):
     @classmethod
     def of(cls, observables: Iterable[Observable]) -> ObservableBatch:
         """The batch of ``observables`` (their contexts kept shared as they were)."""
-        batch = cls([], [], [], [], [])
+        kinds: list[Kind] = []
+        values: list[str] = []
+        types: list[str | None] = []
+        context_numbers: list[int] = []
+        contexts: list[Mapping[str, Any]] = []
         numbers: dict[int, int] = {}
         for obs in observables:
-            batch.kinds.append(obs.kind)
-            batch.values.append(obs.value)
-            batch.original_types.append(obs.original_type)
+            kinds.append(obs.kind)
+            values.append(obs.value)
+            types.append(obs.original_type)
             context = obs.context
             number = numbers.get(id(context))
             if number is None:  # the batch keeps the context alive, so its id stays unique
-                number = numbers[id(context)] = len(batch.contexts)
-                batch.contexts.append(context)
-            batch.context_numbers.append(number)
-        return batch
+                number = numbers[id(context)] = len(contexts)
+                contexts.append(context)
+            context_numbers.append(number)
+        return cls(kinds, values, types, context_numbers, contexts)
 
 
 def observable_digest(kind: str, value: str) -> bytes:
@@ -299,6 +370,7 @@ MAX_VALUE_LENGTH: Final = 65_536
 # CR): refused anywhere. Inside a stripped value every control character is refused, except for
 # kind ``other`` (YARA rules and osquery are multi-line), which keeps tab, LF and CR.
 _CONTROL: Final = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _INNER_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _INNER_CONTROL_MULTILINE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -316,6 +388,11 @@ def _prepare(value: object, what: str, *, multiline: bool = False) -> str:
     found = _CONTROL.search(value) or inner.search(text)
     if found:
         raise InvalidValue(f"{what} contains a control character (U+{ord(found.group()):04X})")
+    found = _SURROGATE.search(text)
+    if found:  # from a JSON "\ud800" escape: no text encoding (nor database) can hold it
+        raise InvalidValue(
+            f"{what} contains U+{ord(found.group()):04X}, half of a UTF-16 surrogate pair"
+        )
     if not text:
         raise InvalidValue(f"empty {what}")
     return text

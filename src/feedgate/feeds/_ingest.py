@@ -26,13 +26,15 @@ matcher gains it), live as updated. Repeats within one segment are counted once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
 
 from feedgate.observables import (
+    EncodedContext,
+    EncodedContexts,
     Kind,
     LayeredContext,
     Observable,
@@ -253,29 +255,10 @@ class Segment:
         seen = seen_db.strftime(_SQLITE_TIME) if sqlite else seen_db
         # Per context (shared by the observables of one indicator): its own keys' text, the
         # digest of its shared layer, valid-until, expired.
-        per_context = []
-        layers = self._layers
-        layer_keys: dict[int, bytes | None] = {}  # id(shared layer) → digest, for this batch
-        for context in batch.contexts:
-            moment = self._parse_time(context_value(context, "valid_until")) if context else None
-            until: Any = moment.strftime(_SQLITE_TIME) if moment is not None and sqlite else moment
-            layer: bytes | None = None
-            if type(context) is LayeredContext:
-                shared = context.shared
-                if id(shared) in layer_keys:
-                    layer = layer_keys[id(shared)]
-                elif shared:
-                    shared_text = context_json(shared)
-                    layer = layer_digest(shared_text)
-                    if layer not in layers:
-                        layers[layer] = shared_text
-                        self._buffered_bytes += len(shared_text) + _ROW_OVERHEAD
-                layer_keys[id(shared)] = layer
-                own = context.own
-                text = context_json(own) if own else "{}"
-            else:
-                text = context_json(context) if context else "{}"
-            per_context.append((text, until, moment is not None and moment <= now, layer))
+        if batch.encoded is not None:
+            per_context = self._encoded_contexts(batch.encoded, now, sqlite)
+        else:
+            per_context = self._contexts(batch.contexts, now, sqlite)
         buffer = self._buffer
         counted = self._seen
         fresh: list[bytes] = []
@@ -329,6 +312,69 @@ class Segment:
             else:
                 self._spill_sqlite()
         return new, updated
+
+    def _until(self, value: Any, now: datetime, sqlite: bool) -> tuple[Any, bool]:
+        """A context's valid-until as stored, and whether it has passed."""
+        moment = self._parse_time(value)
+        if moment is None:
+            return None, False
+        return (moment.strftime(_SQLITE_TIME) if sqlite else moment), moment <= now
+
+    def _layer(self, text: str) -> bytes:
+        """The digest of a shared layer, kept to be written with the segment."""
+        layer = layer_digest(text)
+        if layer not in self._layers:
+            self._layers[layer] = text
+            self._buffered_bytes += len(text) + _ROW_OVERHEAD
+        return layer
+
+    def _contexts(
+        self, contexts: Sequence[Mapping[str, Any]], now: datetime, sqlite: bool
+    ) -> list[tuple[str, Any, bool, bytes | None]]:
+        """(own text, valid-until, expired, layer digest) of each context."""
+        out = []
+        layer_keys: dict[int, bytes | None] = {}  # id(shared layer) → digest, for this batch
+        for context in contexts:
+            until, expired = self._until(
+                context_value(context, "valid_until") if context else None, now, sqlite
+            )
+            layer: bytes | None = None
+            if type(context) is LayeredContext:
+                shared = context.shared
+                if id(shared) in layer_keys:
+                    layer = layer_keys[id(shared)]
+                elif shared:
+                    layer = self._layer(context_json(shared))
+                layer_keys[id(shared)] = layer
+                own = context.own
+                text = context_json(own) if own else "{}"
+            else:
+                text = context_json(context) if context else "{}"
+            out.append((text, until, expired, layer))
+        return out
+
+    def _encoded_contexts(
+        self, encoded: EncodedContexts, now: datetime, sqlite: bool
+    ) -> list[tuple[str, Any, bool, bytes | None]]:
+        """What :meth:`_contexts` says, read from the JSON the workers sent, with no mapping
+        made per context (a context is decoded only if it may hold a valid-until)."""
+        layers = [None if text == "{}" else self._layer(text) for text in encoded.layers]
+        out = []
+        for text, number in zip(encoded.own, encoded.layer_of, strict=True):
+            value = None
+            if '"valid_until"' in text or (
+                number >= 0 and '"valid_until"' in encoded.layers[number]
+            ):
+                own = EncodedContext(text)
+                context = (
+                    own
+                    if number < 0
+                    else LayeredContext(EncodedContext(encoded.layers[number]), own)
+                )
+                value = context_value(context, "valid_until")
+            until, expired = self._until(value, now, sqlite) if value is not None else (None, False)
+            out.append((text, until, expired, layers[number] if number >= 0 else None))
+        return out
 
     def finish(self, watermark: datetime) -> None:
         """Move the source's watermark to ``watermark`` when the segment commits."""

@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import IO, Any, Final, NamedTuple
@@ -39,7 +39,7 @@ import orjson
 
 from feedgate import xml
 from feedgate.observables import (
-    EncodedContext,
+    EncodedContexts,
     Kind,
     LayeredContext,
     Observable,
@@ -165,14 +165,15 @@ def _unpack(packed: _Packed) -> ObservableBatch:
         orjson.loads(payload) if isinstance(payload, bytes) else payload
     )
     kind_of = _KINDS
-    layers = [EncodedContext(text) for text in shared]
-    contexts: list[Mapping[str, Any]] = [
-        EncodedContext(text) if layer < 0 else LayeredContext(layers[layer], EncodedContext(text))
-        for text, layer in zip(own, layer_of, strict=True)
-    ]
     digests = [keys[i : i + 32] for i in range(0, len(keys), 32)]
-    batch = [kind_of[kind] for kind in kinds]
-    return ObservableBatch(batch, values, types, numbers, contexts, digests)
+    return ObservableBatch.of_encoded(
+        [kind_of[kind] for kind in kinds],
+        values,
+        types,
+        numbers,
+        EncodedContexts(own, layer_of, shared),
+        digests,
+    )
 
 
 def _read_range(path: str, split: Plan, start: int, end: int) -> tuple[_Packed, ReadStats]:
