@@ -8,6 +8,7 @@ mode copies a referenced table without cascading deletes; and ``feedgate db upgr
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -414,3 +415,33 @@ def test_cli_adopts_and_refuses_newer_in_one_line(
 def test_cli_bad_database_name_is_one_line() -> None:
     code, _, err = run("db", "upgrade", "--db", "mysql://u:secret@h/x")
     assert code == 1 and "secret" not in err and err.startswith("feedgate: error: database")
+
+
+def test_downgrading_shared_layers_puts_each_whole_context_back(eng: sa.Engine) -> None:
+    from alembic import command
+
+    from feedgate.observables import LayeredContext
+
+    store = FeedStore(eng)
+    store.add_source(Source(name="otx", hostname="otx.example", collection="c"))
+    pulse = {"package_id": "p-1", "package_title": "caf\u00e9 pulse", "tlp": "white"}
+    observables = [
+        Observable(Kind.IPV4, "198.51.100.7", None, LayeredContext(pulse, {"indicator_id": "i"})),
+        Observable(Kind.IPV4, "198.51.100.8", None, LayeredContext(pulse, {"tlp": "amber"})),
+        Observable(Kind.IPV4, "198.51.100.9", None, {"odd": "bad \ud800 text"}),  # no layer
+    ]
+    with store.segment("otx") as seg:
+        seg.upsert(observables, T0)
+    store.close()
+    with eng.begin() as conn:
+        command.downgrade(migrate.config("feeds", conn), "feeds_0001")
+    assert "shared_contexts" not in tables(eng)
+    with eng.connect() as conn:
+        stored = dict(conn.execute(sa.text("SELECT value, context FROM observables")).all())
+    for obs in observables:
+        whole = json.loads(stored[obs.value])
+        assert whole == dict(obs.context) and list(whole) == list(obs.context)
+    assert "caf\u00e9 pulse" in stored["198.51.100.7"]  # text kept as text
+    # and up again: the rows read the same (whole contexts in the row, no layer)
+    again = {o.value: o.context for o in FeedStore(eng).observables(limit=10)}
+    assert again == {o.value: dict(o.context) for o in observables}
