@@ -408,6 +408,43 @@ def test_unused_shared_layers_are_dropped_when_the_source_expires(store: FeedSto
     assert _layer_rows(store) == []  # and a source's layers go with it
 
 
+def test_expiry_looks_for_unused_layers_only_after_a_row_left_one(
+    store: FeedStore, any_db: Database
+) -> None:
+    """The search is a pass over the source's rows: done once per source in a process, then
+    only after a segment moved a row off a layer (a revised pulse, an observable that moved to
+    another pulse, in the store or within the segment)."""
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert(_pulse("a", 1, 2), T0)
+    store.expire("otx", T0)  # the first in this process: looks
+    with store.engine.begin() as conn:  # what a process that stopped before expiry left
+        sid = conn.execute(sa.select(sources_table.c.id)).scalar_one()
+        conn.execute(shared_contexts.insert().values(source_id=sid, digest=b"x" * 32, context="{}"))
+    with store.segment("otx") as seg:  # new rows, existing ones on their layer: no move
+        seg.upsert(_pulse("a", 1, 2) + _pulse("b", 3), T0 + timedelta(hours=1))
+    store.expire("otx", T0 + timedelta(hours=1))
+    assert len(_layer_rows(store)) == 3  # the left-over layer is still there
+    with store.segment("otx") as seg:  # within the segment: 4 is in "c", then in "d"
+        seg.upsert(_pulse("c", 4), T0 + timedelta(hours=2))
+        seg.upsert(_pulse("d", 4), T0 + timedelta(hours=2))
+    store.expire("otx", T0 + timedelta(hours=2))
+    titles = sorted(json.loads(text).get("package_title", "-") for _, text in _layer_rows(store))
+    assert titles == ["a", "b", "d"]  # "c" and the left-over went
+    with store.segment("otx") as seg:  # in the store: 3 moves from "b" to "e"
+        seg.upsert(_pulse("e", 3), T0 + timedelta(hours=3))
+    store.expire("otx", T0 + timedelta(hours=3))
+    titles = sorted(json.loads(text)["package_title"] for _, text in _layer_rows(store))
+    assert titles == ["a", "d", "e"]
+    # another process's store looks once, whatever happened before it
+    with store.engine.begin() as conn:
+        conn.execute(shared_contexts.insert().values(source_id=sid, digest=b"y" * 32, context="{}"))
+    other = FeedStore(engine(any_db.url))
+    other.expire("otx", T0 + timedelta(hours=3))
+    assert len(_layer_rows(store)) == 3
+    other.close()
+
+
 def test_expiry_keeps_a_layer_a_segment_in_progress_refers_to(store: FeedStore) -> None:
     """Two polls of one source at once (a node lost its lease mid-segment, another took the
     source over): the other's expiry must not drop a layer the first segment is writing rows

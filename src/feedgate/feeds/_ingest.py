@@ -164,6 +164,7 @@ class Segment:
         self._postgres = store._postgres
         self._buffer: dict[bytes, _Row] = {}
         self._layers: dict[bytes, str] = {}  # shared context layers to write: digest → JSON
+        self._moved_layers = False  # see FeedStore.expire
         self._buffered_bytes = 0
         self._spilled = False
         self._seen: set[int] = set()  # hashes of the keys already counted in this segment
@@ -232,6 +233,8 @@ class Segment:
             self._store._put_status(conn, self._sid, {"watermark": self._watermark})
         if self._wrote:
             self._store._bump(conn)
+        if self._moved_layers:
+            self._store._layers_to_check.add(self._sid)
 
     # --- the poller's side ------------------------------------------------------------------
 
@@ -263,6 +266,7 @@ class Segment:
         counted = self._seen
         fresh: list[bytes] = []
         size = 0
+        moved = False  # a row may leave a shared layer: expiry then looks for unused layers
         sha256 = hashlib.sha256
         names = _KIND_NAMES
         # The hottest loop of a poll (once per observable). Digests come from the parse workers
@@ -292,9 +296,12 @@ class Segment:
                 if mark not in counted:
                     counted.add(mark)
                     fresh.append(key)
+                else:  # buffered before a spill, maybe with another layer
+                    moved = True
             else:  # again in this segment: counted already; last_seen never moves backwards
                 seen_row = old[4] if old[4] > seen else seen
                 buffer[key] = (key, name, value, original, seen_row, until, expired, text, layer)
+                moved = moved or old[8] != layer
         self._buffered_bytes += size
         self._wrote = self._wrote or bool(buffer)
         new = updated = 0
@@ -302,10 +309,14 @@ class Segment:
             fresh.sort()  # in index order, the lookups touch each B-tree page once: 2-3x faster
             existing = self._existing(fresh)
             for key in fresh:
-                if existing.get(key, True):  # absent or expired: new (live again)
+                stored = existing.get(key)
+                if stored is None or stored[0]:  # absent or expired: new (live again)
                     new += 1
                 else:
                     updated += 1
+                if stored is not None and stored[1] is not None and stored[1] != buffer[key][8]:
+                    moved = True  # the stored row leaves its layer
+        self._moved_layers = self._moved_layers or moved
         if self._buffered_bytes >= self._store.segment_memory_budget:
             if self._postgres:
                 self._flush_postgres()
@@ -477,20 +488,21 @@ class Segment:
                 ],
             )
 
-    def _existing(self, keys: list[bytes]) -> dict[bytes, bool]:
-        """digest → expired, for ``keys`` already stored for this source."""
-        out: dict[bytes, bool] = {}
+    def _existing(self, keys: list[bytes]) -> dict[bytes, tuple[bool, bytes | None]]:
+        """digest → (expired, shared layer's digest), for ``keys`` already stored for this
+        source."""
+        out: dict[bytes, tuple[bool, bytes | None]] = {}
         conn = self._conn
         if self._postgres:
             from .store import observables_table as o
 
             for start in range(0, len(keys), _LOOKUP_CHUNK):
-                query = sa.select(o.c.digest, o.c.expired).where(
+                query = sa.select(o.c.digest, o.c.expired, o.c.shared_digest).where(
                     o.c.source_id == self._sid,
                     o.c.digest.in_(keys[start : start + _LOOKUP_CHUNK]),
                 )
-                for key, expired in conn.execute(query):
-                    out[bytes(key)] = bool(expired)
+                for key, expired, layer in conn.execute(query):
+                    out[bytes(key)] = (bool(expired), None if layer is None else bytes(layer))
             return out
         conn.execution_options(sqlite_immediate=False)
         with conn.begin():
@@ -498,10 +510,10 @@ class Segment:
                 chunk = keys[start : start + _LOOKUP_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 result = conn.exec_driver_sql(
-                    "SELECT digest, expired FROM observables WHERE source_id = ?"
+                    "SELECT digest, expired, shared_digest FROM observables WHERE source_id = ?"
                     f" AND digest IN ({marks})",
                     (self._sid, *chunk),
                 )
-                for key, expired in result:
-                    out[bytes(key)] = bool(expired)
+                for key, expired, layer in result:
+                    out[bytes(key)] = (bool(expired), layer)
         return out

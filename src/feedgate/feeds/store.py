@@ -320,6 +320,10 @@ class FeedStore:
         #: Bytes of rows a poll segment keeps in memory before spilling them to the database
         #: (see :mod:`feedgate.feeds._ingest`); lower it to trade speed for memory.
         self.segment_memory_budget = MEMORY_BUDGET
+        #: Sources whose unused shared layers expiry looks for: those a committed segment moved
+        #: a row off a layer in, and (once in a process) every source (see _drop_unused_layers).
+        self._layers_to_check: set[int] = set()
+        self._layers_checked: set[int] = set()
         from feedgate.migrate import upgrade  # here: feedgate.migrate imports this module
 
         upgrade(engine, "feeds")  # an empty or create_all database, or one an upgrade behind
@@ -578,13 +582,18 @@ class FeedStore:
             count = int(done.rowcount or 0)
             if count:
                 self._bump(conn)
-            self._drop_unused_layers(conn, sid)
+            check = sid in self._layers_to_check or sid not in self._layers_checked
+            if check and self._drop_unused_layers(conn, sid):
+                self._layers_to_check.discard(sid)
+                self._layers_checked.add(sid)
         return count
 
-    def _drop_unused_layers(self, conn: sa.Connection, sid: int) -> None:
+    def _drop_unused_layers(self, conn: sa.Connection, sid: int) -> bool:
         """Delete the source's shared context layers that no observable refers to any more
-        (their pulse was revised, or its observables moved to another pulse). One pass over
-        the source's rows, once per poll (the poller expires after each poll)."""
+        (their pulse was revised, or its observables moved to another pulse); False when that
+        has to wait. One pass over the source's rows: done by :meth:`expire` only when a
+        segment committed since moved a row off a layer, and once per source in a process
+        (for whatever a process that stopped between a segment and its expiry left)."""
         o, layers = observables_table, shared_contexts
         if self._postgres:
             # Not while a segment of the source is in progress on another connection: its rows
@@ -592,13 +601,13 @@ class FeedStore:
             # wait for the next expiry then.
             key = sa.cast(layers_lock(sid), sa.BigInteger)
             if not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(key))).scalar():
-                return
+                return False
             # NOT EXISTS, an anti-join: PostgreSQL runs "NOT IN (subquery)" as a hashed subplan
             # only while the source's rows fit in work_mem, and past that (a few 100k rows)
             # scans them once per layer.
             used = sa.exists().where(o.c.source_id == sid, o.c.shared_digest == layers.c.digest)
             conn.execute(layers.delete().where(layers.c.source_id == sid, ~used))
-            return
+            return True
         # NOT IN on SQLite: it builds the subquery's list once (a correlated NOT EXISTS would
         # scan the source's rows once per layer: shared_digest has no index).
         in_use = sa.select(o.c.shared_digest).where(
@@ -607,6 +616,7 @@ class FeedStore:
         conn.execute(
             layers.delete().where(layers.c.source_id == sid, layers.c.digest.not_in(in_use))
         )
+        return True
 
     # --- log --------------------------------------------------------------------------------
 
