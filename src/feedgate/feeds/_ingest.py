@@ -112,9 +112,10 @@ _STAGE_MERGE: Final = (
     " WHERE true ORDER BY digest " + _ON_CONFLICT_SQLITE
 )
 
-# Buffered row: (digest, kind, value, original_type, seen_at, valid_until, expired, context,
-# shared_digest): the context is the indicator's own keys, the shared layer is in _layers.
-_Row = tuple[bytes, str, str, "str | None", Any, Any, bool, str, "bytes | None"]
+# Buffered row, already the upsert's parameters (_COLUMNS): (source_id, digest, kind, value,
+# original_type, first_seen, last_seen, valid_until, expired, context, shared_digest); the
+# context is the indicator's own keys, the shared layer is in _layers.
+_Row = tuple[int, bytes, str, str, "str | None", Any, Any, Any, bool, str, "bytes | None"]
 
 
 _KIND_NAMES: Final = {kind: kind.value for kind in Kind}
@@ -271,6 +272,7 @@ class Segment:
         moved = False  # a row may leave a shared layer: expiry then looks for unused layers
         sha256 = hashlib.sha256
         names = _KIND_NAMES
+        sid = self._sid
         # The hottest loop of a poll (once per observable). Digests come from the parse workers
         # (or, inlined, from here), and the counting set is consulted only for a key the
         # segment has not buffered yet.
@@ -292,7 +294,19 @@ class Segment:
             text, until, expired, layer = per_context[number]
             old = buffer.get(key)
             if old is None:
-                buffer[key] = (key, name, value, original, seen, until, expired, text, layer)
+                buffer[key] = (
+                    sid,
+                    key,
+                    name,
+                    value,
+                    original,
+                    seen,
+                    seen,
+                    until,
+                    expired,
+                    text,
+                    layer,
+                )
                 size += len(value) + len(text) + _ROW_OVERHEAD
                 mark = hash(key)  # bytes cache their hash: computed once, by buffer.get
                 if mark not in counted:
@@ -301,9 +315,21 @@ class Segment:
                 else:  # buffered before a spill, maybe with another layer
                     moved = True
             else:  # again in this segment: counted already; last_seen never moves backwards
-                seen_row = old[4] if old[4] > seen else seen
-                buffer[key] = (key, name, value, original, seen_row, until, expired, text, layer)
-                moved = moved or old[8] != layer
+                last = old[6] if old[6] > seen else seen
+                buffer[key] = (
+                    sid,
+                    key,
+                    name,
+                    value,
+                    original,
+                    last,
+                    last,
+                    until,
+                    expired,
+                    text,
+                    layer,
+                )
+                moved = moved or old[10] != layer
         self._buffered_bytes += size
         self._wrote = self._wrote or bool(buffer)
         new = updated = 0
@@ -316,7 +342,7 @@ class Segment:
                     new += 1
                 else:
                     updated += 1
-                if stored is not None and stored[1] is not None and stored[1] != buffer[key][8]:
+                if stored is not None and stored[1] is not None and stored[1] != buffer[key][10]:
                     moved = True  # the stored row leaves its layer
         self._moved_layers = self._moved_layers or moved
         if self._buffered_bytes >= self._store.segment_memory_budget:
@@ -404,11 +430,7 @@ class Segment:
         return rows
 
     def _upsert_sqlite(self, conn: sa.Connection) -> None:
-        sid = self._sid
-        rows = [
-            (sid, key, kind, value, otype, seen, seen, until, expired, text, layer)
-            for key, kind, value, otype, seen, until, expired, text, layer in self._sorted_rows()
-        ]
+        rows = self._sorted_rows()
         for start in range(0, len(rows), BATCH_SIZE):
             conn.exec_driver_sql(_UPSERT_SQLITE, rows[start : start + BATCH_SIZE])
 
@@ -430,7 +452,9 @@ class Segment:
             if layers:
                 conn.exec_driver_sql(_STAGE_LAYERS_UPSERT, layers)
             for start in range(0, len(rows), BATCH_SIZE):
-                conn.exec_driver_sql(_STAGE_UPSERT, rows[start : start + BATCH_SIZE])
+                # the stage's columns: the row's without source_id and first_seen
+                staged = [row[1:5] + row[6:] for row in rows[start : start + BATCH_SIZE]]
+                conn.exec_driver_sql(_STAGE_UPSERT, staged)
 
     def _flush_postgres(self) -> None:
         """Upsert the buffer into ``observables`` inside the segment's transaction."""
@@ -484,7 +508,7 @@ class Segment:
                         "context": text,
                         "shared_digest": layer,
                     }
-                    for key, kind, value, otype, seen, until, expired, text, layer in rows[
+                    for _, key, kind, value, otype, _, seen, until, expired, text, layer in rows[
                         start : start + BATCH_SIZE
                     ]
                 ],
