@@ -293,43 +293,18 @@ class Segment:
             name = names[kind]
             text, until, expired, layer = per_context[number]
             old = buffer.get(key)
-            if old is None:
-                buffer[key] = (
-                    sid,
-                    key,
-                    name,
-                    value,
-                    original,
-                    seen,
-                    seen,
-                    until,
-                    expired,
-                    text,
-                    layer,
-                )
-                size += len(value) + len(text) + _ROW_OVERHEAD
-                mark = hash(key)  # bytes cache their hash: computed once, by buffer.get
-                if mark not in counted:
-                    counted.add(mark)
-                    fresh.append(key)
-                else:  # buffered before a spill, maybe with another layer
-                    moved = True
-            else:  # again in this segment: counted already; last_seen never moves backwards
-                last = old[6] if old[6] > seen else seen
-                buffer[key] = (
-                    sid,
-                    key,
-                    name,
-                    value,
-                    original,
-                    last,
-                    last,
-                    until,
-                    expired,
-                    text,
-                    layer,
-                )
+            last = seen if old is None or old[6] <= seen else old[6]  # never moves backwards
+            buffer[key] = (sid, key, name, value, original, last, last, until, expired, text, layer)
+            if old is not None:  # again in this segment: counted already
                 moved = moved or old[10] != layer
+                continue
+            size += len(value) + len(text) + _ROW_OVERHEAD
+            mark = hash(key)  # bytes cache their hash: computed once, by buffer.get
+            if mark not in counted:
+                counted.add(mark)
+                fresh.append(key)
+            else:  # buffered before a spill, maybe with another layer
+                moved = True
         self._buffered_bytes += size
         self._wrote = self._wrote or bool(buffer)
         new = updated = 0

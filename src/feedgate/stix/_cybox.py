@@ -168,12 +168,25 @@ def _address(out: list[Candidate], props: etree._Element, stats: ReadStats) -> N
             property_values(out, child, hint, stats, original)
 
 
-def _domain(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+def _domain_hint(props: etree._Element) -> tuple[KindHint, str | None]:
+    """What a DomainName object's values are: domains, or (a TLD) ``other``."""
     if props.get("type") == "TLD":
-        hint: KindHint = Kind.OTHER
-        original: str | None = "DomainNameObjectType:TLD"
-    else:
-        hint, original = Kind.DOMAIN, None
+        return Kind.OTHER, "DomainNameObjectType:TLD"
+    return Kind.DOMAIN, None
+
+
+def _uri_hint(props: etree._Element) -> tuple[KindHint, str | None]:
+    """What a URI (or Link) object's values are, by its ``type``."""
+    uri_type = props.get("type", "URL")
+    if uri_type == "URL":
+        return Kind.URL, None
+    if uri_type == "Domain Name":
+        return Kind.DOMAIN, None
+    return Kind.OTHER, f"URIObjectType:{uri_type}"
+
+
+def _domain(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
+    hint, original = _domain_hint(props)
     for child in props:
         tag = child.tag
         if isinstance(tag, str) and tag.endswith("}Value"):
@@ -188,15 +201,7 @@ def _hostname(out: list[Candidate], props: etree._Element, stats: ReadStats) -> 
 
 
 def _uri(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
-    uri_type = props.get("type", "URL")
-    hint: KindHint
-    original: str | None = None
-    if uri_type == "URL":
-        hint = Kind.URL
-    elif uri_type == "Domain Name":
-        hint = Kind.DOMAIN
-    else:
-        hint, original = Kind.OTHER, f"URIObjectType:{uri_type}"
+    hint, original = _uri_hint(props)
     for child in props:
         tag = child.tag
         if isinstance(tag, str) and tag.endswith("}Value"):
@@ -383,19 +388,10 @@ def simple_candidate(
     hint: KindHint
     original: str | None = None
     if type_name == "DomainNameObjectType":
-        if props.get("type") == "TLD":
-            hint, original = Kind.OTHER, "DomainNameObjectType:TLD"
-        else:
-            hint = Kind.DOMAIN
+        hint, original = _domain_hint(props)
         suffix = "}Value"
     elif type_name == "URIObjectType" or type_name == "LinkObjectType":
-        uri_type = props.get("type", "URL")
-        if uri_type == "URL":
-            hint = Kind.URL
-        elif uri_type == "Domain Name":
-            hint = Kind.DOMAIN
-        else:
-            hint, original = Kind.OTHER, f"URIObjectType:{uri_type}"
+        hint, original = _uri_hint(props)
         suffix = "}Value"
     elif type_name == "AddressObjectType":
         known = _ADDRESS_HINTS.get(props.get("category"))
