@@ -311,6 +311,20 @@ def _indicator_context(
     return LayeredContext(base, ctx)
 
 
+def _only_child(parent: etree._Element, tag: str, refused: str) -> etree._Element | None:
+    """``parent``'s one child ``tag``, or None if it has none, several, or a ``refused`` one."""
+    found = None
+    for child in _children(parent):
+        child_tag = child.tag
+        if child_tag == tag:
+            if found is not None:
+                return None
+            found = child
+        elif child_tag == refused:
+            return None
+    return found
+
+
 class _PackageReader:
     """Turns one package element (already fully parsed) into Observables.
 
@@ -429,26 +443,10 @@ class _PackageReader:
         negate = obs.get("negate")
         if negate is not None and (negate == "true" or negate == "1"):
             return False
-        obj = None
-        for child in _children(obs):
-            tag = child.tag
-            if tag == T_OBJECT:
-                if obj is not None:
-                    return False
-                obj = child
-            elif tag == T_COMPOSITION:
-                return False
+        obj = _only_child(obs, T_OBJECT, T_COMPOSITION)
         if obj is None:
-            return False  # an idref (no children), or nothing to read
-        props = None
-        for child in _children(obj):
-            tag = child.tag
-            if tag == T_PROPERTIES:
-                if props is not None:
-                    return False
-                props = child
-            elif tag == _T_RELATED_OBJECTS:
-                return False
+            return False  # an idref (no children), nothing to read, or more than the shape
+        props = _only_child(obj, T_PROPERTIES, _T_RELATED_OBJECTS)
         if props is None:
             return False  # includes an object by idref (it has no children)
         found = _simple_candidate(props)
