@@ -170,3 +170,29 @@ def test_one_unit_or_junk_run_over_the_unit_limit_is_refused(
     )
     with pytest.raises(xml.XMLLimitError, match="without a complete element"):
         read(junk)
+
+
+@pytest.mark.parametrize(
+    ("doc", "cause"),
+    [(BILLION_LAUGHS, "ENTITY"), (EXTERNAL_ENTITY, "ENTITY"), (PLAIN_DOCTYPE, "DOCTYPE")],
+)
+def test_walking_a_whole_document_refuses_what_streaming_refuses(doc: bytes, cause: str) -> None:
+    with pytest.raises(xml.HostileXMLError, match=cause):
+        list(xml.walk(doc))
+
+
+def test_walk_gives_the_events_iterparse_gives() -> None:
+    doc = (
+        b'<r xmlns:a="urn:a"><a:x id="1"><a:y/></a:x><!-- c --><a:x id="2"/>'
+        b"<?pi x?><a:y><a:x id='3'/></a:y></r>"
+    )
+    tags = ("{urn:a}x", "{urn:a}y")
+    streamed = [(e, el.tag, el.get("id")) for e, el in xml.iterparse(io.BytesIO(doc), tag=tags)]
+    walked = [(e, el.tag, el.get("id")) for e, el in xml.walk(doc, tag=tags)]
+    assert walked == streamed and len(walked) == 5
+    with pytest.raises(xml.XMLLimitError):
+        list(xml.walk(doc, max_bytes=10))
+    with pytest.raises(xml.XMLParseError, match="empty"):
+        list(xml.walk(b"  "))
+    with pytest.raises(xml.XMLParseError):
+        list(xml.walk(doc[:-3]))  # truncated

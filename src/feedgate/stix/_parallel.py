@@ -190,7 +190,7 @@ def _read_bytes(data: bytes, split: Plan) -> tuple[_Packed, ReadStats]:
     if split.mode == "blocks":
         # Content_Blocks cut from a Poll_Response: one element around them makes a document.
         data = b"<feedgate-chunk" + split.xmlns + b">" + data + b"</feedgate-chunk>"
-        found = read_stix1(io.BytesIO(data), stats, concatenated=False)
+        found = read_stix1(io.BytesIO(data), stats, concatenated=False, whole=True)
     else:
         found = read_stix1(io.BytesIO(data), stats)
     return _pack(found), stats

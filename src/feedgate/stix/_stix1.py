@@ -683,6 +683,10 @@ def _status_error(elem: etree._Element) -> TaxiiStatusError:
     return TaxiiStatusError(status_type, message)
 
 
+def _keep(elem: etree._Element) -> None:
+    """A whole parsed document is freed as a whole: nothing to drop as it is read."""
+
+
 def _drop_consumed(elem: etree._Element) -> None:
     """Free a consumed element and the siblings before it, so the tree never grows."""
     elem.clear()
@@ -699,35 +703,42 @@ def read_stix1(
     max_bytes: int = xml.DEFAULT_MAX_BYTES,
     concatenated: bool = True,
     text_depth: int = 0,
+    whole: bool = False,
 ) -> Iterator[Observable]:
     """Observables of a stream of STIX 1.x / CybOX / TAXII 1.x XML documents.
 
     ``concatenated`` accepts several documents in a row (what ``taxii-poll`` prints); callers
     that already hand over a single well-formed document skip that layer. Content blocks that
     carry their content as text (escaped XML, STIX 2 JSON) are read too, one level deep:
-    ``text_depth`` counts how deep we already are.
+    ``text_depth`` counts how deep we already are. ``whole`` (with one document) parses it in
+    one call instead of streaming: for parse workers, whose ranges are small.
     """
     reader = _PackageReader(stats)
-    source = xml.concatenated_documents(stream) if concatenated else stream
-    events = xml.iterparse(
-        source, tag=_STREAM_TAGS, max_bytes=max_bytes, max_between=MAX_UNIT_BYTES
-    )
+    drop = _drop_consumed
+    if whole and not concatenated:  # one document, parsed in one call (see xml.walk)
+        events = xml.walk(stream.read(), tag=_STREAM_TAGS, max_bytes=max_bytes)
+        drop = _keep
+    else:
+        source = xml.concatenated_documents(stream) if concatenated else stream
+        events = xml.iterparse(
+            source, tag=_STREAM_TAGS, max_bytes=max_bytes, max_between=MAX_UNIT_BYTES
+        )
     for _event, elem in events:
         tag = elem.tag
         if tag == T_PACKAGE:
             yield from reader.read_package(elem)
-            _drop_consumed(elem)
+            drop(elem)
         elif tag in _BLOCKS:
             stats.content_blocks += 1
             text = _block_text(elem)
             if text is not None:
                 yield from _text_block(text, stats, text_depth)
-            _drop_consumed(elem)
+            drop(elem)
         elif tag == T_CYBOX_DOCUMENT:
             parent = elem.getparent()
             if parent is None or local(parent.tag) in (xml.WRAPPER_TAG, "Content"):
                 yield from reader.read_cybox_document(elem)
-                _drop_consumed(elem)
+                drop(elem)
         elif tag in _STATUS:
             raise _status_error(elem)
 
