@@ -21,7 +21,6 @@ from lxml import etree
 
 from feedgate import xml
 from feedgate.observables import (
-    FAST_NORMALISERS,
     InvalidValue,
     Kind,
     LayeredContext,
@@ -31,7 +30,16 @@ from feedgate.observables import (
 )
 
 from . import _cybox
-from ._cybox import CYBOX, T_COMPOSITION, T_OBJECT, T_OBSERVABLE, T_PROPERTIES, Candidate, local
+from ._cybox import (
+    CYBOX,
+    T_COMPOSITION,
+    T_OBJECT,
+    T_OBSERVABLE,
+    T_PROPERTIES,
+    Candidate,
+    KindHint,
+    local,
+)
 from ._errors import StixReadError, TaxiiStatusError
 from ._stats import ReadStats
 from ._stix2 import read_stix2
@@ -88,7 +96,6 @@ _HEAD: Final = 64 * 1024
 _T_RELATED_OBJECTS: Final = _cybox.T_RELATED_OBJECTS
 _children: Final = _cybox.children
 _simple_candidate: Final = _cybox.simple_candidate
-_FAST_NORMALISERS: Final = FAST_NORMALISERS
 _new_observable: Final = tuple.__new__
 
 
@@ -453,27 +460,12 @@ class _PackageReader:
         if found is None:
             return False
         hint, value, original = found
-        # What _emit does with Candidate(hint, value, original): the same normalise call.
-        kind: Kind
-        if hint.__class__ is Kind:
-            kind = hint
-            if (kind is Kind.IPV4 or kind is Kind.IPV6) and "/" in value:
-                kind = Kind.CIDR
-        elif "@" in value:  # "auto": an address without category
-            kind = Kind.EMAIL
-        elif "/" in value:
-            kind = Kind.CIDR
-        else:
-            kind = Kind.IPV4
         if len(out) >= MAX_OBSERVABLES_PER_PACKAGE:
             return False
-        fast = _FAST_NORMALISERS.get(kind)
-        normal = fast(value) if fast is not None else None
-        if normal is None:
-            try:
-                normal = normalise(kind, value)
-            except InvalidValue:
-                return False  # the general path counts it with its reason
+        try:  # what _emit does with Candidate(hint, value, original)
+            normal = normalise(_value_kind(hint, value), value)
+        except InvalidValue:
+            return False  # the general path counts it with its reason
         # From here on the observable is read: the general path's side effects, in its order.
         if pkg.track_consumed:
             ident = obs.get("id")
@@ -613,12 +605,8 @@ class _PackageReader:
         try:
             if range_end is not None:
                 pairs = normalise_ip_range(value, range_end)
-            elif hint == "auto":
-                pairs = [_classify(value)]
-            elif (hint is Kind.IPV4 or hint is Kind.IPV6) and "/" in value:
-                pairs = [normalise(Kind.CIDR, value)]  # ipv4-addr with a network value
             else:
-                kind, norm = normalise(hint, value)
+                kind, norm = normalise(_value_kind(hint, value), value)
                 self.stats.by_kind[kind] += 1
                 out.append(
                     Observable(kind, norm, original if kind is Kind.OTHER else None, context)
@@ -665,13 +653,19 @@ def _context_references(pkg: etree._Element) -> set[str]:
     return refs
 
 
-def _classify(value: str) -> tuple[Kind, str]:
-    """An Address without ``category``: the value says whether it is an IP, a network or e-mail."""
+def _value_kind(hint: KindHint, value: str) -> Kind:
+    """The kind a candidate's value is normalised as. An Address without ``category``
+    (``"auto"``) says by itself whether it is an e-mail address, a network or an IP; an IP
+    address property with a network value is a network."""
+    if isinstance(hint, Kind):
+        if (hint is Kind.IPV4 or hint is Kind.IPV6) and "/" in value:
+            return Kind.CIDR
+        return hint
     if "@" in value:
-        return normalise(Kind.EMAIL, value)
+        return Kind.EMAIL
     if "/" in value:
-        return normalise(Kind.CIDR, value)
-    return normalise(Kind.IPV4, value)
+        return Kind.CIDR
+    return Kind.IPV4
 
 
 def _status_error(elem: etree._Element) -> TaxiiStatusError:
