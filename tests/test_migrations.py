@@ -29,13 +29,12 @@ from feedgate import migrate
 from feedgate.cli import main
 from feedgate.db import engine, write_transaction
 from feedgate.feeds import secrets
-from feedgate.feeds._ingest import digest
 from feedgate.feeds.scheduler import Scheduler
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
 from feedgate.hub.store import HubStore
 from feedgate.migrate import INITIAL, VERSION_TABLES, MigrationError, Schema
-from feedgate.observables import Kind, Observable
+from feedgate.observables import Kind, Observable, observable_digest
 from pgserver import Database
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -191,7 +190,7 @@ def test_create_all_feeds_database_is_adopted_with_its_data(
             conn.execute(
                 insert,
                 {
-                    "digest": digest("ipv4", "198.51.100.7"),
+                    "digest": observable_digest("ipv4", "198.51.100.7"),
                     "seen": T0.replace(tzinfo=None),
                     "expired": False,
                     "context": '{"package_title": "pulse"}',

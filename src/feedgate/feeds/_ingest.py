@@ -121,10 +121,6 @@ _Row = tuple[int, bytes, str, str, "str | None", Any, Any, Any, bool, str, "byte
 _KIND_NAMES: Final = {kind: kind.value for kind in Kind}
 
 
-#: The stored key of an observable within its source: SHA-256 of ``kind NUL value``.
-digest = observable_digest
-
-
 def layer_digest(text: str) -> bytes:
     """The stored key of a shared context layer within its source: SHA-256 of its JSON."""
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
@@ -270,16 +266,15 @@ class Segment:
         fresh: list[bytes] = []
         size = 0
         moved = False  # a row may leave a shared layer: expiry then looks for unused layers
-        sha256 = hashlib.sha256
         names = _KIND_NAMES
         sid = self._sid
         # The hottest loop of a poll (once per observable). Digests come from the parse workers
-        # (or, inlined, from here), and the counting set is consulted only for a key the
-        # segment has not buffered yet.
+        # (or from here), and the counting set is consulted only for a key the segment has not
+        # buffered yet.
         given = batch.digests
         if given is None:
             given = [
-                sha256(f"{names[kind]}\0{value}".encode("utf-8", "surrogatepass")).digest()
+                observable_digest(kind, value)
                 for kind, value in zip(batch.kinds, batch.values, strict=True)
             ]
         for key, kind, value, original, number in zip(

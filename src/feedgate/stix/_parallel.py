@@ -19,7 +19,6 @@ the sequential result, errors included.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import itertools
 import logging
@@ -45,6 +44,7 @@ from feedgate.observables import (
     Observable,
     ObservableBatch,
     context_json,
+    observable_digest,
 )
 
 from ._stats import ReadStats
@@ -121,12 +121,8 @@ def _pack(found: Iterable[Observable]) -> _Packed:
     kinds = [names[obs[0]] for obs in rows]
     values = [obs[1] for obs in rows]
     types = [obs[2] for obs in rows]
-    sha256 = hashlib.sha256  # observable_digest, inlined
     keys = b"".join(
-        [
-            sha256(f"{kind}\0{value}".encode("utf-8", "surrogatepass")).digest()
-            for kind, value in zip(kinds, values, strict=True)
-        ]
+        [observable_digest(kind, value) for kind, value in zip(kinds, values, strict=True)]
     )
     numbers: list[int] = []
     own: list[str] = []
