@@ -233,7 +233,7 @@ class Segment:
         if self._wrote:
             self._store._bump(conn)
         if self._moved_layers:
-            self._store._layers_to_check.add(self._sid)
+            self._store._layers_clean.discard(self._sid)
 
     # --- the poller's side ------------------------------------------------------------------
 

@@ -320,10 +320,10 @@ class FeedStore:
         #: Bytes of rows a poll segment keeps in memory before spilling them to the database
         #: (see :mod:`feedgate.feeds._ingest`); lower it to trade speed for memory.
         self.segment_memory_budget = MEMORY_BUDGET
-        #: Sources whose unused shared layers expiry looks for: those a committed segment moved
-        #: a row off a layer in, and (once in a process) every source (see _drop_unused_layers).
-        self._layers_to_check: set[int] = set()
-        self._layers_checked: set[int] = set()
+        #: Sources this process knows have no unused shared layers: expiry looked since a
+        #: segment last moved a row off a layer (see _drop_unused_layers); expiry looks for the
+        #: others.
+        self._layers_clean: set[int] = set()
         from feedgate.migrate import upgrade  # here: feedgate.migrate imports this module
 
         upgrade(engine, "feeds")  # an empty or create_all database, or one an upgrade behind
@@ -582,10 +582,8 @@ class FeedStore:
             count = int(done.rowcount or 0)
             if count:
                 self._bump(conn)
-            check = sid in self._layers_to_check or sid not in self._layers_checked
-            if check and self._drop_unused_layers(conn, sid):
-                self._layers_to_check.discard(sid)
-                self._layers_checked.add(sid)
+            if sid not in self._layers_clean and self._drop_unused_layers(conn, sid):
+                self._layers_clean.add(sid)
         return count
 
     def _drop_unused_layers(self, conn: sa.Connection, sid: int) -> bool:
