@@ -146,22 +146,22 @@ def _children(props: etree._Element, name: str) -> list[etree._Element]:
     return [child for child in props if local(child.tag) == name]
 
 
+#: What an Address object's values are, by its ``category`` (none: the value says, "auto").
+_ADDRESS_HINTS: Final[dict[str | None, tuple[KindHint, str | None]]] = {
+    None: ("auto", None),
+    "ipv4-addr": (Kind.IPV4, None),
+    "ipv6-addr": (Kind.IPV6, None),
+    "e-mail": (Kind.EMAIL, None),
+    "cidr": (Kind.CIDR, None),
+    "ipv4-net": (Kind.CIDR, None),
+    "ipv6-net": (Kind.CIDR, None),
+}
+
+
 def _address(out: list[Candidate], props: etree._Element, stats: ReadStats) -> None:
     category = props.get("category")
-    hint: KindHint
-    original: str | None = None
-    if category is None:
-        hint = "auto"
-    elif category == "ipv4-addr":
-        hint = Kind.IPV4
-    elif category == "ipv6-addr":
-        hint = Kind.IPV6
-    elif category == "e-mail":
-        hint = Kind.EMAIL
-    elif category in ("cidr", "ipv4-net", "ipv6-net"):
-        hint = Kind.CIDR
-    else:
-        hint, original = Kind.OTHER, f"AddressObjectType:{category}"
+    known = _ADDRESS_HINTS.get(category)
+    hint, original = known or (Kind.OTHER, f"AddressObjectType:{category}")
     for child in props:
         tag = child.tag
         if isinstance(tag, str) and tag.endswith("}Address_Value"):
@@ -356,15 +356,6 @@ _HASH_TYPE_TAG: Final = "{http://cybox.mitre.org/common-2}Type"
 _HASH_VALUE_TAG: Final = "{http://cybox.mitre.org/common-2}Simple_Hash_Value"
 #: The attributes of a value property that says only condition="Equals" (the common case).
 _EQUALS_ONLY: Final = [("condition", "Equals")]
-_ADDRESS_HINTS: Final[dict[str | None, tuple[KindHint, str | None]]] = {
-    None: ("auto", None),
-    "ipv4-addr": (Kind.IPV4, None),
-    "ipv6-addr": (Kind.IPV6, None),
-    "e-mail": (Kind.EMAIL, None),
-    "cidr": (Kind.CIDR, None),
-    "ipv4-net": (Kind.CIDR, None),
-    "ipv6-net": (Kind.CIDR, None),
-}
 
 
 def simple_candidate(
