@@ -169,7 +169,9 @@ class Scheduler:
                 and lease.node != FREE
                 and lease.expires < now_us
             )
-            if last is None or last + source.polling_interval <= now or abandoned:
+            # now - last, not last + interval: a difference cannot overflow, so a source stored
+            # with an absurd interval (before validate() bounded it) does not stop every pass
+            if last is None or now - last >= source.polling_interval or abandoned:
                 out.append((source, last))
         return out
 

@@ -23,6 +23,7 @@ from feedgate.observables import ENFORCEABLE_KINDS
 __all__ = [
     "ALL_ENFORCE",
     "MASK",
+    "MAX_DURATION",
     "MIN_POLLING_INTERVAL",
     "SECRET_FIELDS",
     "TAXII_VERSIONS",
@@ -45,6 +46,9 @@ TAXII_VERSIONS: Final = ("1.0", "1.1")
 MIN_POLLING_INTERVAL: Final = timedelta(minutes=5)
 MAX_RETRIES: Final = 10
 MAX_NAME_LENGTH: Final = 64
+#: The longest polling interval, age or segment: a century keeps every window and due time a
+#: date (``now ± duration``) that both Python and the databases can hold.
+MAX_DURATION: Final = timedelta(days=36500)
 
 
 class SourceError(ValueError):
@@ -125,7 +129,13 @@ def parse_duration(text: str, field: str = "duration") -> timedelta:
             f"{_show(text)} is not a duration{hint}: give a number and a unit "
             "s, m, h, d or w, e.g. 90s, 60m, 1h, 30d, 2w",
         )
+    if total > MAX_DURATION.total_seconds():  # also beyond what a timedelta can hold
+        raise SourceError(field, _too_long(_show(text)))
     return timedelta(seconds=total)
+
+
+def _too_long(shown: str) -> str:
+    return f"{shown} is too long: give at most {format_duration(MAX_DURATION)} (100 years)"
 
 
 def format_duration(value: timedelta) -> str:
@@ -251,6 +261,10 @@ def _check_proxy(url: str) -> str:
 
 
 def _check_durations(source: Source) -> None:
+    for what in ("polling_interval", "age", "poll_segment"):
+        value = getattr(source, what)
+        if value > MAX_DURATION:
+            raise SourceError(what, _too_long(format_duration(value)))
     if source.polling_interval < MIN_POLLING_INTERVAL:
         raise SourceError(
             "polling_interval",
@@ -275,8 +289,63 @@ def _check_durations(source: Source) -> None:
         )
 
 
+#: What a field's declared type asks for, in words (for the message when it is something else).
+_WANTED: Final = {
+    "str": "text",
+    "str | None": "text or null",
+    "bool": "true or false",
+    "int": "a whole number",
+    "timedelta": "a duration",
+    "frozenset[str]": "a set of observable kinds",
+}
+
+
+def _check_types(source: Source) -> None:
+    """Each field holds what its type says (a source may come from JSON, not only from the
+    CLI's typed options), and its text can be stored: no NUL, no lone surrogate."""
+    for item in dataclasses.fields(source):
+        kind, value = str(item.type), getattr(source, item.name)
+        secret = item.name in SECRET_FIELDS
+        if kind == "str | None" and value is None:
+            continue
+        if kind in ("str", "str | None"):
+            good = isinstance(value, str)
+        elif kind == "bool":
+            good = isinstance(value, bool)
+        elif kind == "int":
+            good = isinstance(value, int) and not isinstance(value, bool)
+        elif kind == "timedelta":
+            good = isinstance(value, timedelta)
+        elif kind == "frozenset[str]":
+            good = isinstance(value, set | frozenset) and all(isinstance(v, str) for v in value)
+        else:  # a new field needs its check here (and in _WANTED)
+            raise AssertionError(f"Source.{item.name}: no check for type {kind}")
+        if not good:
+            shown = "a value" if secret else _show(value)
+            raise SourceError(
+                item.name, f"{shown} ({type(value).__name__}) cannot be used: give {_WANTED[kind]}"
+            )
+        if isinstance(value, str):
+            _check_text(item.name, value, secret)
+
+
+def _check_text(what: str, value: str, secret: bool) -> None:
+    shown = "the value" if secret else _show(value)
+    if "\x00" in value:
+        raise SourceError(what, f"{shown} contains a NUL character (\\x00): remove it")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SourceError(
+            what,
+            f"{shown} is not valid Unicode (it holds a lone surrogate such as \\ud800): "
+            "send the text as UTF-8",
+        ) from None
+
+
 def validate(source: Source) -> Source:
     """``source`` checked and normalised (host name lower case, IDNA), or :class:`SourceError`."""
+    _check_types(source)
     changes: dict[str, Any] = {}
     _check_name(source.name)
     changes["hostname"] = _check_hostname(source.hostname)

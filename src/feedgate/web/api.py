@@ -31,6 +31,7 @@ from feedgate.feeds.sources import (
     validate,
 )
 from feedgate.feeds.store import FeedStore, FeedStoreError
+from feedgate.observables import ENFORCEABLE_KINDS
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment")
 _FIELDS: Final = {f.name for f in dataclasses.fields(Source)}
@@ -66,7 +67,9 @@ def source_from_json(data: Any, base: Source | None = None) -> Source:
         raise SourceError("body", "expected a JSON object")
     unknown = set(data) - _FIELDS
     if unknown:
-        raise SourceError(sorted(unknown)[0], "unknown field")
+        name = sorted(unknown)[0]
+        shown = name if name.isprintable() and name.isascii() else ascii(name)
+        raise SourceError(shown, f"unknown field: the fields are {', '.join(sorted(_FIELDS))}")
     values: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
     for key, value in data.items():
         if key in _DURATIONS:
@@ -88,6 +91,29 @@ def source_from_json(data: Any, base: Source | None = None) -> Source:
 
 def poll_json(result: PollResult) -> dict[str, Any]:
     return dataclasses.asdict(result)
+
+
+class ParameterError(ValueError):
+    """A query parameter that cannot be used: 400, naming it."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.field = name
+        self.message = message
+
+
+#: Offsets and ids are 64-bit integers in both databases.
+_MAX_INT64: Final = 2**63 - 1
+
+
+def count_parameter(request: Request, name: str, default: int, maximum: int = _MAX_INT64) -> int:
+    """A whole number from the query string (``default`` when absent), at most ``maximum``."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _MAX_INT64:
+        raise ParameterError(name, f"{raw[:40]!r} is not a whole number from 0 to {_MAX_INT64}")
+    return min(int(raw), maximum)
 
 
 def create_api(
@@ -113,7 +139,7 @@ def create_api(
                 return JSONResponse({"detail": "an API token is needed (Bearer)"}, 401)
             try:
                 return handler(request)
-            except SourceError as exc:
+            except (SourceError, ParameterError) as exc:
                 return JSONResponse({"detail": exc.message, "field": exc.field}, 400)
             except FeedStoreError as exc:
                 return JSONResponse({"detail": str(exc)}, 409)
@@ -128,7 +154,7 @@ def create_api(
         raw = anyio.from_thread.run(request.body)
         try:
             return json.loads(raw or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to read
             raise SourceError("body", "not valid JSON") from None
 
     def get_source(request: Request) -> Source | Response:
@@ -137,10 +163,9 @@ def create_api(
             return JSONResponse({"detail": "no such source"}, 404)
         return source
 
-    def list_sources(request: Request) -> Response:
-        return JSONResponse([source_json(s, store) for s in store.list_sources()])
-
-    def create_source(request: Request) -> Response:
+    def sources_root(request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse([source_json(s, store) for s in store.list_sources()])
         source = source_from_json(body(request))
         store.add_source(source)
         return JSONResponse(source_json(source, store), 201)
@@ -181,8 +206,8 @@ def create_api(
 
     def observables(request: Request) -> Response:
         q = request.query_params
-        limit = min(int(q.get("limit", "100")), 10_000) if q.get("limit", "100").isdigit() else 100
-        offset = int(q.get("offset", "0")) if q.get("offset", "0").isdigit() else 0
+        limit = count_parameter(request, "limit", 100, maximum=10_000)
+        offset = count_parameter(request, "offset", 0)
         rows = store.observables(
             source=q.get("source"),
             kind=q.get("kind"),
@@ -210,7 +235,7 @@ def create_api(
 
     def log_rows(request: Request) -> Response:
         q = request.query_params
-        after = int(q.get("after", "0")) if q.get("after", "0").isdigit() else 0
+        after = count_parameter(request, "after", 0)
         entries = store.log_entries(q.get("source"), after_id=after, limit=1000)
         return JSONResponse(
             [
@@ -232,8 +257,8 @@ def create_api(
     return Starlette(
         routes=[
             Route("/api/v1/openapi.json", openapi, methods=["GET"]),
-            Route("/api/v1/sources", guard(list_sources), methods=["GET"]),
-            Route("/api/v1/sources", guard(create_source), methods=["POST"]),
+            # One route per path: Starlette's 405 names only the methods of the route it matched
+            Route("/api/v1/sources", guard(sources_root), methods=["GET", "POST"]),
             Route("/api/v1/sources/{name}", guard(one_source), methods=["GET", "PATCH", "DELETE"]),
             Route("/api/v1/sources/{name}/poll", guard(poll_now), methods=["POST"]),
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
@@ -242,30 +267,230 @@ def create_api(
     )
 
 
-def _op(summary: str, ok: str = "200", **more: str) -> dict[str, Any]:
-    """An operation; ``more``: further responses, by status code (``_409="..."``)."""
-    responses = {ok: {"description": "OK"}, "401": {"description": "no or wrong token"}}
-    responses.update({code.lstrip("_"): {"description": text} for code, text in more.items()})
-    return {"summary": summary, "security": [{"token": []}], "responses": responses}
+_ERROR: Final = {"$ref": "#/components/schemas/Error"}
 
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    ok: str = "200",
+    schema: dict[str, Any] | None = None,
+    *,
+    body: str | None = None,
+    query: tuple[dict[str, Any], ...] = (),
+    **more: str,
+) -> dict[str, Any]:
+    """An operation: its ``ok`` answer (``schema`` its body, none when ``None``), its JSON
+    request ``body`` (a component schema's name), its ``query`` parameters; ``more``: further
+    answers by status code (``_409="..."``), each with an :data:`_ERROR` body."""
+    good = _json(schema) if schema is not None else {"description": "OK"}
+    responses = {ok: good, "401": _json(_ERROR, "no or wrong token")}
+    responses.update({code.lstrip("_"): _json(_ERROR, text) for code, text in more.items()})
+    op: dict[str, Any] = {"summary": summary, "security": [{"token": []}], "responses": responses}
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+        }
+    if query:
+        op["parameters"] = list(query)
+    return op
+
+
+def _created(op: dict[str, Any]) -> dict[str, Any]:
+    """``op`` (adding a source) with links from its answer to the operations on the source."""
+    name = {"name": "$response.body#/name"}
+    op["responses"]["201"]["links"] = {
+        what: {"operationId": what, "parameters": name}
+        for what in ("getSource", "changeSource", "deleteSource", "pollSource")
+    }
+    return op
+
+
+def _param(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}  # fmt: skip
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(kind: str, **more: Any) -> dict[str, Any]:
+    return {"type": kind, "nullable": True, **more}
+
+
+_TEXT: Final = {"type": "string"}
+_WHEN: Final = _nullable("string", format="date-time")
+_COUNT: Final = {"type": "integer", "minimum": 0}
+_INT64: Final = {"type": "integer", "minimum": 0, "maximum": _MAX_INT64}
+_DURATION: Final = {
+    "type": "string",
+    "pattern": r"^\s*([0-9]\s*)+[wdhmsWDHMS](\s*([0-9]\s*)+[wdhmsWDHMS])*\s*$",
+    "description": 'a number and a unit s, m, h, d or w, or a sum of them: "90s", "60m", "1h30m"',
+}
+_KINDS: Final = sorted(kind.value for kind in ENFORCEABLE_KINDS)
+#: What a source is written with (POST, PATCH): the fields of the Source and their rules.
+_SOURCE_FIELDS: Final[dict[str, Any]] = {
+    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": 64},
+    "hostname": {
+        "type": "string",
+        "minLength": 1,
+        "description": "a host name or IP address, not a URL",
+    },
+    "collection": {"type": "string", "minLength": 1},
+    "description": _TEXT,
+    "enabled": {"type": "boolean"},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "use_https": {"type": "boolean"},
+    "poll_path": {"type": "string", "pattern": "^/"},
+    "discovery_path": _nullable("string"),
+    "taxii_version": {"type": "string", "enum": ["1.0", "1.1"]},
+    "username": _nullable("string"),
+    "password": _nullable("string", writeOnly=True, description="needs username"),
+    "cert_file": _nullable("string"),
+    "key_file": _nullable("string", description="needs cert_file"),
+    "key_password": _nullable("string", writeOnly=True, description="needs cert_file"),
+    "ca_cert": _nullable("string"),
+    "verify_ssl": {"type": "boolean"},
+    "proxy_url": _nullable("string", description='http(s)://host:port, or "noproxy"'),
+    "polling_interval": {**_DURATION, "description": "at least 5m, at most 36500d"},
+    "age": {**_DURATION, "description": "more than 0s, at most 36500d"},
+    "poll_segment": {**_DURATION, "description": "more than 0s, at most the age"},
+    "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+    "enforce": {"type": "array", "items": {"type": "string", "enum": _KINDS}},
+}
+_SOURCE_OUT: Final[dict[str, Any]] = {
+    **{k: v for k, v in _SOURCE_FIELDS.items() if k not in SECRET_FIELDS},
+    **{f"{k}_set": {"type": "boolean"} for k in SECRET_FIELDS},
+    "status": {
+        "type": "object",
+        "properties": {
+            "last_start": _WHEN,
+            "last_end": _WHEN,
+            "result": _nullable("string", enum=["ok", "error", "running", None]),
+            "error": _nullable("string"),
+            **{k: _nullable("integer") for k in ("blocks", "read", "new", "updated", "expired")},
+            "watermark": _WHEN,
+        },
+    },
+}
 
 #: The API's OpenAPI 3.0 description (what `schemathesis` or any client generator reads).
 OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
     "info": {"title": "feedgate feed manager", "version": "1"},
-    "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"}}},
+    "components": {
+        "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["detail"],
+                "properties": {
+                    "detail": {"type": "string", "description": "what is wrong, how to fix it"},
+                    "field": {"type": "string", "description": "the field or parameter at fault"},
+                    "node": _nullable("string", description="409 of Poll Now: the lease holder"),
+                    "since": {**_WHEN, "description": "409 of Poll Now: held since"},
+                },
+            },
+            "NewSource": {
+                "type": "object",
+                "required": ["name", "hostname", "collection"],
+                "properties": _SOURCE_FIELDS,
+                "additionalProperties": False,
+            },
+            "SourceChanges": {
+                "type": "object",
+                "properties": _SOURCE_FIELDS,
+                "additionalProperties": False,
+                "description": "the fields to change; name, if given, must be the source's",
+            },
+            "Source": {
+                "type": "object",
+                "required": sorted(_SOURCE_OUT),
+                "properties": _SOURCE_OUT,
+            },
+            "PollResult": {
+                "type": "object",
+                "required": [f.name for f in dataclasses.fields(PollResult)],
+                "properties": {
+                    "source": _TEXT,
+                    "ok": {"type": "boolean"},
+                    **{
+                        k: _COUNT
+                        for k in ("segments", "blocks", "read", "new", "updated", "expired")
+                    },
+                    "skipped_blocks": _COUNT,
+                    "error": _nullable("string"),
+                    "seconds": {"type": "number", "minimum": 0},
+                },
+            },
+            "Observable": {
+                "type": "object",
+                "required": ["source", "kind", "value", "first_seen", "last_seen", "expired"],
+                "properties": {
+                    "source": _TEXT,
+                    "kind": _TEXT,
+                    "value": _TEXT,
+                    "type": _nullable("string", description="the feed's own type"),
+                    "first_seen": {"type": "string", "format": "date-time"},
+                    "last_seen": {"type": "string", "format": "date-time"},
+                    "valid_until": _WHEN,
+                    "expired": {"type": "boolean"},
+                    "context": {"type": "object"},
+                },
+            },
+            "LogEntry": {
+                "type": "object",
+                "required": ["id", "at", "level", "source", "message", "line"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "level": {"type": "string", "enum": ["info", "warning", "error"]},
+                    "source": _nullable("string"),
+                    "message": _TEXT,
+                    "line": _TEXT,
+                },
+            },
+        },
+    },
     "paths": {
         "/api/v1/sources": {
-            "get": _op("List the sources with their last poll"),
-            "post": _op("Add a source (JSON fields of the Source; durations as text)", "201"),
+            "get": _op(
+                "List the sources with their last poll",
+                schema={"type": "array", "items": _ref("Source")},
+            ),
+            "post": _created(
+                _op(
+                    "Add a source (JSON fields of the Source; durations as text)",
+                    "201",
+                    _ref("Source"),
+                    body="NewSource",
+                    _400='a field that cannot be used: {"detail", "field"}',
+                    _409="a source of that name exists",
+                )
+            ),
         },
         "/api/v1/sources/{name}": {
             "parameters": [
                 {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
             ],
-            "get": _op("One source"),
-            "patch": _op("Change fields of a source"),
-            "delete": _op("Delete a source and its observables", "204"),
+            "get": _op("One source", schema=_ref("Source"), _404="no such source")
+            | {"operationId": "getSource"},
+            "patch": _op(
+                "Change fields of a source",
+                schema=_ref("Source"),
+                body="SourceChanges",
+                _400='a field that cannot be used: {"detail", "field"}',
+                _404="no such source",
+                _409="the source was deleted meanwhile",
+            )
+            | {"operationId": "changeSource"},
+            "delete": _op("Delete a source and its observables", "204", _404="no such source")
+            | {"operationId": "deleteSource"},
         },
         "/api/v1/sources/{name}/poll": {
             "parameters": [
@@ -273,12 +498,38 @@ OPENAPI: Final[dict[str, Any]] = {
             ],
             "post": _op(
                 "Poll Now: poll the source under its lease, due or not; the poll's result",
+                schema=_ref("PollResult"),
                 _404="no such source",
                 _409='another node is polling the source: {"detail", "node", "since"}; '
                 "nothing was polled",
-            ),
+            )
+            | {"operationId": "pollSource"},
         },
-        "/api/v1/observables": {"get": _op("Browse and search observables")},
-        "/api/v1/log": {"get": _op("The threat-feed log")},
+        "/api/v1/observables": {
+            "get": _op(
+                "Browse and search observables",
+                schema={"type": "array", "items": _ref("Observable")},
+                query=(
+                    _param("source", _TEXT, "only this source's"),
+                    _param("kind", _TEXT, "only this kind (ipv4, domain, ...)"),
+                    _param("search", _TEXT, "text in the value or the context"),
+                    _param("all", _TEXT, "1 or true: expired ones too"),
+                    _param("limit", _INT64, "at most this many (10000 at most)"),
+                    _param("offset", _INT64, "skip this many"),
+                ),
+                _400='a parameter that cannot be used: {"detail", "field"}',
+            )
+        },
+        "/api/v1/log": {
+            "get": _op(
+                "The threat-feed log, oldest first, 1000 rows at most",
+                schema={"type": "array", "items": _ref("LogEntry")},
+                query=(
+                    _param("source", _TEXT, "only this source's"),
+                    _param("after", _INT64, "rows after this id"),
+                ),
+                _400='a parameter that cannot be used: {"detail", "field"}',
+            )
+        },
     },
 }
