@@ -64,8 +64,36 @@ def parse_time(text: str) -> datetime:
     except ValueError:
         raise ValueError(f"not an ISO 8601 timestamp: {text!r}") from None
     if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+            raise ValueError(f"not a time that UTC can hold: {text!r}") from None
     return value
+
+
+def text_problem(data: Any) -> str | None:
+    """Why JSON ``data`` holds text that cannot be stored, shown or served (a NUL character, or
+    a lone surrogate such as ``"\\ud800"``, which JSON can spell but UTF-8 cannot), or ``None``.
+    Looks at every key and string however deep, without recursion."""
+    todo = [data]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Mapping):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return f"text {item[:40]!a} contains a NUL character (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    f"text {item[:40]!a} contains a lone surrogate, which is not valid "
+                    "Unicode: send text as UTF-8 (a surrogate pair must be complete)"
+                )
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,7 @@ from .model import (
     is_pulse_id,
     parse_time,
     pulse_to_otx,
+    text_problem,
     utcnow,
 )
 from .store import HubStore
@@ -54,6 +55,8 @@ API_KEY_HEADER: Final = "X-OTX-API-KEY"
 PREFIX: Final = "/api/v1"
 IPV4_EXPIRY: Final = timedelta(days=30)
 DEFAULT_LIMIT: Final = 50
+#: The largest row offset the databases take (a signed 64-bit integer).
+_MAX_OFFSET: Final = 2**63 - 1
 #: ``pulse_info.pulses`` lists at most this many pulses (``count`` is the full number).
 PULSE_INFO_MAX: Final = 50
 
@@ -130,9 +133,15 @@ class Call:
         if not self.body.strip():
             return {}
         try:
-            return json.loads(self.body)
+            data = json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, {"detail": "JSON parse error."}) from None
+        except RecursionError:
+            raise ApiError(400, {"detail": "JSON parse error - nested too deep."}) from None
+        problem = text_problem(data)
+        if problem is not None:  # it would be stored, then break every answer that shows it
+            raise ApiError(400, {"detail": f"JSON parse error - {problem}."})
+        return data
 
 
 Handler = Callable[[Call], Any]
@@ -408,7 +417,10 @@ class RestApi:
                 return default
             return value if value >= 1 else default
 
-        return min(number("limit", default_limit), self.max_limit), number("page", 1)
+        limit, page = min(number("limit", default_limit), self.max_limit), number("page", 1)
+        if (page - 1) * limit > _MAX_OFFSET:  # past any last page, and beyond what SQL can skip
+            raise ApiError(404, {"detail": "Invalid page."})
+        return limit, page
 
     @staticmethod
     def _paged(call: Call, count: int, page: int, limit: int, results: list[Any]) -> Any:
@@ -434,8 +446,8 @@ class RestApi:
             return None
         try:
             return parse_time(raw)
-        except ValueError:
-            raise bad_request({name: [f"not an ISO 8601 timestamp: {raw!r}"]}) from None
+        except ValueError as exc:  # it says which: not ISO 8601, or out of range
+            raise bad_request({name: [str(exc)]}) from None
 
     def _visible(self, call: Call, pulse_id: str) -> Pulse:
         pulse = self.store.get_pulse(pulse_id) if is_pulse_id(pulse_id) else None
