@@ -25,7 +25,10 @@ def test_add_source_poll_now_and_read_the_observables(tmp_path: Path) -> None:
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "NO_PROXY": "127.0.0.1",
     }
-    assert run(env, "hub", "seed", "--pulses", "20", "--indicators-per-pulse", "5").returncode == 0
+    # IPv4 indicators carry OTX's 30-day expiration and the seed dates its pulses back from
+    # today's midnight: with 20 pulses the newest public IPv4 expired at 09:25 UTC, so the
+    # test passed only in the morning. 30 pulses hold one that expires 12 days after midnight.
+    assert run(env, "hub", "seed", "--pulses", "30", "--indicators-per-pulse", "5").returncode == 0
     key = run(env, "hub", "user", "add", "gateway").stdout.strip()
     hub = subprocess.Popen(
         [FEEDGATE, "hub", "serve", "--port", "0"],
