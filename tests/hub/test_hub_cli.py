@@ -166,6 +166,17 @@ def test_pulse_import_failures(hub_db: Path, tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "[1].indicators[0].type: unknown indicator type 'Foo'" in one_error_line(result)
     assert open_store(hub_db).stats()["pulses"] == 0  # nothing stored from a bad file
+    # JSON can spell a lone surrogate or a NUL; stored, such a pulse broke every list showing it.
+    for text, says in (("\ud800", "lone surrogate"), ("\u0000", "NUL character")):
+        odd = tmp_path / "odd.json"
+        data = [pulse_to_otx(make_pulse(1)), pulse_to_otx(make_pulse(2))]
+        data[1]["tags"] = ["ok", f"tag{text}"]
+        odd.write_text(json.dumps(data))  # ASCII, the character escaped
+        result = run("hub", "pulse", "import", str(odd), db=hub_db)
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert line.count("[1]: text") == 1 and says in line, line
+    assert open_store(hub_db).stats()["pulses"] == 0
     missing = run("hub", "pulse", "import", str(tmp_path / "nope.json"), db=hub_db)
     assert missing.returncode == 1
     assert "No such file or directory" in one_error_line(missing)

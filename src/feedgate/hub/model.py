@@ -337,6 +337,9 @@ def pulse_from_otx(data: Any, *, where: str = "") -> Pulse:
     Required: ``id`` (24 hex digits), ``name``, ``author_name``; ``created`` and ``modified``
     default to now, ``tlp`` (or ``TLP``) to white, lists to empty.
     """
+    problem = text_problem(data)  # the store could not keep it, or every list showing it breaks
+    if problem:
+        raise OTXFormatError(f"{where + ': ' if where else ''}{problem}")
     r = _Reader(data, where)
     pulse_id = r.text("id")
     if not is_pulse_id(pulse_id):
