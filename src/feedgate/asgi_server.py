@@ -7,11 +7,13 @@ manager's web server alike.
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -33,10 +35,31 @@ def base_url(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: stop as on Ctrl-C."""
+
+
+def _terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated
+
+
 def serve(app: Any, sock: socket.socket, **options: Any) -> None:
-    """Serve ``app`` on ``sock`` until interrupted (the foreground of `feedgate hub serve`)."""
+    """Serve ``app`` on ``sock`` until interrupted (the foreground of `feedgate hub serve`).
+
+    Ctrl-C (SIGINT) and SIGTERM are the ways to stop a server: uvicorn shuts down gracefully,
+    then raises the signal again, which here ends the call normally (no "Aborted!", exit 0)
+    instead of as a KeyboardInterrupt or a death by SIGTERM that skips the caller's clean-up.
+    """
     config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except (KeyboardInterrupt, _Terminated):
+        pass
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

@@ -10,14 +10,25 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from feedgate.cli_errors import fail, first_line
 from feedgate.feeds.cli_sources import lease_option
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.store import FeedStore
+
+S = TypeVar("S")
 
 _DB_HELP = "The manager's database: a SQLite path or postgresql:// URL [env: FEEDGATE_DB]."
 
@@ -26,28 +37,46 @@ def _token() -> str:
     return os.environ.get("FEEDGATE_API_TOKEN") or secrets.token_urlsafe(24)
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's listening socket, or one line and exit 1 (a busy port, say)."""
+    from feedgate.asgi_server import bind
+
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(choose another with --port, or stop what is using it)",
+            exc,
+        )
+
+
+def _open(name: str, store_class: Callable[[sa.Engine], S]) -> S:
+    """A store on database ``name``, or one line and exit 1 (a bad URL, a database server that
+    is down, a directory that cannot be written...)."""
+    import sqlalchemy.exc
+
+    from feedgate.db import DatabaseConfigError, display_name, engine
+
+    try:
+        return store_class(engine(name))
+    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        fail(f"database {display_name(name)}: {first_line(exc)}", exc)
+
+
 def _run_manager(
-    store: object,
-    feed_log: object,
-    host: str,
-    port: int,
+    store: FeedStore,
+    feed_log: ThreatFeedLog,
+    sock: socket.socket,
     tick: float,
     lease: timedelta | None = None,
 ) -> None:
-    """The scheduler in a thread and the API in the foreground, until interrupted."""
-    from feedgate.asgi_server import base_url, bind, serve
-    from feedgate.feeds.log import ThreatFeedLog
+    """The scheduler in a thread and the API on ``sock`` in the foreground, until interrupted."""
+    from feedgate.asgi_server import base_url, serve
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
-    from feedgate.feeds.store import FeedStore
     from feedgate.web.api import create_api
 
-    assert isinstance(store, FeedStore) and isinstance(feed_log, ThreatFeedLog)
     token = _token()
-    try:
-        sock = bind(host, port)
-    except OSError as exc:
-        click.echo(f"feedgate: error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
-        sys.exit(1)
     url = base_url(sock)
     click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
     click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
@@ -83,16 +112,17 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
 
     Several nodes may serve one PostgreSQL database (a cluster): each due source is polled by
     exactly one of them (leases taken with FOR UPDATE SKIP LOCKED)."""
-    from feedgate.db import default_db, display_name, engine
+    from feedgate.db import default_db, display_name
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.store import FeedStore
 
     name = db or default_db()
-    store = FeedStore(engine(name))
+    sock = _listen(host, port)
+    store = _open(name, FeedStore)
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
-    click.echo(f"log file:  {feed_log.path}")
-    _run_manager(store, feed_log, host, port, tick, timedelta(seconds=lease))
+    click.echo(f"log file:  {feed_log.path or '-'}")
+    _run_manager(store, feed_log, sock, tick, timedelta(seconds=lease))
 
 
 @click.command("up")
@@ -114,7 +144,7 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
 def up_command(port: int, pulses: int, lease: float) -> None:
     """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
     from feedgate.asgi_server import serving
-    from feedgate.db import default_db, default_hub_db, display_name, engine
+    from feedgate.db import default_db, default_hub_db, display_name
     from feedgate.feeds.cli_sources import poll_and_echo
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.scheduler import LeaseHeld
@@ -126,10 +156,8 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     from feedgate.hub.store import HubStore
 
     hub_db, feeds_db = default_hub_db(), default_db()
-    for path in (hub_db, feeds_db):
-        if "://" not in path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-    hub = HubStore(engine(hub_db))
+    sock = _listen("127.0.0.1", port)  # first: a busy port is said before anything is done
+    hub = _open(hub_db, HubStore)
     author = hub.default_author() or "AlienVault"
     if hub.max_seq() == 0:
         click.echo(f"seeding the hub with {pulses} demo pulses by {author} ...", err=True)
@@ -138,7 +166,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     hub.create_user("gateway", api_key=key, subscribe=[author])
     with serving(create_app(hub)) as hub_url:
         host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
-        store = FeedStore(engine(feeds_db))
+        store = _open(feeds_db, FeedStore)
         feed_log = ThreatFeedLog(store)
         source = Source(
             name="otx-demo",
@@ -160,12 +188,12 @@ def up_command(port: int, pulses: int, lease: float) -> None:
         click.echo(f"hub:       {hub_url}/taxii/discovery (OTX REST: {hub_url}/api/v1/)")
         click.echo(f"API key:   {key}  (the demo user 'gateway', following {author})")
         click.echo(f"databases: hub {display_name(hub_db)}, manager {display_name(feeds_db)}")
-        click.echo(f"log file:  {feed_log.path}")
+        click.echo(f"log file:  {feed_log.path or '-'}")
         try:
             poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(store, feed_log, "127.0.0.1", port, 10.0, timedelta(seconds=lease))
+        _run_manager(store, feed_log, sock, 10.0, timedelta(seconds=lease))
 
 
 def register(group: click.Group) -> None:

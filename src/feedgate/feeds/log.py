@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -47,6 +48,35 @@ _SECRET_ASSIGNMENT: Final = re.compile(
 )
 _URL_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+_LOGGER: Final = logging.getLogger("feedgate.threat_feed")
+
+
+def _cannot_write(path: Path | str, exc: BaseException | None) -> None:
+    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc or "unknown error")
+    _LOGGER.warning(
+        "feedgate: warning: cannot write the threat-feed log file %s (%s): the log goes on in "
+        "the database only (feedgate log); make its directory writable or set XDG_DATA_HOME",
+        path,
+        reason,
+    )
+
+
+class _FileHandler(logging.handlers.RotatingFileHandler):
+    """The log file: a failure to write it is reported once, then the file is left alone
+    (the standard handler prints a stack trace for every line it cannot write)."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            self.failed = True
+            _cannot_write(self.baseFilename, sys.exc_info()[1])
 
 
 def default_log_path() -> Path:
@@ -85,8 +115,10 @@ class ThreatFeedLog:
     """Writes threat-feed events to the store and to a rotating file.
 
     ``path=None`` means :func:`default_log_path`; pass ``write_file=False`` for the database
-    only. A file that cannot be written never stops a poll: the row is still stored and the
-    failure is reported once through the standard :mod:`logging` machinery.
+    only. A file that cannot be written (nor its directory made) never stops a poll: the row is
+    still stored, the failure is reported once through the standard :mod:`logging` machinery
+    (one line on stderr when nothing else is set up) and :attr:`path` is None when the
+    directory cannot be made.
     """
 
     def __init__(
@@ -96,8 +128,13 @@ class ThreatFeedLog:
         self.path = (path or default_log_path()) if write_file else None
         self._handler: logging.handlers.RotatingFileHandler | None = None
         if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handler = logging.handlers.RotatingFileHandler(
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                _cannot_write(self.path, exc)
+                self.path = None
+                return
+            self._handler = _FileHandler(
                 self.path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8", delay=True
             )
             self._handler.setFormatter(logging.Formatter("%(message)s"))

@@ -202,9 +202,13 @@ class Transport:
         attempt = 0
         while True:
             attempt += 1
-            request = self._http.build_request(
-                "POST", url, content=body, headers={**headers, **self._auth_headers()}
-            )
+            try:
+                request = self._http.build_request(
+                    "POST", url, content=body, headers={**headers, **self._auth_headers()}
+                )
+            except httpx.InvalidURL as exc:  # not an HTTPError: it would escape every caller
+                shown = url if len(url) <= 200 else f"{url[:200]}... ({len(url)} characters)"
+                raise TransportError(f"POST {shown}: not a usable URL: {exc}") from None
             try:
                 response = self._http.send(request, stream=True)
             except httpx.HTTPError as exc:

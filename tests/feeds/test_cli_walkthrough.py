@@ -1,0 +1,221 @@
+"""An admin's day with the `feedgate` command, misuse included (real processes, 127.0.0.1):
+each failure is one clear line with the right exit status, a server stops on Ctrl-C or SIGTERM
+with exit 0, and nothing the user stored is lost."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+FEEDGATE = str(Path(sys.executable).parent / "feedgate")
+TAXII_POLL = str(Path(sys.executable).parent / "taxii-poll")
+
+
+def clean_env(tmp_path: Path, **more: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FEEDGATE_") and k not in ("XDG_DATA_HOME",)
+    }
+    env.update(
+        FEEDGATE_DB=str(tmp_path / "feeds.db"),
+        FEEDGATE_HUB_DB=str(tmp_path / "hub.db"),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        NO_PROXY="127.0.0.1",
+    )
+    env.update(more)
+    return env
+
+
+def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FEEDGATE, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("feedgate: error: "), result.stderr
+    return lines[0]
+
+
+def not_a_directory(tmp_path: Path) -> Path:
+    """A path under a regular file: no one (root included) can make a directory there."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a directory\n")
+    return blocker / "sub"
+
+
+@dataclass
+class Hub:
+    env: dict[str, str]
+    port: int
+    key: str
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """A hub with no pulses: the user gateway's own collection, user_gateway, is empty."""
+    tmp = tmp_path_factory.mktemp("hub")
+    env = clean_env(tmp)
+    key = run(env, "hub", "user", "add", "gateway").stdout.strip()
+    assert key
+    server = subprocess.Popen(
+        [FEEDGATE, "hub", "serve", "--port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        found = re.search(r"127\.0\.0\.1:(\d+) ", server.stdout.readline())
+        assert found
+        yield Hub(env, int(found.group(1)), key)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+
+
+def add_source(env: dict[str, str], hub: Hub, name: str = "local", *more: str) -> None:
+    added = run(
+        {**env, "HUB_KEY": "x"},
+        "source", "add", name, "--hostname", "127.0.0.1", "--port", str(hub.port),
+        "--no-https", "--poll-path", "/taxii/poll", "--collection", "user_gateway",
+        "--username", hub.key, "--password-env", "HUB_KEY", *more,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+
+# --- servers stop on Ctrl-C and SIGTERM ----------------------------------------------------------
+
+
+def start_and_stop(
+    env: dict[str, str], args: list[str], ready: str, sig: signal.Signals
+) -> subprocess.CompletedProcess[str]:
+    """Start a server, wait until it prints ``ready``, send ``sig``; its output and status."""
+    proc = subprocess.Popen(
+        [FEEDGATE, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a process started in the background ignores SIGINT unless told otherwise
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        seen.append(line)
+        if not line or line.startswith(ready):
+            break
+    assert seen[-1].startswith(ready), "".join(seen)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + out, err)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_serve_stops_cleanly_with_exit_0(tmp_path: Path, sig: signal.Signals) -> None:
+    env = clean_env(tmp_path)
+    done = start_and_stop(env, ["serve", "--port", "0"], "API token:", sig)
+    assert done.returncode == 0, done.stderr
+    assert "Aborted" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_hub_serve_stops_on_ctrl_c_with_exit_0(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    done = start_and_stop(env, ["hub", "serve", "--port", "0"], "hub on ", signal.SIGINT)
+    assert done.returncode == 0, done.stderr
+    assert "Aborted" not in done.stderr
+
+
+# --- serve and up: unusable databases and ports are one line --------------------------------------
+
+
+def test_serve_with_an_unusable_database_is_one_line(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    bad = not_a_directory(tmp_path) / "feeds.db"
+    line = one_error_line(run(env, "serve", "--port", "0", "--db", str(bad)))
+    assert line.startswith(f"feedgate: error: database {bad}: ")
+    refused = run(env, "serve", "--port", "0", "--db", "postgresql://u:pw-xyzzy@127.0.0.1:1/x")
+    assert "pw-xyzzy" not in one_error_line(refused)
+    assert "unsupported database 'mysql'" in one_error_line(
+        run(env, "serve", "--port", "0", "--db", "mysql://h/d")
+    )
+
+
+def test_up_with_an_unwritable_data_directory_is_one_line(tmp_path: Path) -> None:
+    env = clean_env(tmp_path, XDG_DATA_HOME=str(not_a_directory(tmp_path)))
+    del env["FEEDGATE_DB"], env["FEEDGATE_HUB_DB"]
+    line = one_error_line(run(env, "up", "--port", "0"))
+    assert "hub.db" in line
+
+
+def test_serve_and_up_on_a_busy_port_say_so_before_doing_anything(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = str(busy.getsockname()[1])
+        for args in (("serve", "--port", port), ("up", "--port", port)):
+            line = one_error_line(run(env, *args))
+            assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
+    assert not (tmp_path / "hub.db").exists()  # up seeded nothing
+
+
+# --- the threat-feed log file ---------------------------------------------------------------------
+
+
+def test_poll_with_an_unwritable_log_file_warns_once_and_polls(tmp_path: Path, hub: Hub) -> None:
+    env = clean_env(tmp_path)
+    add_source(env, hub)
+    (tmp_path / "data" / "feedgate" / "threat-feed.log").mkdir(parents=True)  # not a file
+    polled = run(env, "poll", "local")
+    assert polled.returncode == 0, polled.stdout + polled.stderr
+    assert "0 observables read" in polled.stdout  # an empty collection is no error
+    warnings = polled.stderr.strip().splitlines()
+    assert len(warnings) == 1 and "cannot write the threat-feed log file" in warnings[0]
+    assert "poll done" in run(env, "log").stdout  # the database still has the log
+
+    elsewhere = clean_env(
+        tmp_path,
+        XDG_DATA_HOME=str(not_a_directory(tmp_path)),
+        FEEDGATE_SECRET_KEY_FILE=str(tmp_path / "data" / "feedgate" / "secret.key"),
+    )
+    again = run(elsewhere, "poll", "local")
+    assert again.returncode == 0, again.stderr
+    assert "Traceback" not in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+
+
+# --- a URL the HTTP library refuses ---------------------------------------------------------------
+
+
+def test_a_url_too_long_for_http_is_one_error_not_a_traceback(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:1/" + "x" * 70_000
+    done = subprocess.run(
+        [TAXII_POLL, "--path", url, "-c", "c"],
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "not a usable URL" in done.stderr and f"({len(url)} characters)" in done.stderr
