@@ -44,21 +44,30 @@ def jsonl_writer(out: TextIO) -> Writer:
     return write
 
 
-def csv_writer(out: TextIO) -> Writer:
+def csv_writer(out: TextIO, extra: tuple[str, ...] = ()) -> Writer:
+    """CSV with :data:`CSV_COLUMNS`, then the context keys ``extra`` (e.g. where a stored
+    observable came from and when it was seen)."""
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow((*CSV_COLUMNS, *extra))
+    keys = (*CONTEXT_COLUMNS, *extra)
 
     def write(obs: Observable) -> None:
         ctx = obs.context
-        writer.writerow(
-            [str(obs.kind), obs.value, obs.original_type or "", *_cells(ctx, CONTEXT_COLUMNS)]
-        )
+        writer.writerow([str(obs.kind), obs.value, obs.original_type or "", *_cells(ctx, keys)])
 
     return write
 
 
 def _cells(ctx: Any, keys: tuple[str, ...]) -> list[str]:
-    return ["" if ctx.get(k) is None else str(ctx.get(k)) for k in keys]
+    return [_cell(ctx.get(k)) for k in keys]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as in JSON
+    return str(value)
 
 
 _VALUE_WIDTH: Final = 48
@@ -91,11 +100,11 @@ def _printable(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 
-def make_writer(fmt: str, out: TextIO) -> Writer:
+def make_writer(fmt: str, out: TextIO, csv_extra: tuple[str, ...] = ()) -> Writer:
     if fmt == "jsonl":
         return jsonl_writer(out)
     if fmt == "csv":
-        return csv_writer(out)
+        return csv_writer(out, csv_extra)
     if fmt == "table":
         return table_writer(out)
     raise ValueError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")

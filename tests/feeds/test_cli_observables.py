@@ -127,6 +127,19 @@ def test_table_and_csv(db: Path) -> None:
     assert ip["kind"] == "ipv4" and ip["confidence"] == "80"
 
 
+def test_csv_of_several_sources_says_where_and_when_each_row_was_seen(db: Path) -> None:
+    out = run("observables", "--format", "csv", "--all", db=db)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert list(rows[0])[-4:] == ["source", "first_seen", "last_seen", "expired"]
+    by_value = {row["value"]: row for row in rows}
+    assert by_value["198.51.100.7"]["source"] == "otx"
+    assert by_value["192.0.2.1"]["source"] == "partner"
+    assert by_value["192.0.2.3"]["expired"] == "true"
+    assert by_value["192.0.2.1"]["expired"] == "false"
+    assert by_value["198.51.100.7"]["first_seen"].startswith("2026-11-01T00:00:00")
+
+
 def test_stix2_bundle_reads_back_to_the_same_observables(db: Path, tmp_path: Path) -> None:
     result = run("observables", "--source", "otx", "--format", "stix2", db=db)
     assert result.returncode == 0, result.stderr

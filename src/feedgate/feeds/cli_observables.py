@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
 FORMATS: Final = ("jsonl", "table", "csv", "stix2")
+#: What a stored observable adds to the context (:func:`as_observable`): CSV columns after the
+#: reader's, so an export of several sources says which source each row came from.
+STORED_COLUMNS: Final = ("source", "first_seen", "last_seen", "expired")
 #: How often ``log --follow`` looks for new rows, in seconds.
 FOLLOW_INTERVAL: Final = 1.0
 
@@ -236,7 +239,7 @@ def observables_command(
             bundle = _Stix2Bundle(out)
             write = bundle.write
         else:
-            writer = make_writer(fmt, out)
+            writer = make_writer(fmt, out, csv_extra=STORED_COLUMNS)
 
             def write(stored: StoredObservable) -> None:
                 writer(as_observable(stored))
