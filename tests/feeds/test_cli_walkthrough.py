@@ -219,3 +219,65 @@ def test_a_url_too_long_for_http_is_one_error_not_a_traceback(tmp_path: Path) ->
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert "not a usable URL" in done.stderr and f"({len(url)} characters)" in done.stderr
+
+
+# --- sources: delete, poll --all, list, log ---------------------------------------------------
+
+
+def add_offline(env: dict[str, str], name: str, *more: str) -> None:
+    added = run(
+        {**env, "PW": "pw-plugh"},
+        "source", "add", name, "--hostname", "feed.example", "--poll-path", "/taxii/poll",
+        "--collection", "c", "--username", "u", "--password-env", "PW", *more,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+
+def test_a_source_whose_credentials_no_longer_decrypt_can_still_be_deleted(
+    tmp_path: Path,
+) -> None:
+    env = clean_env(tmp_path)
+    add_offline(env, "old")
+    other = {**env, "FEEDGATE_SECRET_KEY_FILE": str(tmp_path / "another.key")}
+    assert "cannot be decrypted" in one_error_line(run(other, "source", "show", "old"))
+    deleted = run(other, "source", "delete", "old")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "no sources" in run(env, "source", "list").stdout
+    assert "no source named 'old'" in one_error_line(run(env, "source", "delete", "old"))
+    assert "its observables" in run(env, "source", "delete", "--help").stdout
+
+
+def test_poll_all_with_nothing_enabled_says_so(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    add_offline(env, "off", "--disabled")
+    done = run(env, "poll", "--all")
+    assert done.returncode == 0 and done.stdout == ""
+    assert "no enabled source to poll" in done.stderr
+    both = run(env, "poll", "off", "--all")
+    assert both.returncode == 2 and "not both" in both.stderr
+
+
+def test_source_list_cuts_long_values_show_has_them_whole(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    add_offline(env, "long", "--collection", "c" * 5000)
+    add_offline(env, "short")
+    lines = run(env, "source", "list").stdout.splitlines()
+    assert max(len(line) for line in lines) < 200
+    assert any("c" * 39 + "…" in line for line in lines)
+    assert "c" * 5000 in run(env, "source", "show", "long").stdout
+
+
+def test_log_of_an_unknown_source_is_an_error_of_a_quiet_one_is_not(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    add_offline(env, "quiet")
+    quiet = run(env, "log", "--source", "quiet")
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
+    line = one_error_line(run(env, "log", "--source", "qiuet"))
+    assert "no log rows for 'qiuet'" in line and "feedgate source list" in line
+
+
+def test_search_text_has_a_bound(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    long = run(env, "observables", "--search", "x" * 1001)
+    assert long.returncode == 2 and "at most 1000" in long.stderr
+    assert run(env, "observables", "--search", "x" * 1000).returncode == 0

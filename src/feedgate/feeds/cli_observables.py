@@ -197,12 +197,31 @@ class _Stix2Bundle:
         self.out.write("\n]}\n" if self.count else "]}\n")
 
 
+#: The longest ``--search`` text: longer is a paste gone wrong (and SQLite refuses a LIKE
+#: pattern over 50,000 bytes with "pattern too complex").
+MAX_SEARCH: Final = 1000
+
+
+def _check_search(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and len(value) > MAX_SEARCH:
+        raise click.BadParameter(
+            f"{len(value)} characters is too long: search for at most {MAX_SEARCH}"
+        )
+    return value
+
+
 @click.command("observables")
 @click.option("--source", default=None, metavar="NAME", help="Only this source's observables.")
 @click.option(
     "--kind", type=click.Choice([k.value for k in Kind]), default=None, help="Only this kind."
 )
-@click.option("--search", default=None, metavar="TEXT", help="Text in the value or its context.")
+@click.option(
+    "--search",
+    default=None,
+    metavar="TEXT",
+    callback=_check_search,
+    help=f"Text in the value or its context (at most {MAX_SEARCH} characters).",
+)
 @click.option("--all", "include_expired", is_flag=True, help="Include expired observables.")
 @click.option(
     "--format",
@@ -298,12 +317,25 @@ def log_command(source: str | None, follow: bool, db: str | None) -> None:
                     if len(entries) == 1000:
                         continue
                 if not follow:
+                    if source is not None and after == 0:
+                        _no_rows(store, source)
                     break
                 time.sleep(FOLLOW_INTERVAL)
         except (KeyboardInterrupt, _Stop):
             out.flush()
         except BrokenPipeError:
             _quiet_broken_pipe()
+
+
+def _no_rows(store: FeedStore, source: str) -> None:
+    """No log rows for ``source``: fine for a source that has not polled yet, an error (a typo,
+    most likely) when no source has that name either. A deleted source's rows stay readable."""
+    from .store import FeedStoreError
+
+    try:
+        store.status(source)
+    except FeedStoreError:
+        _fail(f"no log rows for {source!r} and no source of that name (see feedgate source list)")
 
 
 def register(group: click.Group) -> None:

@@ -421,10 +421,14 @@ def disable_command(name: str, db: str | None) -> None:
 @click.argument("name")
 @_db_option
 def delete_command(name: str, db: str | None) -> None:
-    """Delete source NAME."""
+    """Delete source NAME and its observables (its threat-feed log rows stay).
+
+    To stop polling it but keep its observables until they age out, disable it instead."""
     with _store(db) as store:
-        _get(store, name)
-        store.delete_source(name)
+        # Not _get: reading the source decrypts its credentials, and a source whose
+        # credentials no longer decrypt (the secret key changed) must still be deletable.
+        if not store.delete_source(name):
+            _fail(f"no source named {name!r} (see feedgate source list)")
     click.echo(f"deleted source {name}")
 
 
@@ -483,10 +487,19 @@ def list_command(db: str | None) -> None:
         click.echo("no sources (add one with: feedgate source add NAME --hostname ...)")
         return
     header = ["NAME", "ENABLED", "HOST", "COLLECTION", "INTERVAL", "LAST POLL"]
+    rows = [[_cut(cell) for cell in row[:-1]] + row[-1:] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         click.echo("  ".join([*cells, row[-1]]).rstrip())
+
+
+#: The widest a column of ``source list`` gets (``source show`` has every value whole).
+_MAX_CELL = 40
+
+
+def _cut(cell: str) -> str:
+    return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
 
 
 def _shown(name: str, value: Any) -> str:
@@ -560,12 +573,18 @@ def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | Non
     from .log import ThreatFeedLog
     from .scheduler import LeaseHeld
 
-    if bool(names) == all_:
+    if names and all_:
+        raise click.UsageError("name the sources to poll or give --all, not both")
+    if not names and not all_:
         raise click.UsageError("name the sources to poll, or give --all")
     failed = 0
     with _store(db) as store:
         if all_:
             sources = [s for s in store.list_sources() if s.enabled]
+            if not sources:
+                click.echo(
+                    "feedgate: no enabled source to poll (see feedgate source list)", err=True
+                )
         else:
             sources = [_get(store, name) for name in names]
         log = ThreatFeedLog(store)
