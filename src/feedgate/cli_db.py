@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedgate.cli_errors import fail, first_line
+from feedgate.cli_errors import fail
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -46,7 +46,7 @@ def _engine(name: str, *, must_exist: bool) -> Iterator[sa.Engine]:
 
     import sqlalchemy.exc
 
-    from feedgate.db import DatabaseConfigError, display_name, engine
+    from feedgate.db import DatabaseConfigError, describe_error, display_name, engine
 
     shown = display_name(name)
     # Before engine(): for a plain path it makes the missing parent folders, and a command that
@@ -61,7 +61,7 @@ def _engine(name: str, *, must_exist: bool) -> Iterator[sa.Engine]:
             fail(f"database {shown}: no such file")
         yield eng
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        fail(f"database {shown}: {first_line(exc)}", exc)
+        fail(f"database {shown}: {describe_error(name, exc)}", exc)
     finally:
         if eng is not None:
             eng.dispose()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from feedgate.cli_errors import fail, first_line
+from feedgate.cli_errors import fail
 from feedgate.feeds.cli_sources import lease_option
 
 if TYPE_CHECKING:
@@ -56,12 +56,12 @@ def _open(name: str, store_class: Callable[[sa.Engine], S]) -> S:
     is down, a directory that cannot be written...)."""
     import sqlalchemy.exc
 
-    from feedgate.db import DatabaseConfigError, display_name, engine
+    from feedgate.db import DatabaseConfigError, describe_error, display_name, engine
 
     try:
         return store_class(engine(name))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        fail(f"database {display_name(name)}: {first_line(exc)}", exc)
+        fail(f"database {display_name(name)}: {describe_error(name, exc)}", exc)
 
 
 def _run_manager(

@@ -99,6 +99,34 @@ def display_name(url_or_path: str) -> str:
     return _redact(url_or_path) if "://" in url_or_path else url_or_path
 
 
+def describe_error(url_or_path: str, exc: BaseException) -> str:
+    """One line for a failure to open or use a database: the driver's own words (without
+    SQLAlchemy's wrapping), and for a SQLite file that cannot be opened, why and what to do."""
+    orig = getattr(exc, "orig", None)
+    text = " ".join(str(orig if isinstance(orig, BaseException) else exc).split())
+    text = text or type(exc).__name__
+    if "unable to open database file" in text and "://" not in url_or_path:
+        hint = _sqlite_open_hint(Path(url_or_path).expanduser())
+        if hint:
+            return f"cannot open the database file: {hint}"
+    return text
+
+
+def _sqlite_open_hint(path: Path) -> str | None:
+    where = "choose another with --db or FEEDGATE_DB"
+    if path.is_dir():
+        return f"{path} is a directory: give the path of a file, or {where}"
+    folder = path.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return (
+            f"the directory {folder} cannot be written (SQLite keeps the database's -wal and "
+            f"-shm files beside it): make it writable, or {where}"
+        )
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return f"{path} cannot be read and written: fix its permissions, or {where}"
+    return None
+
+
 def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 

@@ -281,3 +281,24 @@ def test_search_text_has_a_bound(tmp_path: Path) -> None:
     long = run(env, "observables", "--search", "x" * 1001)
     assert long.returncode == 2 and "at most 1000" in long.stderr
     assert run(env, "observables", "--search", "x" * 1000).returncode == 0
+
+
+# --- a database that cannot be opened says why --------------------------------------------------
+
+
+def test_a_database_that_cannot_be_opened_says_why_and_what_to_do(tmp_path: Path) -> None:
+    env = clean_env(tmp_path)
+    for args in (("source", "list"), ("observables",), ("log",), ("db", "upgrade")):
+        line = one_error_line(run(env, *args, "--db", str(tmp_path)))
+        assert f"{tmp_path} is a directory: give the path of a file" in line, line
+    refused = one_error_line(run(env, "source", "list", "--db", "postgresql://u@127.0.0.1:1/x"))
+    assert "(psycopg" not in refused and "Connection refused" in refused
+    if os.geteuid() != 0:  # root writes anywhere: this part runs for other users
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        locked.chmod(0o555)
+        try:
+            line = one_error_line(run(env, "source", "list", "--db", str(locked / "f.db")))
+            assert f"the directory {locked} cannot be written" in line
+        finally:
+            locked.chmod(0o755)

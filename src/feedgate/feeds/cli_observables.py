@@ -66,7 +66,13 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     """Open the feed store; a database or store error becomes one line and exit 1."""
     import sqlalchemy.exc
 
-    from feedgate.db import DatabaseConfigError, default_db, display_name, engine
+    from feedgate.db import (
+        DatabaseConfigError,
+        default_db,
+        describe_error,
+        display_name,
+        engine,
+    )
 
     from .store import FeedStore, FeedStoreError
 
@@ -75,11 +81,11 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     try:
         store = FeedStore(engine(name))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        _fail(f"database {shown}: {_first_line(exc)}", exc)
+        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
     try:
         yield store
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        _fail(f"database {shown}: {_first_line(exc)}", exc)
+        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
     except FeedStoreError as exc:
         _fail(_first_line(exc), exc)
     finally:

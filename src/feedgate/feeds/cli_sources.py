@@ -89,7 +89,7 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     """Open the feed store; any database or store error becomes one line and exit 1."""
     import sqlalchemy.exc
 
-    from feedgate.db import DatabaseConfigError, display_name, engine
+    from feedgate.db import DatabaseConfigError, describe_error, display_name, engine
 
     from .secrets import SecretError
     from .store import FeedStore, FeedStoreError
@@ -99,13 +99,13 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     try:
         store = FeedStore(engine(name))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        _fail(f"database {shown}: {_first_line(exc)}", exc)
+        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
     try:
         yield store
     except SourceError as exc:
         _source_error(exc)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        _fail(f"database {shown}: {_first_line(exc)}", exc)
+        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
     except (FeedStoreError, SecretError) as exc:
         _fail(_first_line(exc), exc)
     finally:
