@@ -302,3 +302,12 @@ def test_a_database_that_cannot_be_opened_says_why_and_what_to_do(tmp_path: Path
             assert f"the directory {locked} cannot be written" in line
         finally:
             locked.chmod(0o755)
+
+
+def test_https_to_a_plain_http_hub_says_to_drop_https(tmp_path: Path, hub: Hub) -> None:
+    env = clean_env(tmp_path)
+    add_source(env, hub, "tls", "--https", "--retries", "0")
+    polled = run(env, "poll", "tls")
+    assert polled.returncode == 1
+    assert "plain HTTP, not HTTPS: connect without HTTPS" in polled.stdout
+    assert hub.key not in polled.stdout + polled.stderr

@@ -189,7 +189,9 @@ def _common_options(func: F) -> F:
         ),
         click.option("--interval", default=None, metavar="DUR", help="Poll every [add: 60m]."),
         click.option("--age", default=None, metavar="DUR", help="Look back / keep [add: 30d]."),
-        click.option("--segment", default=None, metavar="DUR", help="One request's span [1d]."),
+        click.option(
+            "--segment", default=None, metavar="DUR", help="One request's span [add: 1d]."
+        ),
         click.option("--retries", type=int, default=None, help="Retries per segment [add: 3]."),
         click.option(
             "--enforce",

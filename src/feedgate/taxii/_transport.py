@@ -255,6 +255,8 @@ def _describe(exc: httpx.HTTPError) -> str:
     ]
     label = next((text for kind, text in kinds if isinstance(exc, kind)), type(exc).__name__)
     detail = " ".join(str(exc).split())
+    if "WRONG_VERSION_NUMBER" in detail:  # what OpenSSL says when the answer is not TLS
+        detail += " (the server answers in plain HTTP, not HTTPS: connect without HTTPS)"
     return f"{label}: {detail}" if detail else label
 
 
