@@ -198,8 +198,11 @@ def _gone(pid: int) -> bool:
     return state in (b"Z", b"X")  # a zombie nobody reaped is gone all the same
 
 
-def test_workers_do_not_outlive_a_killed_poller() -> None:
-    """kill -9 of the process that uses the pool ends its fork server and workers too."""
+@pytest.mark.parametrize("reaped", [True, False], ids=["reaped", "zombie"])
+def test_workers_do_not_outlive_a_killed_poller(reaped: bool) -> None:
+    """kill -9 of the process that uses the pool ends its fork server and workers too, also
+    while the killed process is a zombie: a parent blocked reading the pipes the workers hold
+    (``Popen.communicate()``) would never reap it otherwise."""
     import json
     import os
     import signal
@@ -214,14 +217,18 @@ def test_workers_do_not_outlive_a_killed_poller() -> None:
         assert child.stdout is not None
         pids = json.loads(child.stdout.readline())
         assert len(pids) == 3 and not any(_gone(pid) for pid in pids)
-    finally:
         os.kill(child.pid, signal.SIGKILL)
+        if reaped:
+            child.wait(10)
+        deadline = time.monotonic() + 10
+        while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(pid) for pid in pids), [p for p in pids if not _gone(p)]
+    finally:
+        if child.poll() is None:
+            os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
-    deadline = time.monotonic() + 10
-    while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert all(_gone(pid) for pid in pids), [p for p in pids if not _gone(p)]
-    child.stdout.close()
+        child.stdout.close()
 
 
 def test_worker_batches_carry_each_observables_digest() -> None:

@@ -343,13 +343,18 @@ _WATCH_INTERVAL = 0.5
 
 
 def _process_start(pid: int) -> str | None:
-    """When ``pid`` started (Linux), to tell it from a later process given the same pid."""
+    """When ``pid`` started (Linux), to tell it from a later process given the same pid; None
+    when it is gone, a zombie included (its parent has not reaped it yet, as a service's
+    supervisor blocked on our pipes would not: its workers must not wait for that)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rfind(b")") + 2 :].split()[19].decode()  # field 22: starttime
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):  # field 3: state
+        return None
+    return fields[19].decode()  # field 22: starttime
 
 
 def _still_there(pid: int, started: str | None) -> bool:
