@@ -273,6 +273,21 @@ def test_hub_wrong_credentials_then_right_ones(hub_rig: Rig) -> None:
     assert status.result == "error" and "UNAUTHORIZED" in (status.error or "")
     log = " | ".join(messages(rig.feeds, "feed"))
     assert "UNAUTHORIZED" in log and "not-a-key" not in log
+    # Refused credentials come back on every attempt: reported at once, not after backoffs.
+    assert "not retried: the server refuses the request" in log and "retry 1" not in log
+    assert rig.feeds.watermark("feed") is None and stored(rig.feeds, "feed") == []
+    rig.feeds.update_source(rig.source)
+    assert_caught_up(rig, first, rig.poll(LATER), NOW - AGE, LATER)
+
+
+def test_hub_wrong_poll_path_is_reported_at_once(hub_rig: Rig) -> None:
+    rig = hub_rig
+    wrong = replace(rig.source, poll_path="/taxii/pol")
+    rig.feeds.update_source(wrong)
+    first = rig.poll(NOW, wrong)
+    assert not first.ok and "404" in (first.error or "")
+    log = " | ".join(messages(rig.feeds, "feed"))
+    assert "not retried: the server refuses the request" in log and "retry 1" not in log
     assert rig.feeds.watermark("feed") is None and stored(rig.feeds, "feed") == []
     rig.feeds.update_source(rig.source)
     assert_caught_up(rig, first, rig.poll(LATER), NOW - AGE, LATER)

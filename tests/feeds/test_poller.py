@@ -4,6 +4,7 @@ feed store on SQLite and on a real PostgreSQL (``any_db``, tests/pgserver.py).""
 from __future__ import annotations
 
 import itertools
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,12 @@ from feedgate import db
 from feedgate.asgi_server import serving
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source, segments
-from feedgate.feeds.sources import Source
+from feedgate.feeds.sources import Source, client_options
 from feedgate.feeds.store import FeedStore
 from feedgate.hub.app import create_app
 from feedgate.hub.seed import generate
 from feedgate.hub.store import HubStore
+from feedgate.taxii.client import TaxiiClient
 from pgserver import Database
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -96,13 +98,33 @@ def test_empty_collection_reads_zero_and_is_not_an_error(setup: Setup) -> None:
     assert setup.feeds.status("mine").result == "ok"
 
 
-def test_wrong_credentials_fail_clearly_after_retries(setup: Setup) -> None:
+def test_a_failing_segment_is_retried_with_backoff(setup: Setup) -> None:
+    with socket.socket() as closed:  # a port nobody listens on: connection refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    source = replace(setup.source, name="down", port=port, max_retries=2)
+    setup.feeds.add_source(source)
+    delays: list[float] = []
+    result = poll_source(
+        setup.feeds,
+        source,
+        setup.log,
+        now=lambda: NOW,
+        sleep=delays.append,
+        client_factory=lambda s: TaxiiClient(**client_options(s), retries=0),
+    )
+    assert not result.ok and delays == [2.0, 4.0]
+    said = [e.message for e in setup.feeds.log_entries("down")]
+    assert sum("retry" in m for m in said) == 2, said
+
+
+def test_wrong_credentials_fail_clearly_at_once(setup: Setup) -> None:
     source = replace(setup.source, name="bad", password=None, username="wrong-key", max_retries=2)
     setup.feeds.add_source(source)
     delays: list[float] = []
     result = poll_source(setup.feeds, source, setup.log, now=lambda: NOW, sleep=delays.append)
     assert not result.ok and "UNAUTHORIZED" in (result.error or "")
-    assert delays == [2.0, 4.0]
+    assert delays == []  # the same request gets the same refusal: no backoff to sit through
     status = setup.feeds.status("bad")
     assert status.result == "error" and "UNAUTHORIZED" in (status.error or "")
     assert setup.feeds.watermark("bad") is None  # nothing moved

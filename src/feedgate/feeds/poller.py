@@ -5,8 +5,10 @@ source's watermark (or now − age on a first poll) to now, in segments of ``pol
 segment's blocks are parsed as they stream in and upserted in one transaction, and only then
 does the watermark move to the segment's end, in that same transaction. So a crash or a failure
 re-polls at most the current segment, and upserts make that harmless: nothing lost, nothing
-doubled. A failing segment is retried with backoff up to ``max_retries`` times; then the poll
-stops, the source shows the error, and the next interval tries again from the watermark.
+doubled. A failing segment is retried with backoff up to ``max_retries`` times (not when the server
+refuses the request as such: the credentials, the collection; see ``TaxiiError.permanent``);
+then the poll stops, the source shows the error, and the next interval tries again from the
+watermark.
 
 The next segments are polled and parsed ahead, on a thread of their own
 (:mod:`feedgate.feeds._prefetch`), while one is stored: the parse workers never wait for a commit
@@ -200,7 +202,8 @@ def _poll_segments(
                     prefetch.close()
                     prefetch = None  # a fresh one polls this segment again
                     cause = " ".join(str(exc).split()) or type(exc).__name__
-                    if attempt < source.max_retries:
+                    refused = isinstance(exc, TaxiiError) and exc.permanent
+                    if attempt < source.max_retries and not refused:
                         delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
                         log.warning(
                             source.name,
@@ -209,7 +212,10 @@ def _poll_segments(
                         )
                         sleep(delay)
                         continue
-                    log.error(source.name, f"{window}: {cause}; giving up until the next poll")
+                    # A refusal (credentials, collection, the request) would only come back
+                    # after each backoff: the admin hears of it at once.
+                    why = "; not retried: the server refuses the request" if refused else ""
+                    log.error(source.name, f"{window}: {cause}{why}; giving up until the next poll")
                     raise _SegmentFailed(cause) from None
                 result.segments += 1
                 result.blocks += blocks

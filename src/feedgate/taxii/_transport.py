@@ -51,11 +51,22 @@ from ._constants import (
 
 
 class TaxiiError(Exception):
-    """Anything that went wrong talking TAXII; the message is one clear line."""
+    """Anything that went wrong talking TAXII; the message is one clear line.
+
+    ``permanent`` says that the same request would fail the same way however often it is sent
+    (the server refuses the credentials, the collection or the request itself): a poller that
+    retries with backoff would only make the admin wait for the same error.
+    """
+
+    permanent: bool = False
 
 
 class TransportError(TaxiiError):
     """The HTTP exchange failed: no connection, a timeout, TLS, an HTTP error status."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class NotTaxiiError(TaxiiError):
@@ -63,6 +74,8 @@ class NotTaxiiError(TaxiiError):
 
 
 _RETRY_STATUSES: Final = frozenset({429, 502, 503, 504})
+# The request itself is refused: sending it again gets the same answer (TaxiiError.permanent).
+_REFUSED_STATUSES: Final = frozenset({400, 404, 405, 406, 410, 411, 413, 414, 415, 501})
 _SERVICES: Final = {
     VID_TAXII_XML_11: VID_TAXII_SERVICES_11,
     VID_TAXII_XML_10: VID_TAXII_SERVICES_10,
@@ -281,10 +294,15 @@ def _check(response: httpx.Response, url: str) -> None:
         )
     if response.status_code in (301, 302, 303, 307, 308):
         where = response.headers.get("Location", "?")
-        raise TransportError(f"{url} redirects to {where}: {status} (not followed; use that URL)")
+        raise TransportError(
+            f"{url} redirects to {where}: {status} (not followed; use that URL)", permanent=True
+        )
     if response.status_code in (401, 403):
-        raise TransportError(f"{url}: {status} (check the credentials)")
-    raise TransportError(f"{url}: {status}{': ' + snippet if snippet else ''}")
+        raise TransportError(f"{url}: {status} (check the credentials)", permanent=True)
+    raise TransportError(
+        f"{url}: {status}{': ' + snippet if snippet else ''}",
+        permanent=response.status_code in _REFUSED_STATUSES,
+    )
 
 
 def _snippet(response: httpx.Response, limit: int = 120) -> str:

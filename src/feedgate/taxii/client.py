@@ -74,6 +74,26 @@ class StatusError(TaxiiError):
         if shown:
             text += f" ({'; '.join(shown)})"
         super().__init__(text)
+        self.permanent = self.status_type in _REFUSALS
+
+
+#: Status types that refuse the request as such (its credentials, collection, message or query):
+#: the same request gets the same answer (TaxiiError.permanent). FAILURE, NETWORK_ERROR, RETRY
+#: and the asynchronous-poll statuses may pass.
+_REFUSALS: Final = frozenset(
+    {
+        tm.ST_UNAUTHORIZED,
+        tm.ST_DENIED,
+        tm.ST_NOT_FOUND,
+        tm.ST_BAD_MESSAGE,
+        tm.ST_POLLING_UNSUPPORTED,
+        tm.ST_UNSUPPORTED_MESSAGE,
+        tm.ST_UNSUPPORTED_CONTENT,
+        tm.ST_UNSUPPORTED_PROTOCOL,
+        tm.ST_UNSUPPORTED_QUERY,
+        tm.ST_DESTINATION_COLLECTION_ERROR,
+    }
+)
 
 
 def _now_id() -> str:
