@@ -285,12 +285,17 @@ def test_db_option_and_group_option(env: Env, tmp_path: Path) -> None:
     assert env.ok("source", "list").startswith("no sources")
 
 
-def test_changed_key_is_one_clear_line(env: Env) -> None:
+def test_changed_key_is_said_clearly(env: Env) -> None:
     add_otx(env)
-    result = env.run("source", "show", "otx", env={"FEEDGATE_SECRET_KEY": "another key"})
-    assert result.returncode == 1
-    line = one_error_line(result)
-    assert "key changed" in line and "another key" not in line and PASSWORD not in line
+    other = {"FEEDGATE_SECRET_KEY": "another key"}
+    shown = env.run("source", "show", "otx", env=other)  # still shows (and edits, and lists)
+    assert shown.returncode == 0, shown.stderr
+    assert "cannot be decrypted with the current secret key" in shown.stdout
+    polled = env.run("poll", "otx", env=other)
+    assert polled.returncode == 1
+    said = polled.stdout + polled.stderr
+    assert "key changed" in said and "source edit otx --password-env VAR" in said
+    assert "another key" not in said + shown.stdout and PASSWORD not in said + shown.stdout
 
 
 def test_status_shows_in_list_and_show(env: Env) -> None:

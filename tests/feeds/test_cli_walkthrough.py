@@ -239,7 +239,7 @@ def test_a_source_whose_credentials_no_longer_decrypt_can_still_be_deleted(
     env = clean_env(tmp_path)
     add_offline(env, "old")
     other = {**env, "FEEDGATE_SECRET_KEY_FILE": str(tmp_path / "another.key")}
-    assert "cannot be decrypted" in one_error_line(run(other, "source", "show", "old"))
+    assert "cannot be decrypted" in run(other, "source", "show", "old").stdout
     deleted = run(other, "source", "delete", "old")
     assert deleted.returncode == 0, deleted.stderr
     assert "no sources" in run(env, "source", "list").stdout

@@ -380,6 +380,8 @@ def edit_command(
     with _store(db) as store:
         current = _get(store, name)
         fields = _changes(opts, current)
+        # A secret given (or removed) anew is decided; the others stay as stored.
+        fields["unreadable_secrets"] = current.unreadable_secrets - fields.keys()
         for key, value in (
             ("hostname", hostname),
             ("poll_path", poll_path),
@@ -504,8 +506,10 @@ def _cut(cell: str) -> str:
     return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
 
 
-def _shown(name: str, value: Any) -> str:
+def _shown(name: str, value: Any, source: Source | None = None) -> str:
     if name in SECRET_FIELDS:
+        if source is not None and name in source.unreadable_secrets:
+            return f"{MASK} (cannot be decrypted with the current secret key)"
         return MASK if value is not None else "-"
     if isinstance(value, timedelta):
         return format_duration(value)
@@ -527,8 +531,9 @@ def show_command(name: str, db: str | None) -> None:
         source = _get(store, name)
         status = _status(store, name)
     lines = [
-        (item.name, _shown(item.name, getattr(source, item.name)))
+        (item.name, _shown(item.name, getattr(source, item.name), source))
         for item in dataclasses.fields(source)
+        if item.name != "unreadable_secrets"  # said beside the secret itself
     ]
     lines.insert(lines.index(("poll_path", source.poll_path)) + 1, ("endpoint", endpoint(source)))
     lines.append(("last_poll", _last_poll(status)))

@@ -33,7 +33,8 @@ from feedgate.xml import XMLParseError
 
 from ._prefetch import Prefetcher
 from .log import ThreatFeedLog
-from .sources import Source, client_options
+from .secrets import key_origin
+from .sources import Source, client_options, unreadable_secrets_problem
 from .store import FeedStore
 
 #: Processes that parse poll parts: the rest of ingest (network, store) stays in the poller's
@@ -130,6 +131,9 @@ def poll_source(
         f"{source.port}{source.poll_path}, window {stamp(begin)}–{stamp(end)}",
     )
     try:
+        problem = unreadable_secrets_problem(source, key_origin())
+        if problem:  # this source's poll fails, with what to do; the schedule goes on
+            raise ValueError(problem)
         with client_factory(source) as client:
             windows = list(segments(begin, end, source.poll_segment))
             _poll_segments(store, source, log, client, windows, result, sleep, cancelled)

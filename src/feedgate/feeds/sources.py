@@ -85,6 +85,11 @@ class Source:
     poll_segment: timedelta = timedelta(days=1)
     max_retries: int = 3
     enforce: frozenset[str] = field(default=ALL_ENFORCE)
+    #: Secret fields stored encrypted under a key this process does not have (the key changed,
+    #: or the database moved without it): None here, kept as stored by an update that does not
+    #: set them, and a poll of the source fails saying so (not the whole schedule). Read from
+    #: the store only; not compared.
+    unreadable_secrets: frozenset[str] = field(default=frozenset(), compare=False)
 
     def __repr__(self) -> str:
         parts = []
@@ -99,6 +104,22 @@ class Source:
         return f"Source({', '.join(parts)})"
 
     __str__ = __repr__
+
+
+def unreadable_secrets_problem(source: Source, key_origin: str) -> str | None:
+    """What to tell the admin when ``source``'s stored secrets cannot be decrypted, or None."""
+    if not source.unreadable_secrets:
+        return None
+    names = " and ".join(sorted(source.unreadable_secrets))
+    option = " ".join(f"{_SECRET_OPTIONS[name]} VAR" for name in sorted(source.unreadable_secrets))
+    return (
+        f"the stored {names} cannot be decrypted with the current secret key ({key_origin}):"
+        f" the key changed since it was stored, or cannot be read; restore that key, or enter"
+        f" it again with feedgate source edit {source.name} {option}"
+    )
+
+
+_SECRET_OPTIONS: Final = {"password": "--password-env", "key_password": "--key-password-env"}
 
 
 # -- durations ------------------------------------------------------------------------------------

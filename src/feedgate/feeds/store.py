@@ -400,6 +400,17 @@ class FeedStore:
     def _source(row: Any) -> Source:
         from . import secrets
 
+        unreadable: set[str] = set()
+
+        def secret(name: str, token: str | None) -> str | None:
+            if token is None:
+                return None
+            try:
+                return secrets.decrypt(token)
+            except secrets.SecretError:  # the source still lists, shows and edits
+                unreadable.add(name)
+                return None
+
         return Source(
             name=row.name,
             description=row.description,
@@ -412,12 +423,10 @@ class FeedStore:
             collection=row.collection,
             taxii_version=row.taxii_version,
             username=row.username,
-            password=None if row.password_enc is None else secrets.decrypt(row.password_enc),
+            password=secret("password", row.password_enc),
             cert_file=row.cert_file,
             key_file=row.key_file,
-            key_password=(
-                None if row.key_password_enc is None else secrets.decrypt(row.key_password_enc)
-            ),
+            key_password=secret("key_password", row.key_password_enc),
             ca_cert=row.ca_cert,
             verify_ssl=bool(row.verify_ssl),
             proxy_url=row.proxy_url,
@@ -426,6 +435,7 @@ class FeedStore:
             poll_segment=timedelta(microseconds=row.poll_segment_us),
             max_retries=int(row.max_retries),
             enforce=frozenset(json.loads(row.enforce)),
+            unreadable_secrets=frozenset(unreadable),
         )
 
     def add_source(self, source: Source) -> None:
@@ -441,8 +451,14 @@ class FeedStore:
             self._bump(conn)
 
     def update_source(self, source: Source) -> None:
-        """Replace the stored source of the same name (status and observables are kept)."""
+        """Replace the stored source of the same name (status and observables are kept).
+
+        A secret the current key cannot decrypt (``Source.unreadable_secrets``) stays as stored:
+        restoring the old key makes it work again.
+        """
         values = self._source_row(source)
+        for name in source.unreadable_secrets:
+            del values[f"{name}_enc"]
         with self._write() as conn:
             done = conn.execute(
                 sources.update().where(sources.c.name == source.name).values(**values)

@@ -34,7 +34,7 @@ from feedgate.feeds.store import FeedStore, FeedStoreError
 from feedgate.observables import ENFORCEABLE_KINDS
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment")
-_FIELDS: Final = {f.name for f in dataclasses.fields(Source)}
+_FIELDS: Final = {f.name for f in dataclasses.fields(Source)} - {"unreadable_secrets"}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -47,7 +47,9 @@ def source_json(source: Source, store: FeedStore) -> dict[str, Any]:
     for field in dataclasses.fields(Source):
         value = getattr(source, field.name)
         if field.name in SECRET_FIELDS:
-            out[f"{field.name}_set"] = value is not None
+            out[f"{field.name}_set"] = value is not None or field.name in source.unreadable_secrets
+        elif field.name == "unreadable_secrets":
+            out[field.name] = sorted(value)
         elif field.name in _DURATIONS:
             out[field.name] = format_duration(value)
         elif field.name == "enforce":
@@ -82,6 +84,8 @@ def source_from_json(data: Any, base: Source | None = None) -> Source:
             values[key] = frozenset(value)
         else:
             values[key] = value
+    if base is not None:  # a secret given (or removed) anew is decided; the others stay stored
+        values["unreadable_secrets"] = base.unreadable_secrets - data.keys()
     try:
         source = Source(**values)
     except TypeError as exc:
@@ -366,6 +370,11 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
 _SOURCE_OUT: Final[dict[str, Any]] = {
     **{k: v for k, v in _SOURCE_FIELDS.items() if k not in SECRET_FIELDS},
     **{f"{k}_set": {"type": "boolean"} for k in SECRET_FIELDS},
+    "unreadable_secrets": {
+        "type": "array",
+        "items": {"type": "string", "enum": list(SECRET_FIELDS)},
+        "description": "secrets stored under another key: polls fail until they are given again",
+    },
     "status": {
         "type": "object",
         "properties": {
