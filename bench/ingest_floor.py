@@ -200,7 +200,7 @@ def main() -> int:
     line("receive: our client fetches it", receive)
     line("parse: libxml2 alone", parse, "floor")
     line(
-        "read: feedgate's reader, parse included", read_cpu, f"{read_cpu - parse:.2f} s above parse"
+        "read: read_observables, parse included", read_cpu, f"{read_cpu - parse:.2f} s above parse"
     )
     line("store: FeedStore segments, upsert + commit", store, f"{store - floor:.2f} s above SQLite")
     line("SQLite: keyed executemany of the same rows", floor, "floor")

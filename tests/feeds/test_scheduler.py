@@ -5,9 +5,13 @@ processes killed mid-poll: test_cluster.py."""
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,10 +19,11 @@ import pytest
 from feedgate import db
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
-from feedgate.feeds.poller import PollResult
+from feedgate.feeds.poller import PollResult, poll_source
 from feedgate.feeds.scheduler import LeaseHeld, Scheduler, leases
-from feedgate.feeds.sources import Source
+from feedgate.feeds.sources import Source, client_options
 from feedgate.feeds.store import FeedStore
+from feedgate.taxii.client import TaxiiClient
 from pgserver import Database
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -315,3 +320,34 @@ def test_the_lease_is_renewed_while_a_poll_now_runs(any_db: Database) -> None:
     assert held == [True] * 5
     assert _lease_holders(now.store) == {}
     assert nodes[0].claim("a")
+
+
+def test_stopping_the_node_ends_a_poll_waiting_to_retry(tmp_path: Path) -> None:
+    """``feedgate serve`` stopped (Ctrl-C) while a source's poll sat in its retry backoff: the
+    backoff (2, 4, 8 s) ran to its end before the node could stop; it now ends at once."""
+    with socket.socket() as closed:  # nobody listens: every attempt is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    store = FeedStore(db.engine(str(tmp_path / "feeds.db")))
+    store.add_source(
+        Source(name="down", hostname="127.0.0.1", port=port, use_https=False, collection="c")
+    )
+    no_transport_retries = partial(
+        poll_source, client_factory=lambda s: TaxiiClient(**client_options(s), retries=0)
+    )
+    scheduler = Scheduler(store, ThreatFeedLog(store, write_file=False), poll=no_transport_retries)
+    stop = threading.Event()
+    worker = threading.Thread(target=scheduler.run_forever, args=(stop, 0.1), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 20
+    while not any("retry 1 of 3" in e.message for e in store.log_entries("down")):
+        assert time.monotonic() < deadline, [e.message for e in store.log_entries("down")]
+        time.sleep(0.05)
+    stop.set()
+    worker.join(5)  # the rest of the backoff alone is 2 + 4 + 8 s
+    assert not worker.is_alive()
+    said = [e.message for e in store.log_entries("down")]
+    assert any("not retried: this node is stopping" in m for m in said), said
+    status = store.status("down")
+    assert status.result == "error" and "this node is stopping" in (status.error or "")
+    store.close()

@@ -34,7 +34,7 @@ from feedgate.xml import XMLParseError
 from ._prefetch import Prefetcher
 from .log import ThreatFeedLog
 from .secrets import key_origin
-from .sources import Source, client_options, unreadable_secrets_problem
+from .sources import Source, client_options, endpoint, unreadable_secrets_problem
 from .store import FeedStore
 
 #: Processes that parse poll parts: the rest of ingest (network, store) stays in the poller's
@@ -124,11 +124,10 @@ def poll_source(
     watermark = store.watermark(name)
     begin = watermark or begun - source.age
     end = begun
-    scheme = "https" if source.use_https else "http"
     log.info(
         name,
-        f"poll started: collection {source.collection} at {scheme}://{source.hostname}:"
-        f"{source.port}{source.poll_path}, window {stamp(begin)}–{stamp(end)}",
+        f"poll started: collection {source.collection} at {endpoint(source)},"
+        f" window {stamp(begin)}–{stamp(end)}",
     )
     try:
         problem = unreadable_secrets_problem(source, key_origin())
@@ -215,6 +214,10 @@ def _poll_segments(
                             f" {source.max_retries} in {delay:.0f} s",
                         )
                         sleep(delay)
+                        reason = cancelled()
+                        if reason:
+                            log.error(source.name, f"{window}: not retried: {reason}")
+                            raise _SegmentFailed(f"stopped: {reason}") from None
                         continue
                     # A refusal (credentials, collection, the request) would only come back
                     # after each backoff: the admin hears of it at once.

@@ -141,6 +141,7 @@ class Scheduler:
         self.lease = lease
         self.now = now
         self._poll = poll
+        self._stopping: threading.Event | None = None  # run_forever's: set when the node stops
         self._postgres = store.engine.dialect.name == "postgresql"
         # The leases table is the feeds schema's: FeedStore's migrations made it.
 
@@ -400,12 +401,22 @@ class Scheduler:
     def _poll_under(self, source: Source, lost: threading.Event) -> PollResult:
         """Poll ``source``, stopping between segments if the lease is ``lost``."""
 
+        stopping = self._stopping
+
         def cancelled() -> str | None:
             if lost.is_set():
                 return "this node lost the source's lease (another node has taken it over)"
+            if stopping is not None and stopping.is_set():
+                return "this node is stopping"
             return None
 
-        return self._poll(self.store, source, self.feed_log, cancelled=cancelled)
+        if stopping is None:
+            return self._poll(self.store, source, self.feed_log, cancelled=cancelled)
+
+        def sleep(seconds: float) -> None:  # a retry's backoff ends when the node stops
+            stopping.wait(seconds)
+
+        return self._poll(self.store, source, self.feed_log, cancelled=cancelled, sleep=sleep)
 
     def poll_now(self, source: Source) -> PollResult:
         """Poll Now: poll ``source`` under its lease (:meth:`leased`), due or not; the result.
@@ -426,7 +437,9 @@ class Scheduler:
         return results
 
     def run_forever(self, stop: threading.Event, tick: float = 10.0) -> None:
-        """Check for due sources every ``tick`` seconds until ``stop`` is set."""
+        """Check for due sources every ``tick`` seconds until ``stop`` is set; a poll in
+        progress then stops at its next segment or retry (what it committed stays)."""
+        self._stopping = stop
         while not stop.is_set():
             try:
                 self.run_once()
