@@ -5,6 +5,7 @@ or worse; each is now a 400 naming the field and saying how to fix it, and nothi
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +22,7 @@ from feedgate.feeds.poller import PollResult
 from feedgate.feeds.scheduler import Scheduler
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
-from feedgate.web.api import OPENAPI, create_api
+from feedgate.web.api import MAX_BODY_BYTES, OPENAPI, create_api
 
 TOKEN = "robustness-token"
 GOOD: dict[str, Any] = {"name": "otx", "hostname": "otx.example", "collection": "user_AV"}
@@ -229,3 +230,37 @@ def test_a_stored_absurd_interval_does_not_stop_the_schedule(store: FeedStore) -
     scheduler = Scheduler(store, ThreatFeedLog(store, write_file=False), now=lambda: now, poll=poll)
     scheduler.run_once()
     assert polled == ["due"]
+
+
+def declared_but_not_sent(url: str, path: str, length: int, headers: str = "") -> bytes:
+    """A POST declaring a ``length``-byte body and sending none: the answer, read raw."""
+    parts = httpx.URL(url)
+    with socket.create_connection((parts.host, parts.port or 80), timeout=10) as sock:
+        sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {parts.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n{headers}Connection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_body_over_the_limit_is_413_and_not_read(api: httpx.Client, store: FeedStore) -> None:
+    """Bodies were read whole, whatever their size: one request could take the server's memory."""
+
+    def endless() -> Iterator[bytes]:  # chunked: no length declared; stops when refused
+        yield b'{"name": "big", "description": "'
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b"x" * 65536
+
+    refused = api.post(
+        "/api/v1/sources", content=endless(), headers={"Content-Type": "application/json"}
+    )
+    assert refused.status_code == 413 and refused.json()["field"] == "body"
+    answer = declared_but_not_sent(
+        str(api.base_url), "/api/v1/sources", 10**12, f"Authorization: Bearer {TOKEN}\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert store.list_sources() == []
+    assert api.post("/api/v1/sources", json=GOOD).status_code == 201

@@ -33,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from feedgate.asgi_body import read_limited
+
 from .model import (
     TLPS,
     Indicator,
@@ -55,6 +57,8 @@ API_KEY_HEADER: Final = "X-OTX-API-KEY"
 PREFIX: Final = "/api/v1"
 IPV4_EXPIRY: Final = timedelta(days=30)
 DEFAULT_LIMIT: Final = 50
+#: The largest request body taken (a pulse of tens of thousands of indicators fits): more is 413.
+MAX_BODY_BYTES: Final = 64 * 1024**2
 #: The largest row offset the databases take (a signed 64-bit integer).
 _MAX_OFFSET: Final = 2**63 - 1
 #: ``pulse_info.pulses`` lists at most this many pulses (``count`` is the full number).
@@ -378,7 +382,12 @@ class RestApi:
 
     def _wrap(self, handler: Handler) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            body = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+            body: bytes | None = b""
+            if request.method in ("POST", "PATCH", "PUT"):
+                body = await read_limited(request, MAX_BODY_BYTES)
+            if body is None:
+                detail = f"Request body too large: at most {MAX_BODY_BYTES} bytes."
+                return JSONResponse({"detail": detail}, status_code=413)
             return await run_in_threadpool(self._run, handler, request, body)
 
         return endpoint

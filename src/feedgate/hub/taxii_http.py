@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from feedgate.asgi_body import read_limited_from_thread
 from feedgate.taxii import messages as tm
 from feedgate.xml import XMLParseError
 
@@ -171,19 +172,7 @@ def _handle(request: Request, service: Service) -> Response:
 
 def _read_body(request: Request) -> bytes | None:
     """The request body, or None when it is over the limit (read in a worker thread)."""
-    import anyio.from_thread
-
-    async def read() -> bytes | None:
-        size = 0
-        parts: list[bytes] = []
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_REQUEST_BYTES:
-                return None
-            parts.append(chunk)
-        return b"".join(parts)
-
-    return anyio.from_thread.run(read)
+    return read_limited_from_thread(request, MAX_REQUEST_BYTES)
 
 
 def chunks(header: tm.PollResponse, blocks: Iterable[tm.ContentBlock]) -> Iterator[bytes]:

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from feedgate.asgi_body import read_limited_from_thread
 from feedgate.feeds.log import ThreatFeedLog, format_entry
 from feedgate.feeds.poller import PollResult, poll_source
 from feedgate.feeds.scheduler import DEFAULT_LEASE, LeaseHeld, Scheduler
@@ -97,6 +98,14 @@ def poll_json(result: PollResult) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
 
+#: The largest request body taken: a source is a few hundred bytes of JSON.
+MAX_BODY_BYTES: Final = 1024**2
+
+
+class BodyTooLarge(Exception):
+    """A request body over :data:`MAX_BODY_BYTES`: 413, nothing read past the limit."""
+
+
 class ParameterError(ValueError):
     """A query parameter that cannot be used: 400, naming it."""
 
@@ -145,6 +154,9 @@ def create_api(
                 return handler(request)
             except (SourceError, ParameterError) as exc:
                 return JSONResponse({"detail": exc.message, "field": exc.field}, 400)
+            except BodyTooLarge:
+                detail = f"the request body is over {MAX_BODY_BYTES} bytes"
+                return JSONResponse({"detail": detail, "field": "body"}, 413)
             except FeedStoreError as exc:
                 return JSONResponse({"detail": str(exc)}, 409)
 
@@ -153,9 +165,9 @@ def create_api(
     def body(request: Request) -> Any:
         import json
 
-        import anyio.from_thread
-
-        raw = anyio.from_thread.run(request.body)
+        raw = read_limited_from_thread(request, MAX_BODY_BYTES)
+        if raw is None:
+            raise BodyTooLarge
         try:
             return json.loads(raw or b"null")
         except (ValueError, RecursionError):  # RecursionError: nested too deep to read
@@ -295,6 +307,7 @@ def _op(
     responses.update({code.lstrip("_"): _json(_ERROR, text) for code, text in more.items()})
     op: dict[str, Any] = {"summary": summary, "security": [{"token": []}], "responses": responses}
     if body is not None:
+        responses["413"] = _json(_ERROR, f"the request body is over {MAX_BODY_BYTES} bytes")
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
