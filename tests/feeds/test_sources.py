@@ -100,6 +100,8 @@ def test_validate_normalises() -> None:
         ({"age": timedelta(days=-1)}, "age", "more than zero"),
         ({"poll_segment": timedelta(0)}, "poll_segment", "more than zero"),
         ({"poll_segment": timedelta(days=31)}, "poll_segment", "longer than the age 30d"),
+        ({"poll_segment": timedelta(seconds=1)}, "poll_segment", "2,592,000 requests"),
+        ({"poll_segment": timedelta(minutes=4)}, "poll_segment", "at least 5m"),
         ({"max_retries": -1}, "max_retries", "0 to 10"),
         ({"max_retries": 11}, "max_retries", "0 to 10"),
         ({"taxii_version": "2.1"}, "taxii_version", "1.0 or 1.1"),

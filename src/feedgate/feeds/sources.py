@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -24,6 +25,7 @@ __all__ = [
     "ALL_ENFORCE",
     "MASK",
     "MAX_DURATION",
+    "MAX_SEGMENTS",
     "MIN_POLLING_INTERVAL",
     "SECRET_FIELDS",
     "TAXII_VERSIONS",
@@ -49,6 +51,10 @@ MAX_NAME_LENGTH: Final = 64
 #: The longest polling interval, age or segment: a century keeps every window and due time a
 #: date (``now ± duration``) that both Python and the databases can hold.
 MAX_DURATION: Final = timedelta(days=36500)
+#: Segments in a first poll's window (the age), at most: each is a request, so a 1 s segment over
+#: 30 days would be 2.6 million of them.
+MAX_SEGMENTS: Final = 10_000
+_MINUTE, _HOUR, _DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 
 class SourceError(ValueError):
@@ -307,6 +313,17 @@ def _check_durations(source: Source) -> None:
             f"{format_duration(source.poll_segment)} is longer than the age "
             f"{format_duration(source.age)}: give a segment of at most the age "
             "(e.g. --segment 1d) or a longer --age",
+        )
+    if source.age / source.poll_segment > MAX_SEGMENTS:
+        least = source.age / MAX_SEGMENTS
+        unit = next(u for u in (_MINUTE, _HOUR, _DAY) if least <= u * 60 or u == _DAY)
+        shortest = unit * math.ceil(least / unit)  # in a round unit: 5m, 4h, 4d
+        raise SourceError(
+            "poll_segment",
+            f"{format_duration(source.poll_segment)} over an age of {format_duration(source.age)}"
+            f" makes {math.ceil(source.age / source.poll_segment):,} requests on a first poll:"
+            f" give a segment of at least {format_duration(shortest)}"
+            f" (--segment {format_duration(shortest)}: at most {MAX_SEGMENTS:,} segments)",
         )
 
 
