@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fault_proxy import FaultProxy
@@ -263,30 +264,25 @@ def test_hub_lying_about_more(hub_rig: Rig) -> None:
     assert_caught_up(rig, first, rig.poll(LATER), NOW - AGE, LATER)
 
 
-def test_hub_wrong_credentials_then_right_ones(hub_rig: Rig) -> None:
+@pytest.mark.parametrize(
+    ("wrong", "said"),
+    [
+        ({"username": "not-a-key", "password": None}, "UNAUTHORIZED"),
+        ({"poll_path": "/taxii/pol"}, "HTTP 404"),
+    ],
+    ids=["credentials", "poll-path"],
+)
+def test_hub_refusal_then_the_right_source(hub_rig: Rig, wrong: dict[str, Any], said: str) -> None:
     rig = hub_rig
-    wrong = replace(rig.source, username="not-a-key", password=None)
-    rig.feeds.update_source(wrong)
-    first = rig.poll(NOW, wrong)
-    assert not first.ok and "UNAUTHORIZED" in (first.error or "")
+    source = replace(rig.source, **wrong)
+    rig.feeds.update_source(source)
+    first = rig.poll(NOW, source)
+    assert not first.ok and said in (first.error or "")
     status = rig.feeds.status("feed")
-    assert status.result == "error" and "UNAUTHORIZED" in (status.error or "")
+    assert status.result == "error" and said in (status.error or "")
     log = " | ".join(messages(rig.feeds, "feed"))
-    assert "UNAUTHORIZED" in log and "not-a-key" not in log
-    # Refused credentials come back on every attempt: reported at once, not after backoffs.
-    assert "not retried: the server refuses the request" in log and "retry 1" not in log
-    assert rig.feeds.watermark("feed") is None and stored(rig.feeds, "feed") == []
-    rig.feeds.update_source(rig.source)
-    assert_caught_up(rig, first, rig.poll(LATER), NOW - AGE, LATER)
-
-
-def test_hub_wrong_poll_path_is_reported_at_once(hub_rig: Rig) -> None:
-    rig = hub_rig
-    wrong = replace(rig.source, poll_path="/taxii/pol")
-    rig.feeds.update_source(wrong)
-    first = rig.poll(NOW, wrong)
-    assert not first.ok and "404" in (first.error or "")
-    log = " | ".join(messages(rig.feeds, "feed"))
+    assert said in log and "not-a-key" not in log
+    # A refusal comes back on every attempt: reported at once, not after the backoffs.
     assert "not retried: the server refuses the request" in log and "retry 1" not in log
     assert rig.feeds.watermark("feed") is None and stored(rig.feeds, "feed") == []
     rig.feeds.update_source(rig.source)
