@@ -19,7 +19,7 @@ from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source
 from feedgate.feeds.scheduler import Scheduler
 from feedgate.feeds.secrets import KEY_ENV, generate_key
-from feedgate.feeds.sources import Source
+from feedgate.feeds.sources import Source, SourceError, validate
 from feedgate.feeds.store import FeedStore
 from feedgate.web.api import source_json
 
@@ -115,3 +115,49 @@ def test_cli_show_and_edit_after_a_key_change(tmp_path: Path) -> None:
     assert [line.split() for line in lines if line.startswith("password:")] == [
         ["password:", "********"]
     ]
+
+
+def test_an_unreadable_secret_can_be_removed_and_counts_as_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`source edit --no-password` of a password the key cannot decrypt said "nothing changed"
+    and kept it (None == None: unreadable_secrets is not compared); and clearing the user name
+    or the certificate alone was taken, keeping a password with no user (or a key password with
+    no certificate) stored, which validate() refuses when the secret can be read."""
+    env = {
+        **os.environ,
+        "FEEDGATE_DB": str(tmp_path / "feeds.db"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        KEY_ENV: generate_key(),
+        "PW": "s3cret",
+    }
+
+    def feedgate(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "feedgate.cli", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+    added = feedgate(
+        "source", "add", "otx", "--hostname", "feed.example", "--poll-path", "/taxii/poll",
+        "--collection", "c", "--username", "k", "--password-env", "PW",
+        "--cert", str(tmp_path / "c.pem"), "--key-password-env", "PW",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    env[KEY_ENV] = generate_key()
+
+    no_cert = feedgate("source", "edit", "otx", "--cert", "")
+    assert no_cert.returncode == 1 and "key password needs a client certificate" in no_cert.stderr
+    monkeypatch.setenv(KEY_ENV, env[KEY_ENV])
+    store = FeedStore(db.engine(env["FEEDGATE_DB"]))
+    stored = store.get_source("otx")
+    assert stored is not None and stored.unreadable_secrets == {"password", "key_password"}
+    with pytest.raises(SourceError, match="a password needs a user name"):
+        validate(dataclasses.replace(stored, username=None))
+
+    removed = feedgate("source", "edit", "otx", "--no-password")
+    assert removed.returncode == 0 and "nothing changed" not in removed.stdout, removed.stdout
+    removed = feedgate("source", "edit", "otx", "--key-password-env", "")
+    assert removed.returncode == 0 and "nothing changed" not in removed.stdout, removed.stdout
+    after = store.get_source("otx")
+    assert after is not None and after.password is None and after.key_password is None
+    assert after.unreadable_secrets == frozenset()
+    store.close()

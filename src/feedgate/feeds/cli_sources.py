@@ -390,7 +390,8 @@ def edit_command(
             if value is not None:
                 fields[key] = value
         source = validate(dataclasses.replace(current, **fields))
-        if source == current:
+        # unreadable_secrets is not compared: a secret removed (--no-password) is a change
+        if source == current and source.unreadable_secrets == current.unreadable_secrets:
             click.echo(f"source {name}: nothing changed")
             return
         store.update_source(source)

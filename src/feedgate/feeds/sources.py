@@ -410,7 +410,12 @@ def validate(source: Source) -> Source:
             "taxii_version",
             f"{_show(source.taxii_version)} is not a TAXII version: give 1.0 or 1.1",
         )
-    if source.password is not None and not source.username:
+    # A secret stored under another key (None here) is set all the same: an update keeps it.
+    has = {
+        name: getattr(source, name) is not None or name in source.unreadable_secrets
+        for name in SECRET_FIELDS
+    }
+    if has["password"] and not source.username:
         raise SourceError(
             "password", "a password needs a user name: give --username too (or drop the password)"
         )
@@ -418,7 +423,7 @@ def validate(source: Source) -> Source:
         raise SourceError(
             "key_file", "a key file needs its certificate: give --cert too (or drop --key)"
         )
-    if source.key_password is not None and not source.cert_file:
+    if has["key_password"] and not source.cert_file:
         raise SourceError(
             "key_password",
             "a key password needs a client certificate: give --cert (and --key) too",
