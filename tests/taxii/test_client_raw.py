@@ -41,3 +41,33 @@ def test_raw_status_and_part_cap() -> None:
         pytest.raises(TaxiiError, match="after 4 parts"),
     ):
         list(taxii.poll_raw("c", uri="/poll"))
+
+
+def test_a_refusal_is_permanent_an_expired_result_id_is_not() -> None:
+    """TaxiiError.permanent stops the poller's retries. NOT_FOUND to a Poll_Request (no such
+    collection) is final; to a Poll_Fulfillment it is the result set that expired on the
+    server, and a retry of the segment (a fresh Poll_Request) gets a new one."""
+
+    def script(request: Request) -> Answer:
+        message = tm.parse(request.body)
+        if isinstance(message, tm.PollFulfillment):
+            return status(request, tm.ST_NOT_FOUND, "unknown result id")
+        answer = response(request, [block(1)], more=True, part=1)
+        assert isinstance(answer.body, bytes)
+        return Answer(body=b'<?xml version="1.0" encoding="UTF-8"?>\n' + answer.body)
+
+    with (
+        ScriptedServer(script) as server,
+        client(server) as taxii,
+        pytest.raises(StatusError) as expired,
+    ):
+        list(taxii.poll_raw("c", uri="/poll"))
+    assert expired.value.status_type == tm.ST_NOT_FOUND and not expired.value.permanent
+
+    with (
+        ScriptedServer(lambda r: status(r, tm.ST_NOT_FOUND, "no such collection")) as server,
+        client(server) as taxii,
+        pytest.raises(StatusError) as missing,
+    ):
+        list(taxii.poll_raw("c", uri="/poll"))
+    assert missing.value.permanent

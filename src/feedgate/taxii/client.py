@@ -59,7 +59,7 @@ MAX_RETRY_WAIT: Final = 300.0
 class StatusError(TaxiiError):
     """The server answered with an error Status_Message."""
 
-    def __init__(self, status: tm.StatusMessage) -> None:
+    def __init__(self, status: tm.StatusMessage, request: tm.Message | None = None) -> None:
         self.status = status
         self.status_type = status.status_type
         self.message = status.message or status.detail_text or ""
@@ -74,7 +74,10 @@ class StatusError(TaxiiError):
         if shown:
             text += f" ({'; '.join(shown)})"
         super().__init__(text)
-        self.permanent = self.status_type in _REFUSALS
+        # NOT_FOUND answering a Poll_Fulfillment is of its result_id (a result set the server
+        # has let expire): a fresh Poll_Request starts a new one, so it is worth a retry.
+        expired = isinstance(request, tm.PollFulfillment) and self.status_type == tm.ST_NOT_FOUND
+        self.permanent = self.status_type in _REFUSALS and not expired
 
 
 #: Status types that refuse the request as such (its credentials, collection, message or query):
@@ -228,7 +231,7 @@ class TaxiiClient:
             if isinstance(answer, tm.StatusMessage) and answer.status_type != tm.ST_SUCCESS:
                 if again(answer):
                     continue
-                raise StatusError(answer)
+                raise StatusError(answer, request)
             return answer
 
     def _expect(self, answer: tm.Message, kind: type[tm.Message], url: str) -> None:
@@ -366,7 +369,7 @@ class TaxiiClient:
             if isinstance(answer, tm.StatusMessage) and answer.status_type != tm.ST_SUCCESS:
                 if again(answer):
                     continue
-                raise StatusError(answer)
+                raise StatusError(answer, request)
             raise NotTaxiiError(
                 f"{url} answered a poll with a {type(answer).__name__}, not a Poll_Response"
             )
