@@ -11,7 +11,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
@@ -43,17 +43,22 @@ def _terminated(_signum: int, _frame: FrameType | None) -> None:
     raise _Terminated
 
 
-def serve(app: Any, sock: socket.socket, **options: Any) -> None:
+def serve(
+    app: Any, sock: socket.socket, *, ready: Callable[[], None] = lambda: None, **options: Any
+) -> None:
     """Serve ``app`` on ``sock`` until interrupted (the foreground of `feedgate hub serve`).
 
     Ctrl-C (SIGINT) and SIGTERM are the ways to stop a server: uvicorn shuts down gracefully,
     then raises the signal again, which here ends the call normally (no "Aborted!", exit 0)
     instead of as a KeyboardInterrupt or a death by SIGTERM that skips the caller's clean-up.
+    ``ready`` runs once that holds (say where the server is there: whoever reads it may stop
+    the server at once).
     """
     config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminated) if main else None
     try:
+        ready()
         uvicorn.Server(config).run(sockets=[sock])
     except (KeyboardInterrupt, _Terminated):
         pass

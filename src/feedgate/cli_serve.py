@@ -78,15 +78,18 @@ def _run_manager(
 
     token = _token()
     url = base_url(sock)
-    click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
-    click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
-    sys.stdout.flush()
+
+    def ready() -> None:
+        click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
+        click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
+        sys.stdout.flush()
+
     stop = threading.Event()
     scheduler = Scheduler(store, feed_log, lease=lease or DEFAULT_LEASE)
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
     try:
-        serve(create_api(store, feed_log, token, lease=scheduler.lease), sock)
+        serve(create_api(store, feed_log, token, lease=scheduler.lease), sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)

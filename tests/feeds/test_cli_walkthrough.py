@@ -124,8 +124,7 @@ def start_and_stop(
         if not line or line.startswith(ready):
             break
     assert seen[-1].startswith(ready), "".join(seen)
-    time.sleep(0.5)
-    proc.send_signal(sig)
+    proc.send_signal(sig)  # printed once its handlers are in place: no wait needed
     out, err = proc.communicate(timeout=60)
     return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + out, err)
 

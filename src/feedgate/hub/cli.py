@@ -258,9 +258,13 @@ def serve_command(host: str, port: int, page_size: int, db: str | None) -> None:
         except OSError as exc:
             _fail(f"cannot listen on {host}:{port}", exc)
         url = base_url(sock)
-        click.echo(f"hub on {url} (TAXII 1.1: {url}/taxii/discovery, REST: {url}/api/v1/)")
-        click.echo(f"database: {shown}; stop with Ctrl-C", err=True)
-        serve(create_app(store, page_size=page_size), sock)
+
+        def ready() -> None:
+            click.echo(f"hub on {url} (TAXII 1.1: {url}/taxii/discovery, REST: {url}/api/v1/)")
+            click.echo(f"database: {shown}; stop with Ctrl-C", err=True)
+            sys.stdout.flush()
+
+        serve(create_app(store, page_size=page_size), sock, ready=ready)
 
 
 def register(group: click.Group) -> None:
