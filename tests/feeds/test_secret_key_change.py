@@ -32,6 +32,22 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment: its own database, data directory and key; $PW a password."""
+    return {
+        **os.environ,
+        "FEEDGATE_DB": str(tmp_path / "feeds.db"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        KEY_ENV: generate_key(),
+        "PW": "s3cret",
+    }
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "feedgate.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
 def test_sources_outlive_a_changed_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old_key, new_key = generate_key(), generate_key()
     monkeypatch.setenv(KEY_ENV, old_key)
@@ -82,17 +98,10 @@ def test_sources_outlive_a_changed_key(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_cli_show_and_edit_after_a_key_change(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "FEEDGATE_DB": str(tmp_path / "feeds.db"),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        KEY_ENV: generate_key(),
-        "PW": "s3cret",
-    }
+    env = cli_env(tmp_path)
 
     def feedgate(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "feedgate.cli", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        return run_cli(env, *args)
 
     added = feedgate(
         "source", "add", "otx", "--hostname", "127.0.0.1", "--port", str(closed_port()),
@@ -124,17 +133,10 @@ def test_an_unreadable_secret_can_be_removed_and_counts_as_set(
     and kept it (None == None: unreadable_secrets is not compared); and clearing the user name
     or the certificate alone was taken, keeping a password with no user (or a key password with
     no certificate) stored, which validate() refuses when the secret can be read."""
-    env = {
-        **os.environ,
-        "FEEDGATE_DB": str(tmp_path / "feeds.db"),
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        KEY_ENV: generate_key(),
-        "PW": "s3cret",
-    }
+    env = cli_env(tmp_path)
 
     def feedgate(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "feedgate.cli", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+        return run_cli(env, *args)
 
     added = feedgate(
         "source", "add", "otx", "--hostname", "feed.example", "--poll-path", "/taxii/poll",
