@@ -27,6 +27,7 @@ from feedgate.cli_errors import first_line as _first_line
 from .sources import (
     ALL_ENFORCE,
     MASK,
+    OPTION_OF,
     SECRET_FIELDS,
     Source,
     SourceError,
@@ -44,32 +45,6 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
-
-#: The option that sets each field, for error messages.
-OPTION_OF: dict[str, str] = {
-    "name": "NAME",
-    "description": "--description",
-    "hostname": "--hostname",
-    "port": "--port",
-    "use_https": "--https/--no-https",
-    "poll_path": "--poll-path",
-    "discovery_path": "--discovery-path",
-    "collection": "--collection",
-    "taxii_version": "--taxii-version",
-    "username": "--username",
-    "password": "--password-env",
-    "cert_file": "--cert",
-    "key_file": "--key",
-    "key_password": "--key-password-env",
-    "ca_cert": "--ca-cert",
-    "verify_ssl": "--verify/--no-verify",
-    "proxy_url": "--proxy-url",
-    "polling_interval": "--interval",
-    "age": "--age",
-    "poll_segment": "--segment",
-    "max_retries": "--retries",
-    "enforce": "--enforce/--no-enforce",
-}
 
 
 def _source_error(exc: SourceError) -> NoReturn:

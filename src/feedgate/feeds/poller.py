@@ -130,9 +130,8 @@ def poll_source(
         f" window {stamp(begin)}–{stamp(end)}",
     )
     try:
-        problem = unreadable_secrets_problem(source, key_origin())
-        if problem:  # this source's poll fails, with what to do; the schedule goes on
-            raise ValueError(problem)
+        if source.unreadable_secrets:  # this source's poll fails, saying what to do; not others
+            raise ValueError(unreadable_secrets_problem(source, key_origin()))
         with client_factory(source) as client:
             windows = list(segments(begin, end, source.poll_segment))
             _poll_segments(store, source, log, client, windows, result, sleep, cancelled)

@@ -27,6 +27,7 @@ __all__ = [
     "MAX_DURATION",
     "MAX_SEGMENTS",
     "MIN_POLLING_INTERVAL",
+    "OPTION_OF",
     "SECRET_FIELDS",
     "TAXII_VERSIONS",
     "Source",
@@ -112,20 +113,43 @@ class Source:
     __str__ = __repr__
 
 
-def unreadable_secrets_problem(source: Source, key_origin: str) -> str | None:
-    """What to tell the admin when ``source``'s stored secrets cannot be decrypted, or None."""
-    if not source.unreadable_secrets:
-        return None
+#: The ``feedgate source`` option that sets each field, for messages (the CLI's and those that
+#: tell the admin what to enter again).
+OPTION_OF: Final[dict[str, str]] = {
+    "name": "NAME",
+    "description": "--description",
+    "hostname": "--hostname",
+    "port": "--port",
+    "use_https": "--https/--no-https",
+    "poll_path": "--poll-path",
+    "discovery_path": "--discovery-path",
+    "collection": "--collection",
+    "taxii_version": "--taxii-version",
+    "username": "--username",
+    "password": "--password-env",
+    "cert_file": "--cert",
+    "key_file": "--key",
+    "key_password": "--key-password-env",
+    "ca_cert": "--ca-cert",
+    "verify_ssl": "--verify/--no-verify",
+    "proxy_url": "--proxy-url",
+    "polling_interval": "--interval",
+    "age": "--age",
+    "poll_segment": "--segment",
+    "max_retries": "--retries",
+    "enforce": "--enforce/--no-enforce",
+}
+
+
+def unreadable_secrets_problem(source: Source, key_origin: str) -> str:
+    """What to tell the admin when ``source``'s stored secrets cannot be decrypted."""
     names = " and ".join(sorted(source.unreadable_secrets))
-    option = " ".join(f"{_SECRET_OPTIONS[name]} VAR" for name in sorted(source.unreadable_secrets))
+    option = " ".join(f"{OPTION_OF[name]} VAR" for name in sorted(source.unreadable_secrets))
     return (
         f"the stored {names} cannot be decrypted with the current secret key ({key_origin}):"
         f" the key changed since it was stored, or cannot be read; restore that key, or enter"
         f" it again with feedgate source edit {source.name} {option}"
     )
-
-
-_SECRET_OPTIONS: Final = {"password": "--password-env", "key_password": "--key-password-env"}
 
 
 # -- durations ------------------------------------------------------------------------------------
