@@ -25,8 +25,11 @@ __all__ = [
     "ALL_ENFORCE",
     "MASK",
     "MAX_DURATION",
+    "MAX_NAME_LENGTH",
+    "MAX_RETRIES",
     "MAX_SEGMENTS",
     "MIN_POLLING_INTERVAL",
+    "NAME_PATTERN",
     "OPTION_OF",
     "SECRET_FIELDS",
     "TAXII_VERSIONS",
@@ -207,7 +210,9 @@ def format_duration(value: timedelta) -> str:
 
 # -- validation -----------------------------------------------------------------------------------
 
-_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: What a source's name may be (up to MAX_NAME_LENGTH characters): it appears in commands and URLs.
+NAME_PATTERN: Final = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+_NAME: Final = re.compile(NAME_PATTERN)
 _LABEL: Final = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 

@@ -24,7 +24,14 @@ from feedgate.feeds.log import ThreatFeedLog, format_entry
 from feedgate.feeds.poller import PollResult, poll_source
 from feedgate.feeds.scheduler import DEFAULT_LEASE, LeaseHeld, Scheduler
 from feedgate.feeds.sources import (
+    MAX_DURATION,
+    MAX_NAME_LENGTH,
+    MAX_RETRIES,
+    MAX_SEGMENTS,
+    MIN_POLLING_INTERVAL,
+    NAME_PATTERN,
     SECRET_FIELDS,
+    TAXII_VERSIONS,
     Source,
     SourceError,
     format_duration,
@@ -310,7 +317,7 @@ def _op(
         responses["413"] = _json(_ERROR, f"the request body is over {MAX_BODY_BYTES} bytes")
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}}},
+            "content": {"application/json": {"schema": _ref(body)}},
         }
     if query:
         op["parameters"] = list(query)
@@ -352,7 +359,7 @@ _DURATION: Final = {
 _KINDS: Final = sorted(kind.value for kind in ENFORCEABLE_KINDS)
 #: What a source is written with (POST, PATCH): the fields of the Source and their rules.
 _SOURCE_FIELDS: Final[dict[str, Any]] = {
-    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": 64},
+    "name": {"type": "string", "pattern": f"^{NAME_PATTERN}$", "maxLength": MAX_NAME_LENGTH},
     "hostname": {
         "type": "string",
         "minLength": 1,
@@ -365,7 +372,7 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
     "use_https": {"type": "boolean"},
     "poll_path": {"type": "string", "pattern": "^/"},
     "discovery_path": _nullable("string"),
-    "taxii_version": {"type": "string", "enum": ["1.0", "1.1"]},
+    "taxii_version": {"type": "string", "enum": list(TAXII_VERSIONS)},
     "username": _nullable("string"),
     "password": _nullable("string", writeOnly=True, description="needs username"),
     "cert_file": _nullable("string"),
@@ -374,10 +381,17 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
     "ca_cert": _nullable("string"),
     "verify_ssl": {"type": "boolean"},
     "proxy_url": _nullable("string", description='http(s)://host:port, or "noproxy"'),
-    "polling_interval": {**_DURATION, "description": "at least 5m, at most 36500d"},
-    "age": {**_DURATION, "description": "more than 0s, at most 36500d"},
-    "poll_segment": {**_DURATION, "description": "more than 0s, at most the age"},
-    "max_retries": {"type": "integer", "minimum": 0, "maximum": 10},
+    "polling_interval": {
+        **_DURATION,
+        "description": f"at least {format_duration(MIN_POLLING_INTERVAL)},"
+        f" at most {format_duration(MAX_DURATION)}",
+    },
+    "age": {**_DURATION, "description": f"more than 0s, at most {format_duration(MAX_DURATION)}"},
+    "poll_segment": {
+        **_DURATION,
+        "description": f"at most the age, and at least the age / {MAX_SEGMENTS}",
+    },
+    "max_retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
     "enforce": {"type": "array", "items": {"type": "string", "enum": _KINDS}},
 }
 _SOURCE_OUT: Final[dict[str, Any]] = {
