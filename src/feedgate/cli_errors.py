@@ -7,9 +7,15 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+S = TypeVar("S")
 
 
 def verbose() -> bool:
@@ -30,3 +36,24 @@ def fail(message: str, exc: BaseException | None = None) -> NoReturn:
     if exc is not None and verbose():
         traceback.print_exception(exc, file=sys.stderr)
     sys.exit(1)
+
+
+def database_failure(name: str, exc: BaseException) -> NoReturn:
+    """Fail for database ``name`` that cannot be opened or used: the driver's words and, for a
+    SQLite file, why and what to do (:func:`feedgate.db.describe_error`); no password shown."""
+    from feedgate.db import describe_error, display_name
+
+    fail(f"database {display_name(name)}: {describe_error(name, exc)}", exc)
+
+
+def open_store(name: str, store_class: Callable[[sa.Engine], S]) -> S:
+    """A store on database ``name``, or one line and exit 1 (a bad URL, a database server that
+    is down, a directory that cannot be written...)."""
+    import sqlalchemy.exc
+
+    from feedgate.db import DatabaseConfigError, engine
+
+    try:
+        return store_class(engine(name))
+    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        database_failure(name, exc)

@@ -13,18 +13,15 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from feedgate.cli_errors import fail
+from feedgate.cli_errors import fail, open_store
 from feedgate.feeds.cli_sources import lease_option
 
 if TYPE_CHECKING:
-    import sqlalchemy as sa
-
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.store import FeedStore
 
@@ -49,19 +46,6 @@ def _listen(host: str, port: int) -> socket.socket:
             "(choose another with --port, or stop what is using it)",
             exc,
         )
-
-
-def _open(name: str, store_class: Callable[[sa.Engine], S]) -> S:
-    """A store on database ``name``, or one line and exit 1 (a bad URL, a database server that
-    is down, a directory that cannot be written...)."""
-    import sqlalchemy.exc
-
-    from feedgate.db import DatabaseConfigError, describe_error, display_name, engine
-
-    try:
-        return store_class(engine(name))
-    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        fail(f"database {display_name(name)}: {describe_error(name, exc)}", exc)
 
 
 def _run_manager(
@@ -121,7 +105,7 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
 
     name = db or default_db()
     sock = _listen(host, port)
-    store = _open(name, FeedStore)
+    store = open_store(name, FeedStore)
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
@@ -160,7 +144,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
 
     hub_db, feeds_db = default_hub_db(), default_db()
     sock = _listen("127.0.0.1", port)  # first: a busy port is said before anything is done
-    hub = _open(hub_db, HubStore)
+    hub = open_store(hub_db, HubStore)
     author = hub.default_author() or "AlienVault"
     if hub.max_seq() == 0:
         click.echo(f"seeding the hub with {pulses} demo pulses by {author} ...", err=True)
@@ -169,7 +153,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     hub.create_user("gateway", api_key=key, subscribe=[author])
     with serving(create_app(hub)) as hub_url:
         host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
-        store = _open(feeds_db, FeedStore)
+        store = open_store(feeds_db, FeedStore)
         feed_log = ThreatFeedLog(store)
         source = Source(
             name="otx-demo",

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import click
 
+from feedgate.cli_errors import database_failure, open_store
 from feedgate.cli_errors import fail as _fail
 from feedgate.cli_errors import first_line as _first_line
 from feedgate.observables import Kind, Observable
@@ -66,26 +67,16 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     """Open the feed store; a database or store error becomes one line and exit 1."""
     import sqlalchemy.exc
 
-    from feedgate.db import (
-        DatabaseConfigError,
-        default_db,
-        describe_error,
-        display_name,
-        engine,
-    )
+    from feedgate.db import default_db
 
     from .store import FeedStore, FeedStoreError
 
     name = db or default_db()
-    shown = display_name(name)
-    try:
-        store = FeedStore(engine(name))
-    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
+    store = open_store(name, FeedStore)
     try:
         yield store
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
+        database_failure(name, exc)
     except FeedStoreError as exc:
         _fail(_first_line(exc), exc)
     finally:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from feedgate.cli_errors import database_failure, open_store
 from feedgate.cli_errors import fail as _fail
 from feedgate.cli_errors import first_line as _first_line
 
@@ -64,23 +65,17 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     """Open the feed store; any database or store error becomes one line and exit 1."""
     import sqlalchemy.exc
 
-    from feedgate.db import DatabaseConfigError, describe_error, display_name, engine
-
     from .secrets import SecretError
     from .store import FeedStore, FeedStoreError
 
     name = _db_name(db)
-    shown = display_name(name)
-    try:
-        store = FeedStore(engine(name))
-    except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
+    store = open_store(name, FeedStore)
     try:
         yield store
     except SourceError as exc:
         _source_error(exc)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        _fail(f"database {shown}: {describe_error(name, exc)}", exc)
+        database_failure(name, exc)
     except (FeedStoreError, SecretError) as exc:
         _fail(_first_line(exc), exc)
     finally:
