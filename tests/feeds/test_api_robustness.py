@@ -5,7 +5,6 @@ or worse; each is now a 400 naming the field and saying how to fix it, and nothi
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from feedgate.feeds.scheduler import Scheduler
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
 from feedgate.web.api import MAX_BODY_BYTES, OPENAPI, create_api
+from http_raw import declared_but_not_sent
 
 TOKEN = "robustness-token"
 GOOD: dict[str, Any] = {"name": "otx", "hostname": "otx.example", "collection": "user_AV"}
@@ -231,20 +231,6 @@ def test_a_stored_absurd_interval_does_not_stop_the_schedule(store: FeedStore) -
     scheduler = Scheduler(store, ThreatFeedLog(store, write_file=False), now=lambda: now, poll=poll)
     scheduler.run_once()
     assert polled == ["due"]
-
-
-def declared_but_not_sent(url: str, path: str, length: int, headers: str = "") -> bytes:
-    """A POST declaring a ``length``-byte body and sending none: the answer, read raw."""
-    parts = httpx.URL(url)
-    with socket.create_connection((parts.host, parts.port or 80), timeout=10) as sock:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: {parts.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {length}\r\n{headers}Connection: close\r\n\r\n".encode()
-        )
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def test_a_body_over_the_limit_is_413_and_not_read(api: httpx.Client, store: FeedStore) -> None:

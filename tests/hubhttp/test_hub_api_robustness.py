@@ -5,7 +5,6 @@ is wrong, and nothing is stored."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from hub_fixture import Hub
 
 from feedgate.hub.rest import MAX_BODY_BYTES
+from http_raw import declared_but_not_sent
 
 ALICE_PULSE = {"name": "robustness", "indicators": [{"indicator": "192.0.2.9", "type": "IPv4"}]}
 
@@ -141,16 +141,9 @@ def test_text_beyond_the_basic_plane_is_still_taken(api: httpx.Client) -> None:
 
 def test_a_body_over_the_limit_is_413_and_not_read(api: httpx.Client, hub: Hub) -> None:
     """Bodies were read whole, whatever their size: one request could take the hub's memory."""
-    parts = httpx.URL(hub.url)
-    with socket.create_connection((parts.host, parts.port or 80), timeout=10) as sock:
-        sock.sendall(
-            f"POST /api/v1/pulses/create HTTP/1.1\r\nHost: {parts.host}\r\n"
-            f"X-OTX-API-KEY: {hub.api_key}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {MAX_BODY_BYTES + 1}\r\nConnection: close\r\n\r\n".encode()
-        )
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+    answer = declared_but_not_sent(
+        hub.url, "/api/v1/pulses/create", MAX_BODY_BYTES + 1, f"X-OTX-API-KEY: {hub.api_key}\r\n"
+    )
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b"Request body too large" in answer
     before = my_pulse_count(api)
