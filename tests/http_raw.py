@@ -1,4 +1,5 @@
-"""HTTP requests no client library would send, written on a socket: for servers' limits."""
+"""Sockets by hand: HTTP requests no client library would send (for servers' limits), and a
+port nobody listens on (for clients' failures)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,10 @@ def declared_but_not_sent(url: str, path: str, length: int, headers: str = "") -
         while chunk := sock.recv(65536):
             answer += chunk
     return answer
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nobody listens on: connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -4,7 +4,6 @@ feed store on SQLite and on a real PostgreSQL (``any_db``, tests/pgserver.py).""
 from __future__ import annotations
 
 import itertools
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from feedgate.hub.app import create_app
 from feedgate.hub.seed import generate
 from feedgate.hub.store import HubStore
 from feedgate.taxii.client import TaxiiClient
+from http_raw import closed_port
 from pgserver import Database
 
 NOW = datetime(2026, 11, 20, tzinfo=UTC)
@@ -99,10 +99,7 @@ def test_empty_collection_reads_zero_and_is_not_an_error(setup: Setup) -> None:
 
 
 def test_a_failing_segment_is_retried_with_backoff(setup: Setup) -> None:
-    with socket.socket() as closed:  # a port nobody listens on: connection refused
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
-    source = replace(setup.source, name="down", port=port, max_retries=2)
+    source = replace(setup.source, name="down", port=closed_port(), max_retries=2)
     setup.feeds.add_source(source)
     delays: list[float] = []
     result = poll_source(

@@ -5,7 +5,6 @@ processes killed mid-poll: test_cluster.py."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from feedgate.feeds.scheduler import LeaseHeld, Scheduler, leases
 from feedgate.feeds.sources import Source, client_options
 from feedgate.feeds.store import FeedStore
 from feedgate.taxii.client import TaxiiClient
+from http_raw import closed_port
 from pgserver import Database
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -325,9 +325,7 @@ def test_the_lease_is_renewed_while_a_poll_now_runs(any_db: Database) -> None:
 def test_stopping_the_node_ends_a_poll_waiting_to_retry(tmp_path: Path) -> None:
     """``feedgate serve`` stopped (Ctrl-C) while a source's poll sat in its retry backoff: the
     backoff (2, 4, 8 s) ran to its end before the node could stop; it now ends at once."""
-    with socket.socket() as closed:  # nobody listens: every attempt is refused
-        closed.bind(("127.0.0.1", 0))
-        port = closed.getsockname()[1]
+    port = closed_port()  # every attempt is refused
     store = FeedStore(db.engine(str(tmp_path / "feeds.db")))
     store.add_source(
         Source(name="down", hostname="127.0.0.1", port=port, use_https=False, collection="c")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -22,14 +21,9 @@ from feedgate.feeds.secrets import KEY_ENV, generate_key
 from feedgate.feeds.sources import Source, SourceError, validate
 from feedgate.feeds.store import FeedStore
 from feedgate.web.api import source_json
+from http_raw import closed_port
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
