@@ -31,9 +31,9 @@ def _pulse() -> Pulse:
 
 
 def test_render_once_then_again_on_update_and_on_expiry(tmp_path: Path) -> None:
-    store = HubStore(db.engine(str(tmp_path / "hub.db")))
-    store.add_pulse(_pulse())
     clock = [T0 + timedelta(hours=1)]
+    store = HubStore(db.engine(str(tmp_path / "hub.db")), now=lambda: clock[0])
+    store.add_pulse(_pulse())
     feed = StoreFeed(store, now=lambda: clock[0])
     end = T0 + timedelta(days=30)
 

@@ -31,7 +31,7 @@ import hmac
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -224,8 +224,11 @@ class HubStore:
     ``BEGIN IMMEDIATE``; several processes may share one database file.
     """
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, now: Callable[[], datetime] = utcnow) -> None:
+        """``now`` is the hub's clock (naive UTC): what stamps users, pulse labels and an
+        update's ``modified``. Tests pass their own, so their windows never depend on the day."""
         self.engine = engine
+        self._now = now
         self._postgres = engine.dialect.name == "postgresql"
         self._pw_cache: OrderedDict[tuple[str, str, bytes], None] = OrderedDict()
         self._pw_lock = threading.Lock()
@@ -316,7 +319,7 @@ class HubStore:
         if any(not a for a in authors):
             raise HubError("empty author name to subscribe to")
         password_hash = hash_password(password) if password is not None else None
-        now = utcnow()
+        now = self._now()
         generated: str | None = None
         with self._write() as conn:
             row = conn.execute(sa.select(users).where(users.c.username == name)).first()
@@ -559,7 +562,7 @@ class HubStore:
         }
         missing = sorted(names - known)
         if missing:
-            now = utcnow()
+            now = self._now()
             conn.execute(
                 users.insert(),
                 [{"username": n, "password_hash": None, "created": now} for n in missing],
@@ -602,7 +605,7 @@ class HubStore:
             if dupes is not None:
                 raise HubError(f"pulse {dupes[0]} already exists (use update)")
             state = self._lock_counters(conn)
-            floor = 0 if backdate else label_to_micros(utcnow())
+            floor = 0 if backdate else label_to_micros(self._now())
             stored: list[Pulse] = []
             rows: list[dict[str, Any]] = []
             ind_rows: list[dict[str, Any]] = []
@@ -637,7 +640,7 @@ class HubStore:
             if old is None:
                 raise NotFoundError(f"no such pulse: {pulse.id}")
             state = self._lock_counters(conn)
-            modified = max(utcnow(), old.modified + timedelta(microseconds=1))
+            modified = max(self._now(), old.modified + timedelta(microseconds=1))
             label = max(label_to_micros(modified), state["label"] + 1)
             state["label"] = label
             state["seq"] += 1
