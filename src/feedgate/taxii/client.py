@@ -23,7 +23,6 @@ import itertools
 import logging
 import re
 import time
-import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -97,10 +96,6 @@ _REFUSALS: Final = frozenset(
         tm.ST_DESTINATION_COLLECTION_ERROR,
     }
 )
-
-
-def _now_id() -> str:
-    return str(uuid.uuid4())
 
 
 class TaxiiClient:
@@ -213,6 +208,10 @@ class TaxiiClient:
             f" for TAXII {self.version}"
         )
 
+    def _new_id(self) -> str:
+        """A message id our version allows (TAXII 1.0: digits only, or servers refuse it)."""
+        return tm.new_message_id(self.message_binding)
+
     # -- exchange -----------------------------------------------------------------------------
 
     def _exchange(self, url: str, request: tm.Message) -> tm.Message:
@@ -249,7 +248,7 @@ class TaxiiClient:
         url = self._absolute(uri or self.discovery_path or "")
         if not (uri or self.discovery_path):
             raise ValueError("no discovery path or URL given")
-        request = tm.DiscoveryRequest(message_id=_now_id(), version=self.message_binding)
+        request = tm.DiscoveryRequest(message_id=self._new_id(), version=self.message_binding)
         answer = self._exchange(url, request)
         self._expect(answer, tm.DiscoveryResponse, url)
         assert isinstance(answer, tm.DiscoveryResponse)
@@ -260,7 +259,7 @@ class TaxiiClient:
         service = tm.SVC_COLLECTION_MANAGEMENT if self.version == "1.1" else tm.SVC_FEED_MANAGEMENT
         url = self._service_url(service, uri)
         request = tm.CollectionInformationRequest(
-            message_id=_now_id(), version=self.message_binding
+            message_id=self._new_id(), version=self.message_binding
         )
         answer = self._exchange(url, request)
         self._expect(answer, tm.CollectionInformationResponse, url)
@@ -309,7 +308,7 @@ class TaxiiClient:
     def _fulfilment(self, collection_name: str, result_id: str, part: int) -> tm.PollFulfillment:
         """The request for part ``part`` of a multi-part result."""
         return tm.PollFulfillment(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             collection_name=collection_name,
             result_id=result_id,
@@ -420,7 +419,7 @@ class TaxiiClient:
         bindings = tuple(_binding(b) for b in content_bindings or ())
         if self.version == "1.0":
             return tm.PollRequest(
-                message_id=_now_id(),
+                message_id=self._new_id(),
                 version=self.message_binding,
                 collection_name=collection_name,
                 subscription_id=subscription_id,
@@ -436,7 +435,7 @@ class TaxiiClient:
                 delivery_parameters=inbox_service,
             )
         return tm.PollRequest(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             collection_name=collection_name,
             subscription_id=subscription_id,
@@ -513,7 +512,7 @@ class TaxiiClient:
                 inclusive_end_timestamp=datetime.now(UTC) if self.version == "1.0" else None,
             )
         request = tm.InboxMessage(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             destination_collection_names=tuple(collection_names or ())
             if self.version == "1.1"
@@ -539,7 +538,7 @@ class TaxiiClient:
         service = tm.SVC_COLLECTION_MANAGEMENT if self.version == "1.1" else tm.SVC_FEED_MANAGEMENT
         url = self._service_url(service, uri)
         request = tm.ManageCollectionSubscriptionRequest(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             collection_name=collection_name,
             action=action,
