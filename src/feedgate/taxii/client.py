@@ -51,6 +51,8 @@ __all__ = [
 VERSIONS: Final = {"1.1": tm.VID_TAXII_XML_11, "1.0": tm.VID_TAXII_XML_10}
 #: A server may keep saying ``more``; past this many parts the poll stops with an error.
 MAX_PARTS: Final = 100_000
+#: (connect, read) seconds when the caller gives no timeout: a silent server never hangs a poll.
+DEFAULT_TIMEOUT: Final = (10.0, 60.0)
 #: The longest RETRY wait honoured before giving up.
 MAX_RETRY_WAIT: Final = 300.0
 
@@ -119,7 +121,7 @@ class TaxiiClient:
         verify_ssl: bool = True,
         proxy_url: str | None = None,
         proxy_type: str | None = None,
-        timeout: float | tuple[float, float] = (10.0, 60.0),
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 3,
         max_parts: int = MAX_PARTS,
         keep_raw: bool = False,
