@@ -39,6 +39,7 @@ if "httpx" not in sys.modules:
 import httpx
 
 from feedgate import __version__
+from feedgate.redaction import hide_url_credentials
 
 from ._constants import (
     VID_TAXII_HTTP_10,
@@ -59,6 +60,11 @@ class TaxiiError(Exception):
     """
 
     permanent: bool = False
+
+    def __init__(self, message: str = "") -> None:
+        # Messages name URLs, and a URL may carry credentials: they are masked here, once,
+        # for every error of the client (and for what an HTTP library's error text says).
+        super().__init__(hide_url_credentials(message))
 
 
 class TransportError(TaxiiError):
@@ -171,7 +177,9 @@ class Transport:
 
     def _fetch_token(self) -> str:
         url = self.options.jwt_auth_url or ""
-        logging.getLogger("feedgate.taxii.requests").info("Obtaining JWT token from %s", url)
+        logging.getLogger("feedgate.taxii.requests").info(
+            "Obtaining JWT token from %s", hide_url_credentials(url)
+        )
         body = {"username": self.options.username or "", "password": self.options.password or ""}
         try:
             response = self._http.post(url, json=body)

@@ -29,6 +29,7 @@ from types import TracebackType
 from typing import IO, Final
 from urllib.parse import urljoin, urlsplit
 
+from feedgate.redaction import hide_url_credentials
 from feedgate.xml import XMLParseError
 
 from . import messages as tm
@@ -611,7 +612,7 @@ class _Again:
 
 
 def _log_request(url: str, request: tm.Message, body: bytes) -> None:
-    requests_log.info("Sending %s to %s", tag_name(request), url)
+    requests_log.info("Sending %s to %s", tag_name(request), hide_url_credentials(url))
     if wire_log.isEnabledFor(logging.DEBUG):
         wire_log.debug("Request:\n%s", body.decode("utf-8", "replace"))
 

@@ -20,6 +20,7 @@ from typing import IO, Any, Final, TextIO
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape, quoteattr
 
+from ...redaction import hide_url_credentials
 from .. import messages as tm
 from ..client import DEFAULT_TIMEOUT, StatusError, TaxiiClient
 from ._format import VERSIONS, jsonable, status_text
@@ -203,6 +204,7 @@ class _Formatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
+        message = hide_url_credentials(message)  # a URL given with KEY:PASS@ in it
         if self._color:
             color = _COLORS.get(record.levelno, "")
             return f"{head} {color}{level}{_RESET} {_WHITE}{message}{_RESET}"
