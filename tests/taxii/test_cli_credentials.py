@@ -7,36 +7,19 @@ credentials; its stderr and stdout may show the URL, but never the user name or 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from scripted_server import Answer, ScriptedServer
+from taxii_helpers import run_taxii as taxii
 
 from http_raw import closed_port
 
 KEY = "k3yInTheUrl"
 PASSWORD = "pa55InTheUrl"
 SECRETS = (KEY, PASSWORD)
-
-
-def taxii(command: str, *args: str) -> subprocess.CompletedProcess[str]:
-    script = (
-        "import sys; from feedgate.taxii.cli import command_main;"
-        f" sys.exit(command_main({command!r})(None, 'taxii-{command}'))"
-    )
-    env = {**os.environ, "NO_COLOR": "1", "NO_PROXY": "127.0.0.1,localhost"}
-    return subprocess.run(
-        [sys.executable, "-c", script, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
 
 
 def assert_no_secret(done: subprocess.CompletedProcess[str]) -> None:

@@ -68,11 +68,17 @@ class TaxiiError(Exception):
 
 
 class TransportError(TaxiiError):
-    """The HTTP exchange failed: no connection, a timeout, TLS, an HTTP error status."""
+    """The HTTP exchange failed: no connection, a timeout, TLS, an HTTP error status.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    ``http_status`` is the server's HTTP status when it answered with an error (404, say).
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.http_status = http_status
 
 
 class NotTaxiiError(TaxiiError):
@@ -303,13 +309,20 @@ def _check(response: httpx.Response, url: str) -> None:
     if response.status_code in (301, 302, 303, 307, 308):
         where = response.headers.get("Location", "?")
         raise TransportError(
-            f"{url} redirects to {where}: {status} (not followed; use that URL)", permanent=True
+            f"{url} redirects to {where}: {status} (not followed; use that URL)",
+            permanent=True,
+            http_status=response.status_code,
         )
     if response.status_code in (401, 403):
-        raise TransportError(f"{url}: {status} (check the credentials)", permanent=True)
+        raise TransportError(
+            f"{url}: {status} (check the credentials)",
+            permanent=True,
+            http_status=response.status_code,
+        )
     raise TransportError(
         f"{url}: {status}{': ' + snippet if snippet else ''}",
         permanent=response.status_code in _REFUSED_STATUSES,
+        http_status=response.status_code,
     )
 
 

@@ -33,6 +33,7 @@ from feedgate.redaction import hide_url_credentials
 from feedgate.xml import XMLParseError
 
 from . import messages as tm
+from ._poll_hint import poll_not_found_hint
 from ._transport import NotTaxiiError, Options, TaxiiError, Transport, TransportError
 from ._writer import tag_name
 
@@ -54,6 +55,8 @@ VERSIONS: Final = {"1.1": tm.VID_TAXII_XML_11, "1.0": tm.VID_TAXII_XML_10}
 MAX_PARTS: Final = 100_000
 #: (connect, read) seconds when the caller gives no timeout: a silent server never hangs a poll.
 DEFAULT_TIMEOUT: Final = (10.0, 60.0)
+#: Seconds each discovery request of poll_not_found_hint may take.
+HINT_TIMEOUT: Final = 5.0
 #: The longest RETRY wait honoured before giving up.
 MAX_RETRY_WAIT: Final = 300.0
 
@@ -178,6 +181,11 @@ class TaxiiClient:
     ) -> None:
         self.close()
 
+    @property
+    def transport_options(self) -> Options:
+        """How this client reaches its server (credentials, TLS, proxy, timeouts)."""
+        return self._transport.options
+
     # -- addresses ----------------------------------------------------------------------------
 
     def _absolute(self, uri: str) -> str:
@@ -299,6 +307,27 @@ class TaxiiClient:
             part_request = self._fulfilment(
                 collection_name, header.result_id, header.result_part_number + 1
             )
+
+    def poll_not_found_hint(
+        self,
+        error: BaseException,
+        uri: str,
+        *,
+        check: str = "the poll path",
+        timeout: float = HINT_TIMEOUT,
+    ) -> str | None:
+        """For an HTTP 404 from the poll service at ``uri``: one line that says to check
+        ``check`` (the flag or field that set the path) and names the poll services a discovery
+        request at the same host lists. None for any other error.
+
+        Bounded (``timeout`` per request, a few requests, no retries), only to that host, and it
+        never raises: the caller reports this line instead of the bare 404, or the 404 itself.
+        """
+        try:
+            url = self._absolute(uri)
+        except ValueError:
+            return None
+        return poll_not_found_hint(self, error, url, check=check, timeout=timeout)
 
     def _check_part_cap(self, url: str, part: int) -> None:
         """Stop a poll whose server never stops saying there is more."""
