@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .. import messages as tm
 from ..client import TaxiiClient, TaxiiError, TransportError
@@ -201,15 +201,15 @@ def _poll(
 ) -> None:
     """The poll itself (or the count), printing or saving what comes."""
     version = VERSIONS[args.version]
+    query: dict[str, Any] = dict(
+        begin_date=begin,
+        end_date=end,
+        subscription_id=args.subscription_id,
+        uri=uri,
+        content_bindings=bindings,
+    )  # the same for a count and a poll
     if args.count_only:
-        count = client.get_content_count(
-            args.collection,
-            begin_date=begin,
-            end_date=end,
-            subscription_id=args.subscription_id,
-            uri=uri,
-            content_bindings=bindings,
-        )
+        count = client.get_content_count(args.collection, **query)
         if count is not None:
             log.info("Content blocks count: %s, is partial: %s", count.count, count.partial)
         else:
@@ -217,14 +217,7 @@ def _poll(
         if out.mode == "jsonl":
             out.json(count)
         return
-    blocks = client.poll(
-        args.collection,
-        begin_date=begin,
-        end_date=end,
-        subscription_id=args.subscription_id,
-        uri=uri,
-        content_bindings=bindings,
-    )
+    blocks = client.poll(args.collection, **query)
     counter = 0
     try:
         with progress(args.collection) as bar:
