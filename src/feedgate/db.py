@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 
+from feedgate.redaction import hide_url_credentials
+
 #: How long a SQLite connection waits for a lock before giving up, in milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -87,11 +89,8 @@ def _url(url_or_path: str) -> URL:
 
 
 def _redact(text: str) -> str:
-    """A URL without its password, for error messages."""
-    try:
-        return make_url(text).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparsable URL>"
+    """A URL without its password, for error messages (its user name names the database)."""
+    return hide_url_credentials(text, keep_username=True)
 
 
 def display_name(url_or_path: str) -> str:

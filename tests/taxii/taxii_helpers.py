@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -461,3 +464,20 @@ def examples_10() -> list[tm.Message]:
             message_id="12", in_response_to="10", version=V10, status_type=tm.ST_SUCCESS
         ),
     ]
+
+
+def run_taxii(command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``taxii-<command> args...`` in a subprocess (this worktree's code, no colours)."""
+    script = (
+        "import sys; from feedgate.taxii.cli import command_main;"
+        f" sys.exit(command_main({command!r})(None, 'taxii-{command}'))"
+    )
+    env = {**os.environ, "NO_COLOR": "1", "NO_PROXY": "127.0.0.1,localhost"}
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )

@@ -151,6 +151,20 @@ def test_poll_same_as_cabby(opentaxii: OpenTaxiiServer, run_cabby: RunCabby, our
     assert mine.stdout.count("</stix:STIX_Package>\n") == opentaxii.collection_a_count
 
 
+def test_poll_taxii_10_same_as_cabby(
+    opentaxii: OpenTaxiiServer, run_cabby: RunCabby, ours: Any
+) -> None:
+    # OpenTAXII refuses a 1.0 request whose message id is not digits (BAD_MESSAGE)
+    args = [*opentaxii.cabby_args(opentaxii.poll_big_path), "-c", opentaxii.collection_a]
+    theirs = run_cabby("taxii-poll", *args, "-t", "1.0")
+    mine = ours("taxii-poll", *args, "-t", "1.0")
+    assert mine.returncode == 0, mine.stderr
+    assert "ERROR" not in theirs.stderr
+    assert without_blank_lines(mine.stdout) == without_blank_lines(theirs.stdout)
+    assert log_lines(mine.stderr) == log_lines(theirs.stderr)
+    assert mine.stdout.count("</stix:STIX_Package>\n") == opentaxii.collection_a_count
+
+
 def test_poll_window_limit_and_bindings_same_as_cabby(
     opentaxii: OpenTaxiiServer, run_cabby: RunCabby, ours: Any
 ) -> None:

@@ -10,6 +10,7 @@ from lxml import etree
 
 from feedgate.taxii.cli import command_main
 from feedgate.taxii.cli._common import Output, UsageError, parse_date, parse_headers, prepare_url
+from feedgate.taxii.client import DEFAULT_TIMEOUT
 
 
 def test_prepare_url_follows_cabbys_rule() -> None:
@@ -103,3 +104,17 @@ def test_unreachable_server_fails_with_one_error_line(capsys: pytest.CaptureFixt
     lines = capsys.readouterr().err.splitlines()
     assert " INFO: Sending Discovery_Request to http://127.0.0.1:9/services/discovery" in lines[0]
     assert " ERROR: " in lines[-1] and "127.0.0.1:9" in lines[-1]
+
+
+@pytest.mark.parametrize("command", ["discovery", "collections", "poll", "push", "subscription"])
+def test_timeout_help_states_the_default_that_applies(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        command_main(command)(["--help"], f"taxii-{command}")
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    timeout = text[text.rindex("--timeout TIMEOUT") :].split(" --", 1)[0]
+    assert "default: None" not in timeout
+    connect, read = DEFAULT_TIMEOUT
+    assert f"default: {read:g} to read an answer, {connect:g} to connect" in timeout, timeout

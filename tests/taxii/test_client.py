@@ -414,7 +414,7 @@ def test_taxii_10_poll() -> None:
         assert request.headers["X-TAXII-Content-Type"] == tm.VID_TAXII_XML_10
         return xml(
             tm.PollResponse(
-                message_id="r",
+                message_id="2",  # TAXII 1.0 ids are digits
                 version=tm.VID_TAXII_XML_10,
                 in_response_to=message.message_id,
                 collection_name="c",

@@ -217,3 +217,23 @@ def test_https_through_a_proxy_tunnel_and_a_bare_proxy_address(
         with client(opentaxii_tls, proxy_url=bare) as taxii:
             assert len(taxii.discover_services()) > 0
     assert proxy.seen[0].startswith(f"CONNECT {opentaxii_tls.host}:{opentaxii_tls.port}")
+
+
+# --- TAXII 1.0 -------------------------------------------------------------------------------
+
+
+def test_taxii_10_services_are_usable(opentaxii: OpenTaxiiServer) -> None:
+    # OpenTAXII checks every 1.0 message against the 1.0 schema (message ids are digits only):
+    # each of these requests is answered, not refused as BAD_MESSAGE.
+    with client(opentaxii, version="1.0") as taxii:
+        services = taxii.discover_services()
+        feeds = taxii.get_collections(uri=opentaxii.collection_management_path)
+        blocks = list(taxii.poll(opentaxii.collection_a, uri=opentaxii.poll_big_path))
+        taxii.push(
+            '<stix:STIX_Package xmlns:stix="http://stix.mitre.org/stix-1" id="ex:p10"/>',
+            tm.CB_STIX_XML_111,
+            uri=opentaxii.inbox_path,
+        )
+    assert tm.SVC_POLL in {s.service_type for s in services}
+    assert opentaxii.collection_a in {f.collection_name for f in feeds}
+    assert len(blocks) == opentaxii.collection_a_count

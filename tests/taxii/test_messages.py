@@ -48,6 +48,24 @@ def test_every_message_is_valid_against_the_taxii_schema(msg: tm.Message) -> Non
     assert_schema_valid(msg.to_xml(), msg.version)
 
 
+def test_taxii_10_ids_are_digits_only() -> None:
+    # the 1.0 schema's UnsignedIntegerType: a UUID id is refused here, not by the server
+    with pytest.raises(tm.TAXIIMessageError, match=r"message_id.*digits only"):
+        tm.DiscoveryRequest(message_id="urn:uuid:1", version=V10).to_xml()
+    with pytest.raises(tm.TAXIIMessageError, match=r"in_response_to.*digits only"):
+        tm.StatusMessage(
+            message_id="2", in_response_to="x-1", version=V10, status_type=tm.ST_SUCCESS
+        ).to_xml()
+    for version in (V10, V11):
+        ids = {tm.new_message_id(version) for _ in range(50)}
+        assert len(ids) == 50
+        for ident in ids:
+            assert_schema_valid(
+                tm.DiscoveryRequest(message_id=ident, version=version).to_xml(), version
+            )
+    assert all(tm.new_message_id(V10).isdigit() for _ in range(50))
+
+
 def test_messages_without_xml_payloads_round_trip_exactly() -> None:
     plain = [m for m in EXAMPLES if not any(p in m.to_xml() for p in (b"<stix:", b"<tdq:"))]
     assert len(plain) > len(EXAMPLES) // 2

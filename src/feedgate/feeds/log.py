@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from feedgate.db import data_dir
+from feedgate.redaction import hide_url_credentials
 
 if TYPE_CHECKING:
     from .store import FeedStore, LogEntry
@@ -46,7 +47,6 @@ _SECRET_ASSIGNMENT: Final = re.compile(
     (?:"[^"]*"|'[^']*'|(?:basic|bearer)\s+\S+|[^\s,;&]+)
     """
 )
-_URL_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
@@ -88,7 +88,7 @@ def redact(message: str) -> str:
     """``message`` with ``password=...``-like values and URL passwords masked, and control
     characters escaped (one log row is one line)."""
     text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", message)
-    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}:***@", text)
+    text = hide_url_credentials(text)  # a feed's user name may be its API key (OTX)
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
 
 

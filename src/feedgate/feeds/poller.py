@@ -221,6 +221,11 @@ def _poll_segments(
                     # A refusal (credentials, collection, the request) would only come back
                     # after each backoff: the admin hears of it at once.
                     why = "; not retried: the server refuses the request" if refused else ""
+                    if refused:  # an HTTP 404: say which poll paths discovery there lists
+                        hint = client.poll_not_found_hint(
+                            exc, source.poll_path, check="--poll-path"
+                        )
+                        cause = hint or cause
                     log.error(source.name, f"{window}: {cause}{why}; giving up until the next poll")
                     raise _SegmentFailed(cause) from None
                 result.segments += 1

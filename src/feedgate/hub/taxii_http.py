@@ -69,11 +69,19 @@ def status(
     version: str = tm.VID_TAXII_XML_11,
     **details: str,
 ) -> tm.StatusMessage:
-    """A Status_Message answering ``request`` (or an unreadable one: in_response_to "0")."""
+    """A Status_Message answering ``request`` (or an unreadable one: in_response_to "0").
+
+    Its ids are ones the answer's version allows (TAXII 1.0: digits only); a 1.0 request's
+    own id that is not is answered as if unreadable.
+    """
+    version = request.version if request is not None else version
+    asked = request.message_id if request is not None else "0"
+    if version == tm.VID_TAXII_XML_10 and not (asked.isascii() and asked.isdigit()):
+        asked = "0"
     return tm.StatusMessage(
-        message_id=new_id(),
-        version=request.version if request is not None else version,
-        in_response_to=request.message_id if request is not None else "0",
+        message_id=tm.new_message_id(version),
+        version=version,
+        in_response_to=asked,
         status_type=status_type,
         message=message or None,
         details=tuple(tm.StatusDetail(name=k, value=v) for k, v in details.items())

@@ -39,6 +39,7 @@ if "httpx" not in sys.modules:
 import httpx
 
 from feedgate import __version__
+from feedgate.redaction import hide_url_credentials
 
 from ._constants import (
     VID_TAXII_HTTP_10,
@@ -60,13 +61,24 @@ class TaxiiError(Exception):
 
     permanent: bool = False
 
+    def __init__(self, message: str = "") -> None:
+        # Messages name URLs, and a URL may carry credentials: they are masked here, once,
+        # for every error of the client (and for what an HTTP library's error text says).
+        super().__init__(hide_url_credentials(message))
+
 
 class TransportError(TaxiiError):
-    """The HTTP exchange failed: no connection, a timeout, TLS, an HTTP error status."""
+    """The HTTP exchange failed: no connection, a timeout, TLS, an HTTP error status.
 
-    def __init__(self, message: str, *, permanent: bool = False) -> None:
+    ``http_status`` is the server's HTTP status when it answered with an error (404, say).
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool = False, http_status: int | None = None
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.http_status = http_status
 
 
 class NotTaxiiError(TaxiiError):
@@ -171,7 +183,9 @@ class Transport:
 
     def _fetch_token(self) -> str:
         url = self.options.jwt_auth_url or ""
-        logging.getLogger("feedgate.taxii.requests").info("Obtaining JWT token from %s", url)
+        logging.getLogger("feedgate.taxii.requests").info(
+            "Obtaining JWT token from %s", hide_url_credentials(url)
+        )
         body = {"username": self.options.username or "", "password": self.options.password or ""}
         try:
             response = self._http.post(url, json=body)
@@ -295,13 +309,20 @@ def _check(response: httpx.Response, url: str) -> None:
     if response.status_code in (301, 302, 303, 307, 308):
         where = response.headers.get("Location", "?")
         raise TransportError(
-            f"{url} redirects to {where}: {status} (not followed; use that URL)", permanent=True
+            f"{url} redirects to {where}: {status} (not followed; use that URL)",
+            permanent=True,
+            http_status=response.status_code,
         )
     if response.status_code in (401, 403):
-        raise TransportError(f"{url}: {status} (check the credentials)", permanent=True)
+        raise TransportError(
+            f"{url}: {status} (check the credentials)",
+            permanent=True,
+            http_status=response.status_code,
+        )
     raise TransportError(
         f"{url}: {status}{': ' + snippet if snippet else ''}",
         permanent=response.status_code in _REFUSED_STATUSES,
+        http_status=response.status_code,
     )
 
 

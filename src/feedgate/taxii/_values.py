@@ -1,4 +1,4 @@
-"""Typed values to and from their TAXII wire text: timestamps, booleans, integers.
+"""Typed values to and from their TAXII wire text: timestamps, booleans, integers, message ids.
 
 Each parser takes ``where`` (a path such as ``Poll_Response/@more``) so that a bad value is
 reported with the place it was found: a peer's malformed message is otherwise hard to diagnose.
@@ -7,9 +7,12 @@ reported with the place it was found: a peer's malformed message is otherwise ha
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from ._constants import VID_TAXII_XML_10
 from ._errors import TAXIIMessageError
 
 _MAX_OFFSET: Final = timedelta(hours=14)  # xs:dateTime allows zone offsets up to ±14:00
@@ -76,3 +79,26 @@ def parse_int(text: str | None, where: str, *, minimum: int = 0) -> int:
     if _INTEGER_RE.fullmatch(raw) is None or int(raw) < minimum:
         raise TAXIIMessageError(f"{where}: expected {kind} integer, got {raw!r}")
     return int(raw)
+
+
+_DIGITS: Final = re.compile(r"[0-9]+")
+
+
+def new_message_id(version: str) -> str:
+    """A fresh message id for a message of ``version``.
+
+    TAXII 1.1 allows any text, and a UUID is what its peers send. The TAXII 1.0 schema allows
+    only digits (``[0-9]+``), and servers that validate requests (OpenTAXII) answer anything
+    else with BAD_MESSAGE: a 1.0 id is a random 63-bit number in decimal.
+    """
+    if version == VID_TAXII_XML_10:
+        return str(secrets.randbits(63))
+    return str(uuid.uuid4())
+
+
+def check_message_id(value: str, version: str, where: str) -> None:
+    """Refuse an id the version's schema does not allow (TAXII 1.0: digits only)."""
+    if version == VID_TAXII_XML_10 and _DIGITS.fullmatch(value) is None:
+        raise TAXIIMessageError(
+            f"{where}: {value!r} is not a TAXII 1.0 message id (digits only); see new_message_id"
+        )

@@ -56,7 +56,7 @@ from ._parts import (
     SubscriptionInstance,
     SubscriptionParameters,
 )
-from ._values import format_bool, format_timestamp
+from ._values import check_message_id, format_bool, format_timestamp
 
 _Element = etree._Element
 
@@ -157,9 +157,12 @@ class Writer:
     # --- messages ---------------------------------------------------------------------------
 
     def root(self, msg: Message) -> _Element:
-        elem = etree.Element(self.q(tag_name(msg)), nsmap=self.nsmap)
+        name = tag_name(msg)
+        elem = etree.Element(self.q(name), nsmap=self.nsmap)
+        check_message_id(msg.message_id, self.version, f"{name}/@message_id")
         elem.set("message_id", msg.message_id)
         if isinstance(msg, ResponseMessage):
+            check_message_id(msg.in_response_to, self.version, f"{name}/@in_response_to")
             elem.set("in_response_to", msg.in_response_to)
         if msg.extended_headers:
             headers = self.sub(elem, "Extended_Headers")

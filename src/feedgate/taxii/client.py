@@ -23,16 +23,17 @@ import itertools
 import logging
 import re
 import time
-import uuid
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import IO, Final
 from urllib.parse import urljoin, urlsplit
 
+from feedgate.redaction import hide_url_credentials
 from feedgate.xml import XMLParseError
 
 from . import messages as tm
+from ._poll_hint import poll_not_found_hint
 from ._transport import NotTaxiiError, Options, TaxiiError, Transport, TransportError
 from ._writer import tag_name
 
@@ -52,6 +53,10 @@ __all__ = [
 VERSIONS: Final = {"1.1": tm.VID_TAXII_XML_11, "1.0": tm.VID_TAXII_XML_10}
 #: A server may keep saying ``more``; past this many parts the poll stops with an error.
 MAX_PARTS: Final = 100_000
+#: (connect, read) seconds when the caller gives no timeout: a silent server never hangs a poll.
+DEFAULT_TIMEOUT: Final = (10.0, 60.0)
+#: Seconds each discovery request of poll_not_found_hint may take.
+HINT_TIMEOUT: Final = 5.0
 #: The longest RETRY wait honoured before giving up.
 MAX_RETRY_WAIT: Final = 300.0
 
@@ -99,10 +104,6 @@ _REFUSALS: Final = frozenset(
 )
 
 
-def _now_id() -> str:
-    return str(uuid.uuid4())
-
-
 class TaxiiClient:
     """Talks to one TAXII 1.x server. Use as a context manager, or call :meth:`close`."""
 
@@ -124,7 +125,7 @@ class TaxiiClient:
         verify_ssl: bool = True,
         proxy_url: str | None = None,
         proxy_type: str | None = None,
-        timeout: float | tuple[float, float] = (10.0, 60.0),
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 3,
         max_parts: int = MAX_PARTS,
         keep_raw: bool = False,
@@ -180,6 +181,11 @@ class TaxiiClient:
     ) -> None:
         self.close()
 
+    @property
+    def transport_options(self) -> Options:
+        """How this client reaches its server (credentials, TLS, proxy, timeouts)."""
+        return self._transport.options
+
     # -- addresses ----------------------------------------------------------------------------
 
     def _absolute(self, uri: str) -> str:
@@ -212,6 +218,10 @@ class TaxiiClient:
             f"the server's discovery service lists no {service_type} service"
             f" for TAXII {self.version}"
         )
+
+    def _new_id(self) -> str:
+        """A message id our version allows (TAXII 1.0: digits only, or servers refuse it)."""
+        return tm.new_message_id(self.message_binding)
 
     # -- exchange -----------------------------------------------------------------------------
 
@@ -249,7 +259,7 @@ class TaxiiClient:
         url = self._absolute(uri or self.discovery_path or "")
         if not (uri or self.discovery_path):
             raise ValueError("no discovery path or URL given")
-        request = tm.DiscoveryRequest(message_id=_now_id(), version=self.message_binding)
+        request = tm.DiscoveryRequest(message_id=self._new_id(), version=self.message_binding)
         answer = self._exchange(url, request)
         self._expect(answer, tm.DiscoveryResponse, url)
         assert isinstance(answer, tm.DiscoveryResponse)
@@ -260,7 +270,7 @@ class TaxiiClient:
         service = tm.SVC_COLLECTION_MANAGEMENT if self.version == "1.1" else tm.SVC_FEED_MANAGEMENT
         url = self._service_url(service, uri)
         request = tm.CollectionInformationRequest(
-            message_id=_now_id(), version=self.message_binding
+            message_id=self._new_id(), version=self.message_binding
         )
         answer = self._exchange(url, request)
         self._expect(answer, tm.CollectionInformationResponse, url)
@@ -298,6 +308,27 @@ class TaxiiClient:
                 collection_name, header.result_id, header.result_part_number + 1
             )
 
+    def poll_not_found_hint(
+        self,
+        error: BaseException,
+        uri: str,
+        *,
+        check: str = "the poll path",
+        timeout: float = HINT_TIMEOUT,
+    ) -> str | None:
+        """For an HTTP 404 from the poll service at ``uri``: one line that says to check
+        ``check`` (the flag or field that set the path) and names the poll services a discovery
+        request at the same host lists. None for any other error.
+
+        Bounded (``timeout`` per request, a few requests, no retries), only to that host, and it
+        never raises: the caller reports this line instead of the bare 404, or the 404 itself.
+        """
+        try:
+            url = self._absolute(uri)
+        except ValueError:
+            return None
+        return poll_not_found_hint(self, error, url, check=check, timeout=timeout)
+
     def _check_part_cap(self, url: str, part: int) -> None:
         """Stop a poll whose server never stops saying there is more."""
         if part > self.max_parts:
@@ -309,7 +340,7 @@ class TaxiiClient:
     def _fulfilment(self, collection_name: str, result_id: str, part: int) -> tm.PollFulfillment:
         """The request for part ``part`` of a multi-part result."""
         return tm.PollFulfillment(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             collection_name=collection_name,
             result_id=result_id,
@@ -420,7 +451,7 @@ class TaxiiClient:
         bindings = tuple(_binding(b) for b in content_bindings or ())
         if self.version == "1.0":
             return tm.PollRequest(
-                message_id=_now_id(),
+                message_id=self._new_id(),
                 version=self.message_binding,
                 collection_name=collection_name,
                 subscription_id=subscription_id,
@@ -436,7 +467,7 @@ class TaxiiClient:
                 delivery_parameters=inbox_service,
             )
         return tm.PollRequest(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             collection_name=collection_name,
             subscription_id=subscription_id,
@@ -513,7 +544,7 @@ class TaxiiClient:
                 inclusive_end_timestamp=datetime.now(UTC) if self.version == "1.0" else None,
             )
         request = tm.InboxMessage(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             destination_collection_names=tuple(collection_names or ())
             if self.version == "1.1"
@@ -539,7 +570,7 @@ class TaxiiClient:
         service = tm.SVC_COLLECTION_MANAGEMENT if self.version == "1.1" else tm.SVC_FEED_MANAGEMENT
         url = self._service_url(service, uri)
         request = tm.ManageCollectionSubscriptionRequest(
-            message_id=_now_id(),
+            message_id=self._new_id(),
             version=self.message_binding,
             collection_name=collection_name,
             action=action,
@@ -610,7 +641,7 @@ class _Again:
 
 
 def _log_request(url: str, request: tm.Message, body: bytes) -> None:
-    requests_log.info("Sending %s to %s", tag_name(request), url)
+    requests_log.info("Sending %s to %s", tag_name(request), hide_url_credentials(url))
     if wire_log.isEnabledFor(logging.DEBUG):
         wire_log.debug("Request:\n%s", body.decode("utf-8", "replace"))
 

@@ -13,6 +13,8 @@ True
   ``to_xml()``. A message's ``version`` is its message binding id (``VID_TAXII_XML_11`` by
   default, or ``VID_TAXII_XML_10``); one class serves both versions (see ``_model`` for the
   1.0 names of the renamed messages).
+* :func:`new_message_id` makes an id the version allows (TAXII 1.0: digits only; ``to_xml``
+  refuses any other 1.0 id, as the 1.0 schema and the servers that check it do).
 * :func:`iter_poll_response` / :class:`PollResponseReader` read a Poll_Response as a stream,
   :func:`iter_poll_response_xml` writes one; use them for polls, whose answers can be huge.
 * Content payloads follow the Content rule of the peers: XML is embedded as an element, anything
@@ -139,6 +141,7 @@ from ._parts import (
 )
 from ._reader import read_message
 from ._stream import PollResponseReader, iter_poll_response, iter_poll_response_xml
+from ._values import new_message_id
 
 #: Default cap on the size of a message given to :func:`parse` (polls: use the stream reader).
 MAX_MESSAGE_BYTES = 64 * 1024**2
@@ -152,6 +155,7 @@ def parse(data: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
 __all__ = [  # noqa: RUF022 - grouped by kind, not sorted
     # functions
     "parse",
+    "new_message_id",
     "iter_poll_response",
     "iter_poll_response_xml",
     "PollResponseReader",

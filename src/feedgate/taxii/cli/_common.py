@@ -20,8 +20,9 @@ from typing import IO, Any, Final, TextIO
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape, quoteattr
 
+from ...redaction import hide_url_credentials
 from .. import messages as tm
-from ..client import StatusError, TaxiiClient
+from ..client import DEFAULT_TIMEOUT, StatusError, TaxiiClient
 from ._format import VERSIONS, jsonable, status_text
 
 log = logging.getLogger("feedgate.taxii.cli")
@@ -42,12 +43,22 @@ class UsageError(Exception):
 # --- the parser ---------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """cabby's formatter (every flag's default shown), except where a help text states its
+    default itself: ``--timeout`` has no value of its own, yet the client's default applies."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.help and "(default:" in action.help:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def base_parser(prog: str | None = None) -> argparse.ArgumentParser:
     """cabby's common flags, in cabby's order, with its help texts and defaults."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description="TAXII client",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--host", dest="host", help="host where the TAXII Service is hosted")
     parser.add_argument(
@@ -71,8 +82,15 @@ def base_parser(prog: str | None = None) -> argparse.ArgumentParser:
             ' Defaults to "yes".'
         ),
     )
+    connect, read = DEFAULT_TIMEOUT
     parser.add_argument(
-        "--timeout", dest="timeout", type=int, help="HTTP request timeout in seconds"
+        "--timeout",
+        dest="timeout",
+        type=int,
+        help=(
+            "HTTP request timeout in seconds"
+            f" (default: {read:g} to read an answer, {connect:g} to connect)"
+        ),
     )
     parser.add_argument("--ca-cert", dest="ca_cert", help="CA certificate file")
     parser.add_argument("--cert", dest="cert", help="certificate file")
@@ -186,6 +204,7 @@ class _Formatter(logging.Formatter):
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
+        message = hide_url_credentials(message)  # a URL given with KEY:PASS@ in it
         if self._color:
             color = _COLORS.get(record.levelno, "")
             return f"{head} {color}{level}{_RESET} {_WHITE}{message}{_RESET}"
@@ -283,7 +302,7 @@ def make_client(args: argparse.Namespace, **overrides: Any) -> CliClient:
         verify_ssl, ca_cert = False, None  # an explicit "no" wins over --ca-cert
     elif verify.lower() != "yes":
         ca_cert = ca_cert or verify  # a path to a CA bundle; --ca-cert first, as in cabby
-    timeout: float | tuple[float, float] = (10.0, 60.0)
+    timeout: float | tuple[float, float] = DEFAULT_TIMEOUT
     if args.timeout is not None:
         if args.timeout <= 0:
             raise UsageError("--timeout must be a positive number of seconds")

@@ -11,9 +11,11 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 from .. import messages as tm
+from ..client import TaxiiClient, TaxiiError, TransportError
 from ._common import (
     TAXII_10,
     Output,
@@ -176,48 +178,61 @@ def _run(args: argparse.Namespace, out: Output) -> None:
         raise UsageError(f"--dest-dir {args.dest_dir}: no such directory")
     bindings = args.bindings.split(",") if args.bindings else None
     log.info("Polling using data binding: %s", str(bindings) if bindings else "ALL")
-    version = VERSIONS[args.version]
     with make_client(args) as client:
         uri = Services(client, args).address(tm.SVC_POLL)
-        if args.count_only:
-            count = client.get_content_count(
-                args.collection,
-                begin_date=begin,
-                end_date=end,
-                subscription_id=args.subscription_id,
-                uri=uri,
-                content_bindings=bindings,
-            )
-            if count is not None:
-                log.info("Content blocks count: %s, is partial: %s", count.count, count.partial)
-            else:
-                log.warning("Count value was not returned")
-            if out.mode == "jsonl":
-                out.json(count)
-            return
-        blocks = client.poll(
-            args.collection,
-            begin_date=begin,
-            end_date=end,
-            subscription_id=args.subscription_id,
-            uri=uri,
-            content_bindings=bindings,
-        )
-        counter = 0
         try:
-            with progress(args.collection) as bar:
-                for counter, block in enumerate(blocks, 1):
-                    bar.advance(len(block.content))
-                    if args.dest_dir:
-                        _save(args, block, version)
-                    else:
-                        _show(args, out, block, version)
-                    if args.limit and counter >= args.limit:
-                        break
-        finally:
-            close = getattr(blocks, "close", None)
-            if close is not None:
-                close()  # end the HTTP exchange before the client goes
+            _poll(args, out, client, uri, begin, end, bindings)
+        except TransportError as exc:
+            # a mistyped --path gets only a 404: say so, with what discovery there lists
+            hint = client.poll_not_found_hint(exc, uri, check="--path") if args.uri else None
+            if hint is None:
+                raise
+            raise TaxiiError(hint) from exc
+
+
+def _poll(
+    args: argparse.Namespace,
+    out: Output,
+    client: TaxiiClient,
+    uri: str,
+    begin: datetime | None,
+    end: datetime | None,
+    bindings: list[str] | None,
+) -> None:
+    """The poll itself (or the count), printing or saving what comes."""
+    version = VERSIONS[args.version]
+    query: dict[str, Any] = dict(
+        begin_date=begin,
+        end_date=end,
+        subscription_id=args.subscription_id,
+        uri=uri,
+        content_bindings=bindings,
+    )  # the same for a count and a poll
+    if args.count_only:
+        count = client.get_content_count(args.collection, **query)
+        if count is not None:
+            log.info("Content blocks count: %s, is partial: %s", count.count, count.partial)
+        else:
+            log.warning("Count value was not returned")
+        if out.mode == "jsonl":
+            out.json(count)
+        return
+    blocks = client.poll(args.collection, **query)
+    counter = 0
+    try:
+        with progress(args.collection) as bar:
+            for counter, block in enumerate(blocks, 1):
+                bar.advance(len(block.content))
+                if args.dest_dir:
+                    _save(args, block, version)
+                else:
+                    _show(args, out, block, version)
+                if args.limit and counter >= args.limit:
+                    break
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()  # end the HTTP exchange before the client goes
     log.info("%d blocks polled", counter)
 
 
