@@ -8,8 +8,6 @@ scheduler and the API; it prints where everything is. Thin: the work is in feeds
 
 from __future__ import annotations
 
-import os
-import secrets
 import socket
 import sys
 import threading
@@ -24,14 +22,25 @@ from feedgate.feeds.cli_sources import lease_option
 if TYPE_CHECKING:
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.store import FeedStore
+    from feedgate.web.api_token import ApiToken
 
 S = TypeVar("S")
 
 _DB_HELP = "The manager's database: a SQLite path or postgresql:// URL [env: FEEDGATE_DB]."
 
 
-def _token() -> str:
-    return os.environ.get("FEEDGATE_API_TOKEN") or secrets.token_urlsafe(24)
+def _token() -> ApiToken:
+    """The API's token (:mod:`feedgate.web.api_token`), or one line and exit 1."""
+    from feedgate.db import data_dir
+    from feedgate.web.api_token import FILE_NAME, TokenError, api_token
+
+    path = data_dir() / FILE_NAME
+    try:
+        return api_token(path)
+    except TokenError as exc:
+        fail(str(exc), exc)
+    except OSError as exc:
+        fail(f"API token file {path}: {exc.strerror or exc}", exc)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -52,6 +61,7 @@ def _run_manager(
     store: FeedStore,
     feed_log: ThreatFeedLog,
     sock: socket.socket,
+    token: ApiToken,
     tick: float,
     lease: timedelta | None = None,
 ) -> None:
@@ -60,12 +70,11 @@ def _run_manager(
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
     from feedgate.web.api import create_api
 
-    token = _token()
     url = base_url(sock)
 
     def ready() -> None:
         click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
-        click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
+        click.echo(f"API token: {token.shown}")
         sys.stdout.flush()
 
     stop = threading.Event()
@@ -73,7 +82,7 @@ def _run_manager(
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
     try:
-        serve(create_api(store, feed_log, token, lease=scheduler.lease), sock, ready=ready)
+        serve(create_api(store, feed_log, token.value, lease=scheduler.lease), sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)
@@ -104,12 +113,13 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     from feedgate.feeds.store import FeedStore
 
     name = db or default_db()
+    token = _token()
     sock = _listen(host, port)
     store = open_store(name, FeedStore)
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
-    _run_manager(store, feed_log, sock, tick, timedelta(seconds=lease))
+    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease))
 
 
 @click.command("up")
@@ -143,6 +153,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     from feedgate.hub.store import HubStore
 
     hub_db, feeds_db = default_hub_db(), default_db()
+    token = _token()
     sock = _listen("127.0.0.1", port)  # first: a busy port is said before anything is done
     hub = open_store(hub_db, HubStore)
     author = hub.default_author() or "AlienVault"
@@ -180,7 +191,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
             poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(store, feed_log, sock, 10.0, timedelta(seconds=lease))
+        _run_manager(store, feed_log, sock, token, 10.0, timedelta(seconds=lease))
 
 
 def register(group: click.Group) -> None:
