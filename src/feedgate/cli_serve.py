@@ -113,9 +113,9 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     from feedgate.feeds.store import FeedStore
 
     name = db or default_db()
-    token = _token()
     sock = _listen(host, port)
-    store = open_store(name, FeedStore)
+    store = open_store(name, FeedStore, create=True)
+    token = _token()
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
@@ -153,9 +153,9 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     from feedgate.hub.store import HubStore
 
     hub_db, feeds_db = default_hub_db(), default_db()
-    token = _token()
     sock = _listen("127.0.0.1", port)  # first: a busy port is said before anything is done
-    hub = open_store(hub_db, HubStore)
+    hub = open_store(hub_db, HubStore, create=True)
+    token = _token()  # before the seeding and the poll: a short one is said at once
     author = hub.default_author() or "AlienVault"
     if hub.max_seq() == 0:
         click.echo(f"seeding the hub with {pulses} demo pulses by {author} ...", err=True)
@@ -164,7 +164,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     hub.create_user("gateway", api_key=key, subscribe=[author])
     with serving(create_app(hub)) as hub_url:
         host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
-        store = open_store(feeds_db, FeedStore)
+        store = open_store(feeds_db, FeedStore, create=True)
         feed_log = ThreatFeedLog(store)
         source = Source(
             name="otx-demo",
