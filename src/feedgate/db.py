@@ -38,8 +38,8 @@ class DatabaseConfigError(ValueError):
     """A database name that cannot be used (bad URL, missing driver)."""
 
 
-#: What a missing database is told, whichever the backend (:class:`NoSuchDatabase`, and a
-#: PostgreSQL server's "database ... does not exist" in :func:`describe_error`).
+#: What a missing SQLite database is told (:class:`NoSuchDatabase`; a PostgreSQL server's
+#: "database ... does not exist" is told the same way by :func:`describe_error`).
 NO_SUCH_DATABASE: Final = (
     "no such database (check the name; a command that only reads never creates one)"
 )
@@ -123,8 +123,8 @@ def describe_error(url_or_path: str, exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = " ".join(str(orig if isinstance(orig, BaseException) else exc).split())
     text = text or type(exc).__name__
-    if _PG_MISSING.search(text):
-        return NO_SUCH_DATABASE
+    if _PG_MISSING.search(text):  # a server never makes one on connect: no command may
+        return "no such database (check the name; a PostgreSQL database is made with createdb)"
     if "unable to open database file" in text and "://" not in url_or_path:
         hint = _sqlite_open_hint(Path(url_or_path).expanduser())
         if hint:
