@@ -127,6 +127,8 @@ class ParameterError(ValueError):
 
 #: Offsets and ids are 64-bit integers in both databases.
 _MAX_INT64: Final = 2**63 - 1
+#: The most log rows one ``GET /log`` answers (page on with ``after``, or ``before``).
+MAX_LOG_ROWS: Final = 1000
 
 
 def count_parameter(request: Request, name: str, default: int, maximum: int = _MAX_INT64) -> int:
@@ -316,7 +318,18 @@ def create_api(
     def log_rows(request: Request) -> Response:
         q = request.query_params
         after = count_parameter(request, "after", 0)
-        entries = store.log_entries(q.get("source"), after_id=after, limit=1000)
+        before = count_parameter(request, "before", _MAX_INT64)
+        limit = count_parameter(request, "limit", MAX_LOG_ROWS, maximum=MAX_LOG_ROWS)
+        order = q.get("order") or "asc"
+        if order not in ("asc", "desc"):
+            raise ParameterError("order", f"{order[:40]!r}: give asc (oldest first) or desc")
+        entries = store.log_entries(
+            q.get("source"),
+            after_id=after,
+            before_id=before,
+            limit=limit,
+            newest_first=order == "desc",
+        )
         return JSONResponse(
             [
                 {
@@ -657,11 +670,18 @@ OPENAPI: Final[dict[str, Any]] = {
         },
         "/api/v1/log": {
             "get": _op(
-                "The threat-feed log, oldest first, 1000 rows at most",
+                f"The threat-feed log, oldest first (or newest), {MAX_LOG_ROWS} rows at most",
                 schema={"type": "array", "items": _ref("LogEntry")},
                 query=(
                     _param("source", _TEXT, "only this source's"),
                     _param("after", _INT64, "rows after this id"),
+                    _param("before", _INT64, "rows before this id (page on with order=desc)"),
+                    _param("limit", _INT64, f"at most this many ({MAX_LOG_ROWS} at most)"),
+                    _param(
+                        "order",
+                        {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
+                        "asc: oldest first; desc: newest first (the newest rows)",
+                    ),
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
             )
