@@ -89,8 +89,19 @@ def _run_manager(
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address the REST API listens on (0.0.0.0 or :: for every interface).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="The REST API's port (0: any free port, said on start).",
+)
 @click.option(
     "--tick",
     type=click.FloatRange(0.1),
