@@ -169,7 +169,7 @@ def refusal(header: str | None, token: str) -> Response | None:
     if hmac.compare_digest(_digest(given.strip()), _digest(token)):
         return None
     return JSONResponse(
-        {"detail": "the API token is wrong (the one serve printed or FEEDGATE_API_TOKEN holds)"},
+        {"detail": "the API token is wrong: FEEDGATE_API_TOKEN, or the one in api-token, is"},
         401,
         headers={
             "WWW-Authenticate": f'{challenge}, error="invalid_token", '
@@ -186,8 +186,8 @@ INDEX: Final[dict[str, Any]] = {
         "header": AUTH_HEADER,
         "scheme": AUTH_SCHEME,
         "value": f"{AUTH_SCHEME} <token>",
-        "detail": "every link below needs it; the token is the one feedgate serve printed, "
-        "or FEEDGATE_API_TOKEN",
+        "detail": "every link below needs it; the token is FEEDGATE_API_TOKEN, or the one "
+        "feedgate serve made on its first start and keeps in its data directory's api-token",
     },
     "openapi": "/api/v1/openapi.json",
     "health": "/healthz",
