@@ -11,8 +11,9 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from feedgate.web.api_token import ApiToken
 
 S = TypeVar("S")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _DB_HELP = "The manager's database: a SQLite path or postgresql:// URL [env: FEEDGATE_DB]."
 
@@ -88,6 +90,13 @@ def _run_manager(
         worker.join(timeout=30)
 
 
+def _port_option(help_: str) -> Callable[[F], F]:
+    """``--port`` of the REST API, for ``serve`` and ``up`` alike."""
+    return click.option(
+        "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help=help_
+    )
+
+
 @click.command("serve")
 @click.option(
     "--host",
@@ -95,13 +104,7 @@ def _run_manager(
     show_default=True,
     help="The address the REST API listens on (0.0.0.0 or :: for every interface).",
 )
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="The REST API's port (0: any free port, said on start).",
-)
+@_port_option("The REST API's port (0: any free port, said on start).")
 @click.option(
     "--tick",
     type=click.FloatRange(0.1),
@@ -134,13 +137,7 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
 
 
 @click.command("up")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="The API's port (the hub takes any free port).",
-)
+@_port_option("The API's port (0: any free port; the hub always takes a free one).")
 @click.option(
     "--pulses",
     type=click.IntRange(1),
