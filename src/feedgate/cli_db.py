@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedgate.cli_errors import fail
+from feedgate.cli_errors import database_failure
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -40,28 +40,20 @@ def _target(db: str | None, hub: bool) -> tuple[Schema, str]:
 
 
 @contextmanager
-def _engine(name: str, *, must_exist: bool) -> Iterator[sa.Engine]:
-    """An engine on ``name``; any database or migration error becomes one line and exit 1."""
-    from pathlib import Path
-
+def _engine(name: str, *, create: bool) -> Iterator[sa.Engine]:
+    """An engine on ``name`` (a missing one made only if ``create``: see
+    :func:`feedgate.cli_errors.open_store`); any database or migration error becomes one line
+    and exit 1."""
     import sqlalchemy.exc
 
-    from feedgate.db import DatabaseConfigError, describe_error, display_name, engine
+    from feedgate.db import DatabaseConfigError, engine
 
-    shown = display_name(name)
-    # Before engine(): for a plain path it makes the missing parent folders, and a command that
-    # only reads must leave the disk as it found it.
-    if must_exist and "://" not in name and not Path(name.strip()).expanduser().exists():
-        fail(f"database {shown}: no such file")
     eng = None
     try:
-        eng = engine(name)
-        path = eng.url.database if eng.dialect.name == "sqlite" else None
-        if must_exist and path and path != ":memory:" and not Path(path).exists():
-            fail(f"database {shown}: no such file")
+        eng = engine(name, create=create)
         yield eng
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        fail(f"database {shown}: {describe_error(name, exc)}", exc)
+        database_failure(name, exc)
     finally:
         if eng is not None:
             eng.dispose()
@@ -82,7 +74,7 @@ def upgrade_command(db: str | None, hub: bool) -> None:
     from feedgate.migrate import upgrade
 
     which, name = _target(db, hub)
-    with _engine(name, must_exist=False) as eng:
+    with _engine(name, create=True) as eng:
         result = upgrade(eng, which)
     where = f"{which} schema of {display_name(name)}"
     if not result.changed:
@@ -103,7 +95,7 @@ def current_command(db: str | None, hub: bool) -> None:
     from feedgate.migrate import current, head
 
     which, name = _target(db, hub)
-    with _engine(name, must_exist=True) as eng:
+    with _engine(name, create=False) as eng:
         rev = current(eng, which)
     newest = head(which)
     run = "feedgate db upgrade" + (" --hub" if hub else "")

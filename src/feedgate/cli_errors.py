@@ -46,14 +46,19 @@ def database_failure(name: str, exc: BaseException) -> NoReturn:
     fail(f"database {display_name(name)}: {describe_error(name, exc)}", exc)
 
 
-def open_store(name: str, store_class: Callable[[sa.Engine], S]) -> S:
+def open_store(name: str, store_class: Callable[[sa.Engine], S], *, create: bool = False) -> S:
     """A store on database ``name``, or one line and exit 1 (a bad URL, a database server that
-    is down, a directory that cannot be written...)."""
+    is down, a directory that cannot be written, no such database...).
+
+    Every command opens its database here, and this decides whether a missing one is made:
+    only a command that writes passes ``create=True``; one that only reads fails with "no
+    such database" and leaves the disk as it was, so a mistyped ``--db`` is said, not turned
+    into an empty database (and its folders)."""
     import sqlalchemy.exc
 
     from feedgate.db import DatabaseConfigError, engine
 
     try:
-        return store_class(engine(name))
+        return store_class(engine(name, create=create))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         database_failure(name, exc)

@@ -8,13 +8,12 @@ scheduler and the API; it prints where everything is. Thin: the work is in feeds
 
 from __future__ import annotations
 
-import os
-import secrets
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -24,14 +23,26 @@ from feedgate.feeds.cli_sources import lease_option
 if TYPE_CHECKING:
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.store import FeedStore
+    from feedgate.web.api_token import ApiToken
 
 S = TypeVar("S")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _DB_HELP = "The manager's database: a SQLite path or postgresql:// URL [env: FEEDGATE_DB]."
 
 
-def _token() -> str:
-    return os.environ.get("FEEDGATE_API_TOKEN") or secrets.token_urlsafe(24)
+def _token() -> ApiToken:
+    """The API's token (:mod:`feedgate.web.api_token`), or one line and exit 1."""
+    from feedgate.db import data_dir
+    from feedgate.web.api_token import FILE_NAME, TokenError, api_token
+
+    path = data_dir() / FILE_NAME
+    try:
+        return api_token(path)
+    except TokenError as exc:
+        fail(str(exc), exc)
+    except OSError as exc:
+        fail(f"API token file {path}: {exc.strerror or exc}", exc)
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -52,6 +63,7 @@ def _run_manager(
     store: FeedStore,
     feed_log: ThreatFeedLog,
     sock: socket.socket,
+    token: ApiToken,
     tick: float,
     lease: timedelta | None = None,
 ) -> None:
@@ -60,12 +72,11 @@ def _run_manager(
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
     from feedgate.web.api import create_api
 
-    token = _token()
     url = base_url(sock)
 
     def ready() -> None:
         click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
-        click.echo(f"API token: {token}  (Authorization: Bearer <token>; set FEEDGATE_API_TOKEN)")
+        click.echo(f"API token: {token.shown}")
         sys.stdout.flush()
 
     stop = threading.Event()
@@ -73,15 +84,27 @@ def _run_manager(
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
     try:
-        serve(create_api(store, feed_log, token, lease=scheduler.lease), sock, ready=ready)
+        serve(create_api(store, feed_log, token.value, lease=scheduler.lease), sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)
 
 
+def _port_option(help_: str) -> Callable[[F], F]:
+    """``--port`` of the REST API, for ``serve`` and ``up`` alike."""
+    return click.option(
+        "--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help=help_
+    )
+
+
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="The address the REST API listens on (0.0.0.0 or :: for every interface).",
+)
+@_port_option("The REST API's port (0: any free port, said on start).")
 @click.option(
     "--tick",
     type=click.FloatRange(0.1),
@@ -105,21 +128,16 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
 
     name = db or default_db()
     sock = _listen(host, port)
-    store = open_store(name, FeedStore)
+    store = open_store(name, FeedStore, create=True)
+    token = _token()
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
-    _run_manager(store, feed_log, sock, tick, timedelta(seconds=lease))
+    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease))
 
 
 @click.command("up")
-@click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=8080,
-    show_default=True,
-    help="The API's port (the hub takes any free port).",
-)
+@_port_option("The API's port (0: any free port; the hub always takes a free one).")
 @click.option(
     "--pulses",
     type=click.IntRange(1),
@@ -144,7 +162,8 @@ def up_command(port: int, pulses: int, lease: float) -> None:
 
     hub_db, feeds_db = default_hub_db(), default_db()
     sock = _listen("127.0.0.1", port)  # first: a busy port is said before anything is done
-    hub = open_store(hub_db, HubStore)
+    hub = open_store(hub_db, HubStore, create=True)
+    token = _token()  # before the seeding and the poll: a short one is said at once
     author = hub.default_author() or "AlienVault"
     if hub.max_seq() == 0:
         click.echo(f"seeding the hub with {pulses} demo pulses by {author} ...", err=True)
@@ -153,7 +172,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     hub.create_user("gateway", api_key=key, subscribe=[author])
     with serving(create_app(hub)) as hub_url:
         host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
-        store = open_store(feeds_db, FeedStore)
+        store = open_store(feeds_db, FeedStore, create=True)
         feed_log = ThreatFeedLog(store)
         source = Source(
             name="otx-demo",
@@ -180,7 +199,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
             poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(store, feed_log, sock, 10.0, timedelta(seconds=lease))
+        _run_manager(store, feed_log, sock, token, 10.0, timedelta(seconds=lease))
 
 
 def register(group: click.Group) -> None:

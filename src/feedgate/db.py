@@ -15,14 +15,16 @@ Schema migrations (Alembic) are in :mod:`feedgate.migrate`; stores run them on o
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -36,6 +38,21 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 class DatabaseConfigError(ValueError):
     """A database name that cannot be used (bad URL, missing driver)."""
+
+
+#: What a missing SQLite database is told (:class:`NoSuchDatabase`; a PostgreSQL server's
+#: "database ... does not exist" is told the same way by :func:`describe_error`).
+NO_SUCH_DATABASE: Final = (
+    "no such database (check the name; a command that only reads never creates one)"
+)
+
+
+class NoSuchDatabase(DatabaseConfigError):
+    """``engine(..., create=False)`` of a SQLite file that does not exist: a mistyped name,
+    most likely, which a command that only reads must not turn into an empty database."""
+
+    def __init__(self) -> None:
+        super().__init__(NO_SUCH_DATABASE)
 
 
 def data_dir() -> Path:
@@ -60,10 +77,7 @@ def _url(url_or_path: str) -> URL:
     if not text:
         raise DatabaseConfigError("empty database name")
     if "://" not in text:
-        path = Path(text).expanduser()
-        if not path.parent.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        return URL.create("sqlite", database=str(path.resolve()))
+        return URL.create("sqlite", database=str(Path(text).expanduser().resolve()))
     try:
         url = make_url(text)
     except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
@@ -98,12 +112,18 @@ def display_name(url_or_path: str) -> str:
     return _redact(url_or_path) if "://" in url_or_path else url_or_path
 
 
+#: A PostgreSQL server's words for a database that does not exist.
+_PG_MISSING: Final = re.compile(r'FATAL: +database ".*" does not exist')
+
+
 def describe_error(url_or_path: str, exc: BaseException) -> str:
     """One line for a failure to open or use a database: the driver's own words (without
     SQLAlchemy's wrapping), and for a SQLite file that cannot be opened, why and what to do."""
     orig = getattr(exc, "orig", None)
     text = " ".join(str(orig if isinstance(orig, BaseException) else exc).split())
     text = text or type(exc).__name__
+    if _PG_MISSING.search(text):  # a server never makes one on connect: no command may
+        return "no such database (check the name; a PostgreSQL database is made with createdb)"
     if "unable to open database file" in text and "://" not in url_or_path:
         hint = _sqlite_open_hint(Path(url_or_path).expanduser())
         if hint:
@@ -130,6 +150,30 @@ def _is_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 
 
+def _sqlite_file(url: URL, create: bool) -> None:
+    """Make sure the database file of ``url`` exists, or fail as :class:`NoSuchDatabase`.
+
+    feedgate creates it, not SQLite, so that it is its owner's only: mode 0600 (SQLite gives
+    the -wal and -shm files the database file's mode) in a folder made 0700. SQLite would make
+    it 0644, readable by every account on the machine, secrets' ciphertexts and all."""
+    if url.query.get("uri") or url.database is None:
+        return  # a SQLite URI filename: its own options decide
+    path = Path(url.database)
+    if path.exists():
+        return
+    if not create:
+        raise NoSuchDatabase
+    make_private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def make_private_dir(path: Path) -> None:
+    """Make folder ``path`` (and its missing parents) if it is missing, the folder itself
+    0700: what feedgate keeps there (databases, the API token) is nobody else's business."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
 def _use_wal(cur: Any) -> None:
     """Put the database file in WAL mode (it stays so: later connections only check).
 
@@ -150,11 +194,15 @@ def _use_wal(cur: Any) -> None:
             time.sleep(0.01)
 
 
-def engine(url_or_path: str, **kwargs: Any) -> sa.Engine:
+def engine(url_or_path: str, *, create: bool = True, **kwargs: Any) -> sa.Engine:
     """An engine for a SQLite path, a ``sqlite://`` URL or a ``postgresql://`` URL.
 
-    Raises :class:`DatabaseConfigError` for a name that cannot work (with the password left out
-    of the message). Statement parameters are hidden from SQLAlchemy's errors and logs.
+    ``create``: whether a missing SQLite database is created (0600, its missing folders 0700)
+    or refused with :class:`NoSuchDatabase`; only what writes may create one. A PostgreSQL
+    database is never created: connecting to a missing one fails, which :func:`describe_error`
+    words the same way. Raises :class:`DatabaseConfigError` for a name that cannot work (with
+    the password left out of the message). Statement parameters are hidden from SQLAlchemy's
+    errors and logs.
     """
     url = _url(url_or_path)
     # Statement parameters may hold secrets' digests or user data: keep them out of errors/logs.
@@ -163,6 +211,8 @@ def engine(url_or_path: str, **kwargs: Any) -> sa.Engine:
         return sa.create_engine(url, pool_pre_ping=True, **kwargs)
 
     memory = _is_memory(url)
+    if not memory:
+        _sqlite_file(url, create)
     if memory:
         # One shared connection, or every checkout would see its own empty database.
         kwargs.setdefault("poolclass", sa.pool.StaticPool)

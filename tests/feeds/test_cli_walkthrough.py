@@ -279,6 +279,7 @@ def test_search_text_has_a_bound(tmp_path: Path) -> None:
     env = clean_env(tmp_path)
     long = run(env, "observables", "--search", "x" * 1001)
     assert long.returncode == 2 and "at most 1000" in long.stderr
+    assert run(env, "db", "upgrade").returncode == 0  # a database to search in
     assert run(env, "observables", "--search", "x" * 1000).returncode == 0
 
 

@@ -219,7 +219,7 @@ class Cluster:
                 **os.environ,
                 "FEEDGATE_DB": self.url,
                 "FEEDGATE_LEASE": str(LEASE_S),
-                "FEEDGATE_API_TOKEN": "cluster-token",
+                "FEEDGATE_API_TOKEN": "cluster-token-0123456789abcdefghijkl",
                 "XDG_DATA_HOME": str(home),
                 secrets.KEY_ENV: self.key,
                 "NO_PROXY": "127.0.0.1",

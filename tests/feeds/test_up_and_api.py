@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
-TOKEN = "test-token-123"
+TOKEN = "test-token-0123456789abcdefghijklmnop"
 
 
 def test_up_polls_the_demo_hub_and_serves_the_api(tmp_path: Path) -> None:

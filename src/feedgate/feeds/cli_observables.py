@@ -290,31 +290,59 @@ def _on_term(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
+#: Rows read per query while printing the log.
+LOG_PAGE: Final = 1000
+
+
 @click.command("log")
 @click.option("--source", default=None, metavar="NAME", help="Only this source's rows.")
+@click.option("--limit", type=click.IntRange(0), default=None, help="At most N [default: all].")
+@click.option(
+    "--order",
+    type=click.Choice(["asc", "desc"]),
+    default="asc",
+    show_default=True,
+    help="asc: oldest first; desc: newest first (with --limit N, the newest N rows).",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new rows until interrupted.")
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
-def log_command(source: str | None, follow: bool, db: str | None) -> None:
-    """Print the threat-feed log (oldest first)."""
+def log_command(
+    source: str | None, limit: int | None, order: str, follow: bool, db: str | None
+) -> None:
+    """Print the threat-feed log (oldest first unless --order desc).
+
+    The same rows as the REST API's GET /api/v1/log with the same source, limit and order."""
     from .log import format_entry
 
+    if follow and (order == "desc" or limit is not None):
+        raise click.UsageError(
+            "--follow prints rows as they come: not with --order desc or --limit"
+        )
+    newest_first = order == "desc"
     out = sys.stdout
     if follow:
         signal.signal(signal.SIGTERM, _on_term)
     with _store(db) as store:
-        after = 0
+        after, before, printed = 0, None, 0
         try:
             while True:
-                entries = store.log_entries(source=source, after_id=after, limit=1000)
+                size = LOG_PAGE if limit is None else min(LOG_PAGE, limit - printed)
+                entries = store.log_entries(
+                    source, after_id=after, limit=size, before_id=before, newest_first=newest_first
+                )
                 for entry in entries:
                     out.write(format_entry(entry) + "\n")
                 if entries:
-                    after = entries[-1].id
+                    printed += len(entries)
+                    if newest_first:
+                        before = entries[-1].id
+                    else:
+                        after = entries[-1].id
                     out.flush()
-                    if len(entries) == 1000:
+                    if len(entries) == size:
                         continue
                 if not follow:
-                    if source is not None and after == 0:
+                    if source is not None and printed == 0 and limit != 0:
                         _no_rows(store, source)
                     break
                 time.sleep(FOLLOW_INTERVAL)

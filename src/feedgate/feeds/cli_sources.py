@@ -61,15 +61,16 @@ def _db_name(db: str | None) -> str:
 
 
 @contextmanager
-def _store(db: str | None) -> Iterator[FeedStore]:
-    """Open the feed store; any database or store error becomes one line and exit 1."""
+def _store(db: str | None, *, create: bool = False) -> Iterator[FeedStore]:
+    """Open the feed store (a missing database made only if ``create``: only ``add`` does);
+    any database or store error becomes one line and exit 1."""
     import sqlalchemy.exc
 
     from .secrets import SecretError
     from .store import FeedStore, FeedStoreError
 
     name = _db_name(db)
-    store = open_store(name, FeedStore)
+    store = open_store(name, FeedStore, create=create)
     try:
         yield store
     except SourceError as exc:
@@ -315,7 +316,7 @@ def add_command(
         _source_error(exc)
     from .store import FeedStoreError
 
-    with _store(db) as store:
+    with _store(db, create=True) as store:
         if store.get_source(source.name) is not None:
             _fail(
                 f"a source named {source.name} exists: choose another name, or change it with "

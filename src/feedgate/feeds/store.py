@@ -650,13 +650,24 @@ class FeedStore:
             return int(key[0])
 
     def log_entries(
-        self, source: str | None = None, after_id: int = 0, limit: int = 1000
+        self,
+        source: str | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+        *,
+        before_id: int | None = None,
+        newest_first: bool = False,
     ) -> list[LogEntry]:
-        """Log rows with id > ``after_id``, oldest first, at most ``limit``."""
+        """Log rows with ``after_id`` < id < ``before_id``, oldest first (newest first with
+        ``newest_first``: the newest ``limit`` rows), at most ``limit``. The one query of the
+        CLI's ``feedgate log`` and the REST API's ``/log``, so they list the same rows."""
         query = sa.select(log_table).where(log_table.c.id > after_id)
+        if before_id is not None:
+            query = query.where(log_table.c.id < before_id)
         if source is not None:
             query = query.where(log_table.c.source == source)
-        query = query.order_by(log_table.c.id).limit(max(0, limit))
+        order = log_table.c.id.desc() if newest_first else log_table.c.id
+        query = query.order_by(order).limit(max(0, limit))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [

@@ -2,13 +2,16 @@
 
 Thin over :mod:`feedgate.feeds` (design.md: the web layer holds no logic of its own): it turns
 JSON into a validated :class:`~feedgate.feeds.sources.Source` and results into JSON. Every
-request needs the API token (``Authorization: Bearer <token>``); secrets are accepted when a
-source is written and never returned. ``GET /api/v1/openapi.json`` describes it all.
+request needs the API token (``Authorization: Bearer <token>``) but three that a newcomer or a
+health check makes first: ``GET /api/v1/`` (what exists and which header to send),
+``GET /healthz`` and ``GET /api/v1/openapi.json``, which describes it all. Secrets are accepted
+when a source is written and never returned.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -124,6 +127,8 @@ class ParameterError(ValueError):
 
 #: Offsets and ids are 64-bit integers in both databases.
 _MAX_INT64: Final = 2**63 - 1
+#: The most log rows one ``GET /log`` answers (page on with ``after``, or ``before``).
+MAX_LOG_ROWS: Final = 1000
 
 
 def count_parameter(request: Request, name: str, default: int, maximum: int = _MAX_INT64) -> int:
@@ -134,6 +139,64 @@ def count_parameter(request: Request, name: str, default: int, maximum: int = _M
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _MAX_INT64:
         raise ParameterError(name, f"{raw[:40]!r} is not a whole number from 0 to {_MAX_INT64}")
     return min(int(raw), maximum)
+
+
+#: What a client must send; said by a 401, the API root and the OpenAPI document.
+AUTH_HEADER: Final = "Authorization"
+AUTH_SCHEME: Final = "Bearer"
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).digest()
+
+
+def refusal(header: str | None, token: str) -> Response | None:
+    """The 401 for an ``Authorization`` header that does not carry ``token``, or None when it
+    does. RFC 6750: every 401 sends a ``WWW-Authenticate: Bearer`` challenge, with
+    ``error="invalid_token"`` when a token was given but is wrong; no token and a wrong one are
+    told apart, so an admin knows whether to add the header or fix its value. The comparison
+    is of digests in constant time: it gives away neither the token's characters nor its
+    length."""
+    scheme, _, given = (header or "").strip().partition(" ")
+    challenge = f'{AUTH_SCHEME} realm="feedgate"'
+    usage = f"send {AUTH_HEADER}: {AUTH_SCHEME} <token>"
+    if scheme.lower() != AUTH_SCHEME.lower():
+        detail = f"an API token is needed: {usage}"
+        if scheme:
+            shown = scheme if scheme.isascii() and scheme.isprintable() else ascii(scheme)
+            detail = f"the API takes a {AUTH_SCHEME} token, not {shown[:20]}: {usage}"
+        return JSONResponse({"detail": detail}, 401, headers={"WWW-Authenticate": challenge})
+    if hmac.compare_digest(_digest(given.strip()), _digest(token)):
+        return None
+    return JSONResponse(
+        {"detail": "the API token is wrong: FEEDGATE_API_TOKEN, or the one in api-token, is"},
+        401,
+        headers={
+            "WWW-Authenticate": f'{challenge}, error="invalid_token", '
+            'error_description="the token is wrong"'
+        },
+    )
+
+
+#: The API root's answer: what exists, how to authenticate, where the full description is.
+INDEX: Final[dict[str, Any]] = {
+    "name": "feedgate feed manager",
+    "version": "1",
+    "auth": {
+        "header": AUTH_HEADER,
+        "scheme": AUTH_SCHEME,
+        "value": f"{AUTH_SCHEME} <token>",
+        "detail": "every link below needs it; the token is FEEDGATE_API_TOKEN, or the one "
+        "feedgate serve made on its first start and keeps in its data directory's api-token",
+    },
+    "openapi": "/api/v1/openapi.json",
+    "health": "/healthz",
+    "links": {
+        "sources": "/api/v1/sources",
+        "observables": "/api/v1/observables",
+        "log": "/api/v1/log",
+    },
+}
 
 
 def create_api(
@@ -148,15 +211,11 @@ def create_api(
     lease (``lease`` long, renewed while it polls) as a node of its own; 409 when another node
     holds it."""
 
-    def authorised(request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token)
-
     def guard(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def wrapped(request: Request) -> Response:
-            if not authorised(request):
-                return JSONResponse({"detail": "an API token is needed (Bearer)"}, 401)
+            refused = refusal(request.headers.get("authorization"), token)
+            if refused is not None:
+                return refused
             try:
                 return handler(request)
             except (SourceError, ParameterError) as exc:
@@ -259,7 +318,18 @@ def create_api(
     def log_rows(request: Request) -> Response:
         q = request.query_params
         after = count_parameter(request, "after", 0)
-        entries = store.log_entries(q.get("source"), after_id=after, limit=1000)
+        before = count_parameter(request, "before", _MAX_INT64)
+        limit = count_parameter(request, "limit", MAX_LOG_ROWS, maximum=MAX_LOG_ROWS)
+        order = q.get("order") or "asc"
+        if order not in ("asc", "desc"):
+            raise ParameterError("order", f"{order[:40]!r}: give asc (oldest first) or desc")
+        entries = store.log_entries(
+            q.get("source"),
+            after_id=after,
+            before_id=before,
+            limit=limit,
+            newest_first=order == "desc",
+        )
         return JSONResponse(
             [
                 {
@@ -277,8 +347,29 @@ def create_api(
     def openapi(request: Request) -> Response:
         return JSONResponse(OPENAPI)
 
+    def index(request: Request) -> Response:
+        return JSONResponse(INDEX)
+
+    def healthz(request: Request) -> Response:
+        """200 while the database answers (a load balancer's or a cluster's check; no token)."""
+        try:
+            store.last_log_id()
+        except Exception:  # whatever the database says, the check's answer is "not healthy"
+            return JSONResponse(
+                {"status": "unavailable", "detail": "the database does not answer"}, 503
+            )
+        return JSONResponse({"status": "ok"})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        detail = "no such path: GET /api/v1/ lists what exists"
+        return JSONResponse({"detail": detail}, 404)
+
     return Starlette(
+        exception_handlers={404: not_found},
         routes=[
+            Route("/api/v1/", index, methods=["GET"]),
+            Route("/api/v1", index, methods=["GET"]),  # not a redirect: curl does not follow it
+            Route("/healthz", healthz, methods=["GET"]),
             Route("/api/v1/openapi.json", openapi, methods=["GET"]),
             # One route per path: Starlette's 405 names only the methods of the route it matched
             Route("/api/v1/sources", guard(sources_root), methods=["GET", "POST"]),
@@ -286,7 +377,7 @@ def create_api(
             Route("/api/v1/sources/{name}/poll", guard(poll_now), methods=["POST"]),
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
-        ]
+        ],
     )
 
 
@@ -310,7 +401,11 @@ def _op(
     request ``body`` (a component schema's name), its ``query`` parameters; ``more``: further
     answers by status code (``_409="..."``), each with an :data:`_ERROR` body."""
     good = _json(schema) if schema is not None else {"description": "OK"}
-    responses = {ok: good, "401": _json(_ERROR, "no or wrong token")}
+    challenge = {"schema": _TEXT, "description": 'Bearer, with error="invalid_token" if wrong'}
+    refused = _json(_ERROR, "no token, or a wrong one") | {
+        "headers": {"WWW-Authenticate": challenge}
+    }
+    responses = {ok: good, "401": refused}
     responses.update({code.lstrip("_"): _json(_ERROR, text) for code, text in more.items()})
     op: dict[str, Any] = {"summary": summary, "security": [{"token": []}], "responses": responses}
     if body is not None:
@@ -494,6 +589,23 @@ OPENAPI: Final[dict[str, Any]] = {
         },
     },
     "paths": {
+        "/api/v1/": {
+            "get": {
+                "summary": "The API root: its links, the header to send, this document's URL",
+                "security": [],
+                "responses": {"200": _json({"type": "object"})},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Whether the service and its database answer (no token needed)",
+                "security": [],
+                "responses": {
+                    "200": _json({"type": "object"}),
+                    "503": _json({"type": "object"}, "the database does not answer"),
+                },
+            }
+        },
         "/api/v1/sources": {
             "get": _op(
                 "List the sources with their last poll",
@@ -558,11 +670,18 @@ OPENAPI: Final[dict[str, Any]] = {
         },
         "/api/v1/log": {
             "get": _op(
-                "The threat-feed log, oldest first, 1000 rows at most",
+                f"The threat-feed log, oldest first (or newest), {MAX_LOG_ROWS} rows at most",
                 schema={"type": "array", "items": _ref("LogEntry")},
                 query=(
                     _param("source", _TEXT, "only this source's"),
                     _param("after", _INT64, "rows after this id"),
+                    _param("before", _INT64, "rows before this id (page on with order=desc)"),
+                    _param("limit", _INT64, f"at most this many ({MAX_LOG_ROWS} at most)"),
+                    _param(
+                        "order",
+                        {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
+                        "asc: oldest first; desc: newest first (the newest rows)",
+                    ),
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
             )
