@@ -215,3 +215,27 @@ def test_make_source_is_what_a_source_is_written_with() -> None:
     cleared = make_source({"username": None}, real)
     assert cleared.username is None and cleared.password is None
     assert isinstance(cleared, Source)
+
+
+def test_a_key_stored_under_another_secret_key_is_kept_and_said(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The secret key changed: the user name cannot be decrypted, yet the source lists, shows
+    masked, keeps the stored token on an unrelated edit, and its poll says how to fix it."""
+    feeds = FeedStore(db.engine(str(db_path)))
+    feeds.add_source(make_source({**OTX, "port": closed_port(), "max_retries": 0}))
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())
+    found = feeds.get_source("otx")
+    assert found is not None and found.username is None
+    assert found.unreadable_secrets == {"username"}
+    edited = make_source({"description": "x"}, found)
+    feeds.update_source(edited)
+    again = feeds.get_source("otx")
+    assert again is not None and again.unreadable_secrets == {"username"}
+    result = poll_source(feeds, again, ThreatFeedLog(feeds, write_file=False))
+    assert not result.ok and result.error and "--username-env VAR" in result.error
+    fixed = make_source({"username": OTX_KEY}, again)
+    feeds.update_source(fixed)
+    back = feeds.get_source("otx")
+    assert back is not None and back.username == OTX_KEY and not back.unreadable_secrets
+    feeds.close()

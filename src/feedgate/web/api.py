@@ -41,7 +41,7 @@ from feedgate.feeds.sources import (
     make_source,
     shown_username,
 )
-from feedgate.feeds.store import FeedStore, FeedStoreError
+from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus
 from feedgate.observables import ENFORCEABLE_KINDS
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
@@ -54,6 +54,10 @@ def _iso(moment: datetime | None) -> str | None:
 def source_json(source: Source, store: FeedStore) -> dict[str, Any]:
     """A source as JSON: durations as text, secrets only as "is set" (a secret user name as
     ``(secret, set)``, as the CLI shows it), its last poll."""
+    return _source_json(source, store.status(source.name))
+
+
+def _source_json(source: Source, status: SourceStatus) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in dataclasses.fields(Source):
         value = getattr(source, field.name)
@@ -69,7 +73,6 @@ def source_json(source: Source, store: FeedStore) -> dict[str, Any]:
             out[field.name] = sorted(value)
         else:
             out[field.name] = value
-    status = store.status(source.name)
     out["status"] = {
         k: _iso(v) if isinstance(v, datetime) else v for k, v in dataclasses.asdict(status).items()
     }
@@ -397,7 +400,7 @@ _SOURCE_OUT: Final[dict[str, Any]] = {
     **{f"{k}_set": {"type": "boolean"} for k in SECRET_FIELDS},
     "unreadable_secrets": {
         "type": "array",
-        "items": {"type": "string", "enum": list(SECRET_FIELDS)},
+        "items": {"type": "string", "enum": sorted({*SECRET_FIELDS, "username"})},
         "description": "secrets stored under another key: polls fail until they are given again",
     },
     "status": {
@@ -413,7 +416,7 @@ _SOURCE_OUT: Final[dict[str, Any]] = {
     },
 }
 
-#: An OTX source as a client adds it (the key is a placeholder: never put a real one in docs)...
+#: An OTX source as a client adds it (the key a placeholder: a real one goes in no document)...
 _NEW_EXAMPLE: Final[dict[str, Any]] = {
     "name": "otx",
     "hostname": "otx.alienvault.com",
@@ -422,18 +425,8 @@ _NEW_EXAMPLE: Final[dict[str, Any]] = {
     "username": "<your OTX API key>",
     "timeout": "60s",
 }
-#: ... and as the API shows it: the key masked (the rest: Source's defaults, a fresh status).
-_SOURCE_EXAMPLE: Final[dict[str, Any]] = {
-    **_NEW_EXAMPLE,
-    "username": SECRET_SET,
-    "username_secret": True,
-    "password_set": False,
-    "key_password_set": False,
-    "polling_interval": "1h",
-    "enabled": True,
-    "port": 443,
-    "use_https": True,
-}
+#: ... and as the API answers: made and shown by the code that answers, so the key is masked.
+_SOURCE_EXAMPLE: Final = _source_json(make_source(_NEW_EXAMPLE), SourceStatus())
 
 #: The API's OpenAPI 3.0 description (what `schemathesis` or any client generator reads).
 OPENAPI: Final[dict[str, Any]] = {
