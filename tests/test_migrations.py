@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -154,7 +155,7 @@ def test_sqlite_foreign_keys_are_on_again_after_an_upgrade() -> None:
 def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     """Make the stores open as the code before migrations did: ``create_all``, no version
     table (Scheduler's leases only when it ran): today's metadata less what later revisions
-    added (feeds_0002: shared context layers)."""
+    added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -165,6 +166,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
             with e.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE shared_contexts")
                 conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN shared_digest")
+                for column in ("username_enc", "username_secret", "timeout_us"):
+                    conn.exec_driver_sql(f"ALTER TABLE feed_sources DROP COLUMN {column}")
 
     monkeypatch.setattr(migrate, "upgrade", create_all)
 
@@ -176,7 +179,9 @@ def test_create_all_feeds_database_is_adopted_with_its_data(
     with monkeypatch.context() as patch:
         _old_open(patch, with_leases)
         old = FeedStore(eng)
-        old.add_source(Source(name="otx", hostname="otx.example", collection="c", password="pw"))
+        row = _source_row_0002("otx", "otx.example", None, "pw")  # as the old code wrote it
+        with eng.begin() as conn:
+            conn.execute(sa.table("feed_sources", *(sa.column(k) for k in row)).insert(), [row])
         with eng.begin() as conn:  # as the code before feeds_0002 wrote it: the whole context
             insert = sa.text(
                 "INSERT INTO observables (source_id, digest, kind, value, first_seen, last_seen,"
@@ -364,11 +369,11 @@ def test_cli_upgrade_and_current(tmp_path: Path) -> None:
 
     code, out, _ = run("db", "upgrade", "--db", db)
     assert code == 0
-    assert out == f"feeds schema of {db}: upgraded from nothing to feeds_0002 (head)\n"
+    assert out == f"feeds schema of {db}: upgraded from nothing to feeds_0003 (head)\n"
     assert run("db", "upgrade", "--db", db)[1] == (
-        f"feeds schema of {db}: already at feeds_0002 (head)\n"
+        f"feeds schema of {db}: already at feeds_0003 (head)\n"
     )
-    assert run("db", "current", "--db", db)[1] == "feeds_0002 (head)\n"
+    assert run("db", "current", "--db", db)[1] == "feeds_0003 (head)\n"
 
     # --hub: the hub's schema, in the same file here; the feeds schema is not it.
     assert run("db", "current", "--hub", "--db", db)[1].startswith("none (no hub schema")
@@ -395,7 +400,7 @@ def test_cli_adopts_and_refuses_newer_in_one_line(
     code, out, _ = run("db", "upgrade", "--db", db)
     assert (code, out) == (
         0,
-        f"feeds schema of {db}: adopted (tables made before migrations), now at feeds_0002 "
+        f"feeds schema of {db}: adopted (tables made before migrations), now at feeds_0003 "
         "(head)\n",
     )
     with engine(db).begin() as conn:
@@ -444,3 +449,100 @@ def test_downgrading_shared_layers_puts_each_whole_context_back(eng: sa.Engine) 
     # and up again: the rows read the same (whole contexts in the row, no layer)
     again = {o.value: o.context for o in FeedStore(eng).observables(limit=10)}
     assert again == {o.value: dict(o.context) for o in observables}
+
+
+# --- feeds_0003: secret user names, timeouts -------------------------------------------------
+
+_KEY = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+
+def _source_row_0002(
+    name: str, hostname: str, username: str | None, password: str | None
+) -> dict[str, Any]:
+    """A feed_sources row as feeds_0002's code wrote it: the user name in clear."""
+    return {
+        "name": name, "description": "", "enabled": True, "hostname": hostname, "port": 443,
+        "use_https": True, "poll_path": "/taxii/poll", "collection": "c", "taxii_version": "1.1",
+        "username": username,
+        "password_enc": None if password is None else secrets.encrypt(password),
+        "verify_ssl": True, "polling_interval_us": 3600 * 10**6, "age_us": 30 * 86400 * 10**6,
+        "poll_segment_us": 86400 * 10**6, "max_retries": 3, "enforce": '["ipv4"]',
+    }  # fmt: skip
+
+
+def test_upgrade_from_0002_encrypts_plain_user_names_that_are_keys(eng: sa.Engine) -> None:
+    from alembic import command
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0002")
+    rows = [
+        _source_row_0002("otx", "otx.alienvault.com", _KEY, "a-real-looking-Pa55word"),
+        _source_row_0002("hub", "hub.example", _KEY[::-1], "x"),
+        _source_row_0002("nopass", "hub.example", _KEY.upper(), None),
+        _source_row_0002("login", "hub.example", "alice", "s3cret-Pa55word"),
+        _source_row_0002("anon", "hub.example", None, None),
+    ]
+    table = sa.table("feed_sources", *(sa.column(k) for k in rows[0]))
+    with eng.begin() as conn:
+        conn.execute(table.insert(), rows)
+        conn.execute(
+            sa.text("INSERT INTO feed_log (at, level, source, message) VALUES (:at, 'info', 'otx',"
+                    " 'polled')").bindparams(sa.bindparam("at", type_=sa.DateTime)),
+            {"at": T0.replace(tzinfo=None)},
+        )  # fmt: skip
+
+    store = FeedStore(eng)
+    assert migrate.current(eng, "feeds") == migrate.head("feeds") == "feeds_0003"
+    assert migrate.differences(eng, "feeds") == []
+    with eng.connect() as conn:
+        raw = {
+            r.name: r
+            for r in conn.execute(
+                sa.text(
+                    "SELECT name, username, username_enc, username_secret, timeout_us"
+                    " FROM feed_sources"
+                )
+            )
+        }
+    for name, key in (("otx", _KEY), ("hub", _KEY[::-1]), ("nopass", _KEY.upper())):
+        assert raw[name].username is None and bool(raw[name].username_secret)
+        assert secrets.decrypt(raw[name].username_enc) == key
+        source = store.get_source(name)
+        assert source is not None and source.username == key and source.username_secret
+    assert (raw["login"].username, raw["login"].username_enc) == ("alice", None)
+    assert store.get_source("login").username_secret is False  # type: ignore[union-attr]
+    assert store.get_source("otx").password == "a-real-looking-Pa55word"  # type: ignore[union-attr]
+    assert {r.timeout_us for r in raw.values()} == {60 * 10**6}
+    assert [e.message for e in store.log_entries()] == ["polled"]
+    store.close()
+
+    with migrate._locked(eng, "feeds") as conn:  # and back: the names in clear again
+        command.downgrade(migrate.config("feeds", conn), "feeds_0002")
+    with eng.connect() as conn:
+        back = dict(conn.execute(sa.text("SELECT name, username FROM feed_sources")).all())
+    assert back == {r["name"]: r["username"] for r in rows}
+
+
+def test_upgrade_without_the_secret_key_changes_nothing(
+    eng: sa.Engine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A key that cannot be had stops the upgrade in one clear error; the user names stay."""
+    from alembic import command
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0002")
+    row = _source_row_0002("otx", "otx.alienvault.com", _KEY, None)
+    with eng.begin() as conn:
+        conn.execute(sa.table("feed_sources", *(sa.column(k) for k in row)).insert(), [row])
+    key_file = tmp_path / "open.key"
+    key_file.write_text(secrets.generate_key())
+    key_file.chmod(0o644)
+    monkeypatch.delenv(secrets.KEY_ENV)
+    monkeypatch.setenv(secrets.KEY_FILE_ENV, str(key_file))
+    with pytest.raises(MigrationError) as info:
+        FeedStore(eng)
+    assert "user name" in str(info.value) and "chmod 600" in str(info.value)
+    assert _KEY not in str(info.value)
+    assert migrate.current(eng, "feeds") == "feeds_0002"
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT username FROM feed_sources")).scalar() == _KEY

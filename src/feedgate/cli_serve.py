@@ -153,7 +153,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     from feedgate.feeds.cli_sources import poll_and_echo
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.scheduler import LeaseHeld
-    from feedgate.feeds.sources import Source
+    from feedgate.feeds.sources import make_source
     from feedgate.feeds.store import FeedStore
     from feedgate.hub.app import create_app
     from feedgate.hub.passwords import new_api_key
@@ -174,18 +174,21 @@ def up_command(port: int, pulses: int, lease: float) -> None:
         host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
         store = open_store(feeds_db, FeedStore, create=True)
         feed_log = ThreatFeedLog(store)
-        source = Source(
-            name="otx-demo",
-            description=f"the demo hub's feed of {author}",
-            hostname=host,
-            port=int(hub_port),
-            use_https=False,
-            poll_path="/taxii/poll",
-            collection=f"user_{author}",
-            username=key,
-            password="x",
-            age=timedelta(days=200),
-            poll_segment=timedelta(days=30),
+        # The same path as `feedgate source add`: the key (the user name) is a secret there
+        source = make_source(
+            {
+                "name": "otx-demo",
+                "description": f"the demo hub's feed of {author}",
+                "hostname": host,
+                "port": int(hub_port),
+                "use_https": False,
+                "poll_path": "/taxii/poll",
+                "collection": f"user_{author}",
+                "username": key,
+                "password": "x",
+                "age": "200d",
+                "poll_segment": "30d",
+            }
         )
         if store.get_source(source.name) is None:
             store.add_source(source)

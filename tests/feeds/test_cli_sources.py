@@ -106,7 +106,9 @@ def test_add_list_show(env: Env) -> None:
     )
     assert shown["hostname"] == "otx.alienvault.com"
     assert shown["description"] == "OTX main feed"
-    assert shown["username"] == "apikey"
+    assert shown["username"] == "(secret, set)"  # OTX: the user name is the API key
+    assert shown["username_secret"] == "yes"
+    assert shown["timeout"] == "1m"
     assert shown["password"] == "********"
     assert shown["key_password"] == "-"
     assert shown["polling_interval"] == "30m" and shown["age"] == "30d"
@@ -144,7 +146,8 @@ def test_password_is_never_shown_nor_stored_in_clear(env: Env) -> None:
     for secret in (PASSWORD, KEY_PASSWORD):
         assert secret.encode() not in raw
         assert secret.encode("utf-16-le") not in raw
-    assert b"apikey" in raw  # the user name is stored (and so the bytes were really read)
+    assert b"otx.alienvault.com" in raw  # the bytes were really read
+    assert b"apikey" not in raw  # OTX's user name is its API key: encrypted too
     key_file = env.data / "feedgate" / "secret.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
 

@@ -57,6 +57,11 @@ def test_up_polls_the_demo_hub_and_serves_the_api(tmp_path: Path) -> None:
         status = sources[0]["status"]
         assert status["result"] == "ok" and status["read"] > 0
         assert sources[0]["password_set"] is True and "password" not in sources[0]
+        key = re.search(r"API key:\s+(\S+)", text)
+        assert key, text
+        # the demo key is the source's user name: stored and shown as a secret (item 6a)
+        assert sources[0]["username"] == "(secret, set)" and sources[0]["username_secret"]
+        assert key.group(1) not in str(sources)
         rows = httpx.get(f"{base}/api/v1/observables", params={"limit": "5"}, headers=auth).json()
         assert len(rows) == 5 and rows[0]["source"] == "otx-demo"
         again = httpx.post(f"{base}/api/v1/sources/otx-demo/poll", headers=auth, timeout=60).json()

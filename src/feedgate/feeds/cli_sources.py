@@ -3,7 +3,10 @@
 Registered on the ``feedgate`` group by :func:`register`. The database is ``--db`` or
 ``FEEDGATE_DB`` (default: ``feedgate.db`` under the user's data directory). Passwords never go
 on the command line: they come from an environment variable (``--password-env VAR``) or a hidden
-prompt (``--password-prompt``), and are shown as ``********``.
+prompt (``--password-prompt``), and are shown as ``********``. A user name that is a secret (OTX's
+API key; see :func:`~.sources.secret_by_default`) comes best from ``--username-env VAR`` too, and
+is shown as ``(secret, set)``. ``add`` and ``edit`` build the source with
+:func:`~.sources.make_source`, as the REST API does.
 
 Exit status 0 on success, 1 on a failure (one ``feedgate: error: ...`` line on stderr, naming the
 field and its option; the stack trace only with ``feedgate -v``), 2 on bad usage.
@@ -30,12 +33,13 @@ from .sources import (
     MASK,
     OPTION_OF,
     SECRET_FIELDS,
+    SECRET_SET,
     Source,
     SourceError,
     endpoint,
     format_duration,
-    parse_duration,
-    validate,
+    make_source,
+    shown_username,
 )
 
 if TYPE_CHECKING:
@@ -130,7 +134,24 @@ def _common_options(func: F) -> F:
             default=None,
             help="TAXII version [add: 1.1].",
         ),
-        click.option("--username", default=None, help="Basic auth user (OTX: the API key)."),
+        click.option(
+            "--username",
+            default=None,
+            help="Basic auth user; for an API key (OTX) prefer --username-env.",
+        ),
+        click.option(
+            "--username-env",
+            default=None,
+            metavar="VAR",
+            help="Take the user name (OTX: the API key) from this environment variable.",
+        ),
+        click.option(
+            "--username-secret/--no-username-secret",
+            "username_secret",
+            default=None,
+            help="Store the user name encrypted and never show it [add: yes for OTX, or when"
+            " the password is empty or a placeholder such as x].",
+        ),
         click.option(
             "--password-env",
             default=None,
@@ -164,6 +185,12 @@ def _common_options(func: F) -> F:
             "--segment", default=None, metavar="DUR", help="One request's span [add: 1d]."
         ),
         click.option("--retries", type=int, default=None, help="Retries per segment [add: 3]."),
+        click.option(
+            "--timeout",
+            default=None,
+            metavar="DUR",
+            help="Per request: to connect and for each read of the answer [add: 60s].",
+        ),
         click.option(
             "--enforce",
             multiple=True,
@@ -202,29 +229,29 @@ def _kinds(values: tuple[str, ...], option: str) -> frozenset[str]:
     return frozenset(kinds)
 
 
-def _duration(text: str, field: str) -> timedelta:
-    try:
-        return parse_duration(text, field=field)
-    except SourceError as exc:
-        _source_error(exc)
-
-
 def _optional(text: str) -> str | None:
     """An empty value clears an optional field."""
     return text if text.strip() else None
 
 
 def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
-    """The fields the options set; ``current`` is the source being edited (None in add)."""
+    """The fields the options set, for :func:`~.sources.make_source` (durations as text);
+    ``current`` is the source being edited (None in add)."""
     if opts["password_env"] is not None and opts["password_prompt"]:
         raise click.UsageError("give --password-env or --password-prompt, not both")
+    if opts["username"] is not None and opts["username_env"] is not None:
+        raise click.UsageError("give --username or --username-env, not both")
     changes: dict[str, Any] = {}
     for key in ("description", "port", "use_https", "taxii_version", "verify_ssl"):
         if opts[key] is not None:
             changes[key] = opts[key]
+    if opts["username_secret"] is not None:
+        changes["username_secret"] = opts["username_secret"]
     for key in ("discovery_path", "username", "cert_file", "key_file", "ca_cert", "proxy_url"):
         if opts[key] is not None:
             changes[key] = _optional(opts[key])
+    if opts["username_env"] is not None:
+        changes["username"] = _env_secret(opts["username_env"], "--username-env")
     if opts.get("no_password"):
         changes["password"] = None
     if opts["password_env"] is not None:
@@ -239,17 +266,14 @@ def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
             if opts["key_password_env"]
             else None
         )
-    if "username" in changes and changes["username"] is None:
-        changes.setdefault("password", None)  # no user, no password
-    if "key_file" in changes and "cert_file" in changes and changes["cert_file"] is None:
-        changes.setdefault("key_password", None)
     for key, field in (
         ("interval", "polling_interval"),
         ("age", "age"),
         ("segment", "poll_segment"),
+        ("timeout", "timeout"),
     ):
         if opts[key] is not None:
-            changes[field] = _duration(opts[key], field)
+            changes[field] = opts[key]
     if opts["retries"] is not None:
         changes["max_retries"] = opts["retries"]
     enforce = _kinds(opts["enforce"], "--enforce")
@@ -261,6 +285,18 @@ def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
             base = current.enforce | enforce
         changes["enforce"] = base - no_enforce
     return changes
+
+
+def _warn_if_key_on_command_line(opts: dict[str, Any], source: Source) -> None:
+    """A secret user name given with ``--username`` is in the process list and the shell's
+    history: it is stored all the same (it was the way before), and the admin is told."""
+    if opts["username"] and source.username_secret:
+        click.echo(
+            f"feedgate: warning: the user name of source {source.name} is a secret (an API"
+            " key): given with --username it can be seen in the process list and the shell"
+            " history; give it with --username-env VAR instead",
+            err=True,
+        )
 
 
 def _describe(source: Source) -> str:
@@ -302,18 +338,19 @@ def add_command(
     """Add source NAME (letters, digits, - _ .)."""
     fields = _changes(opts, None)
     try:
-        source = validate(
-            Source(
-                name=name,
-                hostname=hostname,
-                poll_path=poll_path,
-                collection=collection,
-                enabled=not disabled,
+        source = make_source(
+            {
+                "name": name,
+                "hostname": hostname,
+                "poll_path": poll_path,
+                "collection": collection,
+                "enabled": not disabled,
                 **fields,
-            )
+            }
         )
     except SourceError as exc:
         _source_error(exc)
+    _warn_if_key_on_command_line(opts, source)
     from .store import FeedStoreError
 
     with _store(db, create=True) as store:
@@ -351,8 +388,6 @@ def edit_command(
     with _store(db) as store:
         current = _get(store, name)
         fields = _changes(opts, current)
-        # A secret given (or removed) anew is decided; the others stay as stored.
-        fields["unreadable_secrets"] = current.unreadable_secrets - fields.keys()
         for key, value in (
             ("hostname", hostname),
             ("poll_path", poll_path),
@@ -360,7 +395,8 @@ def edit_command(
         ):
             if value is not None:
                 fields[key] = value
-        source = validate(dataclasses.replace(current, **fields))
+        source = make_source(fields, current)
+        _warn_if_key_on_command_line(opts, source)
         # unreadable_secrets is not compared: a secret removed (--no-password) is a change
         if source == current and source.unreadable_secrets == current.unreadable_secrets:
             click.echo(f"source {name}: nothing changed")
@@ -478,11 +514,19 @@ def _cut(cell: str) -> str:
     return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
 
 
-def _shown(name: str, value: Any, source: Source | None = None) -> str:
+_UNREADABLE = "cannot be decrypted with the current secret key"
+
+
+def _shown(name: str, value: Any, source: Source) -> str:
     if name in SECRET_FIELDS:
-        if source is not None and name in source.unreadable_secrets:
-            return f"{MASK} (cannot be decrypted with the current secret key)"
+        if name in source.unreadable_secrets:
+            return f"{MASK} ({_UNREADABLE})"
         return MASK if value is not None else "-"
+    if name == "username":
+        shown = shown_username(source)
+        if "username" in source.unreadable_secrets:
+            return f"{SECRET_SET[:-1]}; {_UNREADABLE})"
+        return shown or "-"
     if isinstance(value, timedelta):
         return format_duration(value)
     if isinstance(value, bool):
@@ -498,7 +542,7 @@ def _shown(name: str, value: Any, source: Source | None = None) -> str:
 @click.argument("name")
 @_db_option
 def show_command(name: str, db: str | None) -> None:
-    """Every field of source NAME (secrets as ********) and its last poll."""
+    """Every field of source NAME (secrets as ******** or (secret, set)) and its last poll."""
     with _store(db) as store:
         source = _get(store, name)
         status = _status(store, name)

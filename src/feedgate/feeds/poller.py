@@ -83,7 +83,7 @@ def segments(
 
 
 def default_client(source: Source) -> TaxiiClient:
-    return TaxiiClient(**client_options(source))
+    return TaxiiClient(**client_options(source), timeout=source.timeout.total_seconds())
 
 
 class _SegmentFailed(Exception):

@@ -1,9 +1,12 @@
 """A feed source: where to poll, how, how often and what to enforce (design.md "Feed sources").
 
 :class:`Source` is an immutable record; :func:`validate` checks one and returns it normalised, or
-raises :class:`SourceError` naming the field and saying how to fix it. Secrets (``password``,
-``key_password``) are plaintext in memory only: ``repr`` masks them, and the store encrypts them
-with :mod:`feedgate.feeds.secrets`. Duplicate names are the store's to refuse.
+raises :class:`SourceError` naming the field and saying how to fix it; :func:`make_source` is the
+one way a source is written (CLI, REST API, ``feedgate up``): changes onto a base, then
+:func:`validate`. Secrets (``password``, ``key_password``, and the ``username`` when
+``username_secret``: OTX's user name *is* its API key) are plaintext in memory only: ``repr`` and
+every face mask them (:func:`shown_username`), and the store encrypts them with
+:mod:`feedgate.feeds.secrets`. Duplicate names are the store's to refuse.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import dataclasses
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Final
@@ -28,17 +32,26 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_RETRIES",
     "MAX_SEGMENTS",
+    "MAX_TIMEOUT",
     "MIN_POLLING_INTERVAL",
+    "MIN_TIMEOUT",
     "NAME_PATTERN",
     "OPTION_OF",
     "SECRET_FIELDS",
+    "SECRET_SET",
     "TAXII_VERSIONS",
+    "WRITABLE_FIELDS",
     "Source",
     "SourceError",
     "client_options",
     "endpoint",
     "format_duration",
+    "is_otx",
+    "make_source",
     "parse_duration",
+    "secret_by_default",
+    "shown_username",
+    "username_is_secret",
     "validate",
 ]
 
@@ -48,6 +61,8 @@ ALL_ENFORCE: Final[frozenset[str]] = frozenset(kind.value for kind in ENFORCEABL
 SECRET_FIELDS: Final = ("password", "key_password")
 #: What is shown in place of a secret that is set.
 MASK: Final = "********"
+#: What is shown in place of a secret user name (an API key): that it is set, nothing of it.
+SECRET_SET: Final = "(secret, set)"
 TAXII_VERSIONS: Final = ("1.0", "1.1")
 MIN_POLLING_INTERVAL: Final = timedelta(minutes=5)
 MAX_RETRIES: Final = 10
@@ -58,6 +73,11 @@ MAX_DURATION: Final = timedelta(days=36500)
 #: Segments in a first poll's window (the age), at most: each is a request, so a 1 s segment over
 #: 30 days would be 2.6 million of them.
 MAX_SEGMENTS: Final = 10_000
+#: Bounds of a source's per-request timeout (connect, and each read of the answer): under a
+#: second every slow link fails; over half an hour a silent server holds the source's poll (and
+#: its lease) for nothing.
+MIN_TIMEOUT: Final = timedelta(seconds=1)
+MAX_TIMEOUT: Final = timedelta(minutes=30)
 _MINUTE, _HOUR, _DAY = timedelta(minutes=1), timedelta(hours=1), timedelta(days=1)
 
 
@@ -82,7 +102,11 @@ class Source:
     poll_path: str = "/taxii/poll"
     discovery_path: str | None = None
     taxii_version: str = "1.1"
-    username: str | None = None
+    username: str | None = None  # a secret when username_secret (OTX: the API key)
+    #: Whether the user name is a secret (stored encrypted, shown as SECRET_SET); always for
+    #: OTX. None (not given) is decided when the source is made, by :func:`username_is_secret`:
+    #: a Source holds True or False, so it compares and stores as what it is.
+    username_secret: bool | None = None
     password: str | None = None  # plaintext in memory only; never printed (repr hides it)
     cert_file: str | None = None
     key_file: str | None = None
@@ -94,6 +118,8 @@ class Source:
     age: timedelta = timedelta(days=30)
     poll_segment: timedelta = timedelta(days=1)
     max_retries: int = 3
+    #: Per request: to connect, and for each read of the answer (a silent server fails then).
+    timeout: timedelta = timedelta(seconds=60)
     enforce: frozenset[str] = field(default=ALL_ENFORCE)
     #: Secret fields stored encrypted under a key this process does not have (the key changed,
     #: or the database moved without it): None here, kept as stored by an update that does not
@@ -101,12 +127,18 @@ class Source:
     #: the store only; not compared.
     unreadable_secrets: frozenset[str] = field(default=frozenset(), compare=False)
 
+    def __post_init__(self) -> None:
+        if self.username_secret is None:
+            object.__setattr__(self, "username_secret", username_is_secret(self))
+
     def __repr__(self) -> str:
         parts = []
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             if item.name in SECRET_FIELDS and value is not None:
                 parts.append(f"{item.name}={MASK!r}")
+            elif item.name == "username":
+                parts.append(f"username={shown_username(self)!r}")
             elif item.name == "enforce":
                 parts.append(f"enforce={sorted(value)!r}")
             else:
@@ -128,7 +160,8 @@ OPTION_OF: Final[dict[str, str]] = {
     "discovery_path": "--discovery-path",
     "collection": "--collection",
     "taxii_version": "--taxii-version",
-    "username": "--username",
+    "username": "--username-env",
+    "username_secret": "--username-secret/--no-username-secret",
     "password": "--password-env",
     "cert_file": "--cert",
     "key_file": "--key",
@@ -140,13 +173,22 @@ OPTION_OF: Final[dict[str, str]] = {
     "age": "--age",
     "poll_segment": "--segment",
     "max_retries": "--retries",
+    "timeout": "--timeout",
     "enforce": "--enforce/--no-enforce",
 }
+
+#: The fields a source is written with (CLI options, REST API bodies): all but what the store
+#: alone knows.
+WRITABLE_FIELDS: Final = frozenset(
+    item.name for item in dataclasses.fields(Source) if item.name != "unreadable_secrets"
+)
+#: Durations among them: given as text (``"60m"``) by the CLI and the API alike.
+_DURATION_FIELDS: Final = ("polling_interval", "age", "poll_segment", "timeout")
 
 
 def unreadable_secrets_problem(source: Source, key_origin: str) -> str:
     """What to tell the admin when ``source``'s stored secrets cannot be decrypted."""
-    names = " and ".join(sorted(source.unreadable_secrets))
+    names = " and ".join(sorted(source.unreadable_secrets)).replace("username", "user name")
     option = " ".join(f"{OPTION_OF[name]} VAR" for name in sorted(source.unreadable_secrets))
     return (
         f"the stored {names} cannot be decrypted with the current secret key ({key_origin}):"
@@ -356,11 +398,78 @@ def _check_durations(source: Source) -> None:
         )
 
 
+def _check_timeout(value: timedelta) -> None:
+    if not MIN_TIMEOUT <= value <= MAX_TIMEOUT:
+        raise SourceError(
+            "timeout",
+            f"{format_duration(value)} is out of range: give at least"
+            f" {format_duration(MIN_TIMEOUT)} and at most {format_duration(MAX_TIMEOUT)}"
+            " (e.g. --timeout 60s)",
+        )
+
+
+#: Passwords that say "none needed" (OTX ignores the password; its docs and cabby's examples put
+#: ``x`` or ``foo`` there): with one of them, the user name is the credential, an API key.
+_PLACEHOLDER_PASSWORDS: Final = frozenset(
+    {
+        "none", "null", "nil", "dummy", "foo", "bar", "test", "pass", "password", "passwd",
+        "placeholder", "unused", "ignored", "anything", "otx", "blank", "empty", "secret",
+        "apikey", "api_key", "api-key", "changeme", "nopassword", "n/a",
+    }
+)  # fmt: skip
+
+
+def is_otx(hostname: str) -> bool:
+    """Whether ``hostname`` (normalised) is AlienVault OTX, whose user name is the API key."""
+    return hostname == "alienvault.com" or hostname.endswith(".alienvault.com")
+
+
+def secret_by_default(username: str | None, password: str | None) -> bool:
+    """Whether a user name is a secret when the source does not say: when the password is empty
+    or a placeholder (three characters at most, a word such as ``dummy``, or the user name
+    again), the user name is what authenticates: an API key, as OTX's and the hub's are."""
+    if not isinstance(password, str):  # None; or not text, which validate refuses
+        return True
+    word = password.strip().lower()
+    return len(word) <= 3 or word in _PLACEHOLDER_PASSWORDS or password == username
+
+
+def username_is_secret(source: Source) -> bool:
+    """Whether ``source``'s user name is a secret: always for OTX; else as ``username_secret``
+    says, or (None, not yet decided) by :func:`secret_by_default`."""
+    if isinstance(source.hostname, str) and is_otx(source.hostname.strip().rstrip(".").lower()):
+        return True
+    if source.username_secret is None:
+        return secret_by_default(source.username, source.password)
+    return source.username_secret
+
+
+def _username_secret(source: Source, hostname: str) -> bool:
+    if is_otx(hostname) and source.username_secret is False:
+        raise SourceError(
+            "username_secret",
+            "OTX's user name is its API key: it is always kept secret (drop --no-username-secret)",
+        )
+    return username_is_secret(dataclasses.replace(source, hostname=hostname))
+
+
+def shown_username(source: Source) -> str | None:
+    """The user name as every face shows it (CLI, REST API, ``repr``): None when there is none,
+    :data:`SECRET_SET` when it is a secret (:func:`username_is_secret`), else the name itself."""
+    unreadable = "username" in source.unreadable_secrets
+    if source.username is None and not unreadable:
+        return None
+    if unreadable or username_is_secret(source):
+        return SECRET_SET
+    return source.username
+
+
 #: What a field's declared type asks for, in words (for the message when it is something else).
 _WANTED: Final = {
     "str": "text",
     "str | None": "text or null",
     "bool": "true or false",
+    "bool | None": "true, false or null",
     "int": "a whole number",
     "timedelta": "a duration",
     "frozenset[str]": "a set of observable kinds",
@@ -372,12 +481,13 @@ def _check_types(source: Source) -> None:
     CLI's typed options), and its text can be stored: no NUL, no lone surrogate."""
     for item in dataclasses.fields(source):
         kind, value = str(item.type), getattr(source, item.name)
-        secret = item.name in SECRET_FIELDS
-        if kind == "str | None" and value is None:
+        # a user name may be an API key: never echoed, whatever username_secret says
+        secret = item.name in SECRET_FIELDS or item.name == "username"
+        if kind in ("str | None", "bool | None") and value is None:
             continue
         if kind in ("str", "str | None"):
             good = isinstance(value, str)
-        elif kind == "bool":
+        elif kind in ("bool", "bool | None"):
             good = isinstance(value, bool)
         elif kind == "int":
             good = isinstance(value, int) and not isinstance(value, bool)
@@ -444,7 +554,7 @@ def validate(source: Source) -> Source:
         name: getattr(source, name) is not None or name in source.unreadable_secrets
         for name in SECRET_FIELDS
     }
-    if has["password"] and not source.username:
+    if has["password"] and not (source.username or "username" in source.unreadable_secrets):
         raise SourceError(
             "password", "a password needs a user name: give --username too (or drop the password)"
         )
@@ -460,6 +570,8 @@ def validate(source: Source) -> Source:
     if source.proxy_url is not None:
         changes["proxy_url"] = _check_proxy(source.proxy_url) if source.proxy_url.strip() else None
     _check_durations(source)
+    _check_timeout(source.timeout)
+    changes["username_secret"] = _username_secret(source, changes["hostname"])
     if isinstance(source.max_retries, bool) or not 0 <= source.max_retries <= MAX_RETRIES:
         raise SourceError(
             "max_retries",
@@ -475,6 +587,74 @@ def validate(source: Source) -> Source:
         )
     changes["enforce"] = enforce
     return dataclasses.replace(source, **changes)
+
+
+# -- writing a source -------------------------------------------------------------------------
+
+
+def make_source(changes: Mapping[str, Any], base: Source | None = None) -> Source:
+    """The validated source that ``changes`` make of ``base`` (None: a new source): the one way
+    the CLI, the REST API and ``feedgate up`` write a source, so they take the same fields with
+    the same rules. Raises :class:`SourceError`.
+
+    ``changes`` holds fields of :data:`WRITABLE_FIELDS`; durations may be text (``"60m"``),
+    ``enforce`` any collection of kinds. On a ``base``: a secret given (or removed) anew is
+    decided, the others stay as stored; a user name given to a source that had none is judged
+    secret or not again (unless ``username_secret`` is given); no user name, no password; and
+    :data:`SECRET_SET` given back as the user name (what a GET showed) keeps the stored one.
+    """
+    unknown = set(changes) - WRITABLE_FIELDS
+    if unknown:
+        name = sorted(unknown)[0]
+        shown = name if name.isprintable() and name.isascii() else ascii(name)
+        fields = ", ".join(sorted(WRITABLE_FIELDS))
+        raise SourceError(shown, f"unknown field: the fields are {fields}")
+    given = dict(changes)
+    if given.get("username") == SECRET_SET:
+        if base is None or shown_username(base) != SECRET_SET:
+            raise SourceError(
+                "username",
+                f"{SECRET_SET!r} is what is shown in place of a secret user name: give the"
+                " user name itself",
+            )
+        del given["username"]  # sent back as shown: the stored one stays
+    values: dict[str, Any] = {}
+    if base is not None:
+        values = {item.name: getattr(base, item.name) for item in dataclasses.fields(base)}
+        values["unreadable_secrets"] = base.unreadable_secrets - given.keys()
+        had_username = base.username is not None or "username" in base.unreadable_secrets
+        if "username" in given and not had_username and "username_secret" not in given:
+            values["username_secret"] = None  # judged by the rule, as in a new source
+    for key, value in given.items():
+        values[key] = _field_value(key, value)
+    if "username" in given and given["username"] is None:
+        values["password"] = given.get("password")  # no user, no password
+        values["unreadable_secrets"] = values.get("unreadable_secrets", frozenset()) - {"password"}
+    if given.get("cert_file", "") is None and "key_file" in given:
+        values["key_password"] = given.get("key_password")
+        values["unreadable_secrets"] = values.get("unreadable_secrets", frozenset()) - {
+            "key_password"
+        }
+    missing = [name for name in ("name", "hostname", "collection") if name not in values]
+    if missing:
+        raise SourceError(missing[0], "missing: every source needs a name, hostname and collection")
+    return validate(Source(**values))
+
+
+def _field_value(key: str, value: Any) -> Any:
+    """A field's value as :class:`Source` holds it: durations and kinds from their JSON forms."""
+    if key in _DURATION_FIELDS:
+        if isinstance(value, str):
+            return parse_duration(value, key)
+        if not isinstance(value, timedelta):
+            raise SourceError(key, 'give a duration such as "60m", "30d"')
+    if key == "enforce":
+        if not isinstance(value, list | tuple | set | frozenset) or not all(
+            isinstance(kind, str) for kind in value
+        ):
+            raise SourceError(key, "give a list of observable kinds")
+        return frozenset(value)
+    return value
 
 
 # -- using a source -------------------------------------------------------------------------------

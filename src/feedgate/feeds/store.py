@@ -45,7 +45,7 @@ from feedgate.db import read_transaction, write_transaction
 from feedgate.observables import Observable
 
 from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment, layers_lock
-from .sources import Source
+from .sources import Source, username_is_secret
 
 __all__ = [
     "BATCH_SIZE",
@@ -80,7 +80,9 @@ sources = sa.Table(
     sa.Column("discovery_path", sa.Text, nullable=True),
     sa.Column("collection", sa.Text, nullable=False),
     sa.Column("taxii_version", sa.String(8), nullable=False),
-    sa.Column("username", sa.Text, nullable=True),
+    sa.Column("username", sa.Text, nullable=True),  # only when not username_secret
+    sa.Column("username_enc", sa.Text, nullable=True),  # when username_secret: encrypted
+    sa.Column("username_secret", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("password_enc", sa.Text, nullable=True),  # feedgate.feeds.secrets.encrypt
     sa.Column("cert_file", sa.Text, nullable=True),
     sa.Column("key_file", sa.Text, nullable=True),
@@ -92,6 +94,7 @@ sources = sa.Table(
     sa.Column("age_us", sa.BigInteger, nullable=False),
     sa.Column("poll_segment_us", sa.BigInteger, nullable=False),
     sa.Column("max_retries", sa.Integer, nullable=False),
+    sa.Column("timeout_us", sa.BigInteger, nullable=False, server_default="60000000"),
     sa.Column("enforce", sa.Text, nullable=False),  # JSON list, sorted
 )
 
@@ -368,6 +371,7 @@ class FeedStore:
     def _source_row(source: Source) -> dict[str, Any]:
         from . import secrets
 
+        secret_name = username_is_secret(source)
         return {
             "name": source.name,
             "description": source.description,
@@ -379,7 +383,13 @@ class FeedStore:
             "discovery_path": source.discovery_path,
             "collection": source.collection,
             "taxii_version": source.taxii_version,
-            "username": source.username,
+            "username": None if secret_name else source.username,
+            "username_enc": (
+                secrets.encrypt(source.username)
+                if secret_name and source.username is not None
+                else None
+            ),
+            "username_secret": secret_name,
             "password_enc": None if source.password is None else secrets.encrypt(source.password),
             "cert_file": source.cert_file,
             "key_file": source.key_file,
@@ -393,6 +403,7 @@ class FeedStore:
             "age_us": _micros(source.age),
             "poll_segment_us": _micros(source.poll_segment),
             "max_retries": int(source.max_retries),
+            "timeout_us": _micros(source.timeout),
             "enforce": json.dumps(sorted(str(k) for k in source.enforce)),
         }
 
@@ -422,7 +433,10 @@ class FeedStore:
             discovery_path=row.discovery_path,
             collection=row.collection,
             taxii_version=row.taxii_version,
-            username=row.username,
+            username=(
+                row.username if row.username_enc is None else secret("username", row.username_enc)
+            ),
+            username_secret=bool(row.username_secret),
             password=secret("password", row.password_enc),
             cert_file=row.cert_file,
             key_file=row.key_file,
@@ -434,6 +448,7 @@ class FeedStore:
             age=timedelta(microseconds=row.age_us),
             poll_segment=timedelta(microseconds=row.poll_segment_us),
             max_retries=int(row.max_retries),
+            timeout=timedelta(microseconds=row.timeout_us),
             enforce=frozenset(json.loads(row.enforce)),
             unreadable_secrets=frozenset(unreadable),
         )
@@ -459,6 +474,7 @@ class FeedStore:
         values = self._source_row(source)
         for name in source.unreadable_secrets:
             del values[f"{name}_enc"]
+            values.pop(name, None)  # the user name's clear column stays as stored too
         with self._write() as conn:
             done = conn.execute(
                 sources.update().where(sources.c.name == source.name).values(**values)

@@ -242,7 +242,9 @@ class Transport:
                 if attempt <= self.options.retries and _retryable(exc):
                     self._sleep(attempt)
                     continue
-                raise TransportError(f"POST {url} failed: {_describe(exc)}") from None
+                raise TransportError(
+                    f"POST {url} failed: {_describe(exc, self._http.timeout)}"
+                ) from None
             if response.status_code in _RETRY_STATUSES and attempt <= self.options.retries:
                 response.close()
                 self._sleep(attempt, response.headers.get("Retry-After"))
@@ -268,11 +270,14 @@ def _retryable(exc: httpx.HTTPError) -> bool:
     )
 
 
-def _describe(exc: httpx.HTTPError) -> str:
-    """One line for an httpx error, naming what kind of failure it was."""
+def _describe(exc: httpx.HTTPError, timeout: httpx.Timeout | None = None) -> str:
+    """One line for an httpx error, naming what kind of failure it was (and the timeout that
+    ran out: the admin can tell a dead server from one slower than the setting)."""
+    connect = f" after {timeout.connect:g} s" if timeout and timeout.connect else ""
+    read = f" of {timeout.read:g} s" if timeout and timeout.read else ""
     kinds: list[tuple[type[httpx.HTTPError], str]] = [
-        (httpx.ConnectTimeout, "connection timed out"),
-        (httpx.ReadTimeout, "no answer within the read timeout"),
+        (httpx.ConnectTimeout, f"connection timed out{connect}"),
+        (httpx.ReadTimeout, f"no answer within the read timeout{read}"),
         (httpx.WriteTimeout, "sending timed out"),
         (httpx.PoolTimeout, "timed out waiting for a connection"),
         (httpx.ProxyError, "proxy error"),

@@ -31,21 +31,23 @@ from feedgate.feeds.sources import (
     MAX_NAME_LENGTH,
     MAX_RETRIES,
     MAX_SEGMENTS,
+    MAX_TIMEOUT,
     MIN_POLLING_INTERVAL,
+    MIN_TIMEOUT,
     NAME_PATTERN,
     SECRET_FIELDS,
+    SECRET_SET,
     TAXII_VERSIONS,
     Source,
     SourceError,
     format_duration,
-    parse_duration,
-    validate,
+    make_source,
+    shown_username,
 )
-from feedgate.feeds.store import FeedStore, FeedStoreError
+from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus
 from feedgate.observables import ENFORCEABLE_KINDS
 
-_DURATIONS: Final = ("polling_interval", "age", "poll_segment")
-_FIELDS: Final = {f.name for f in dataclasses.fields(Source)} - {"unreadable_secrets"}
+_DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -53,11 +55,18 @@ def _iso(moment: datetime | None) -> str | None:
 
 
 def source_json(source: Source, store: FeedStore) -> dict[str, Any]:
-    """A source as JSON: durations as text, secrets only as "is set", its last poll."""
+    """A source as JSON: durations as text, secrets only as "is set" (a secret user name as
+    ``(secret, set)``, as the CLI shows it), its last poll."""
+    return _source_json(source, store.status(source.name))
+
+
+def _source_json(source: Source, status: SourceStatus) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in dataclasses.fields(Source):
         value = getattr(source, field.name)
-        if field.name in SECRET_FIELDS:
+        if field.name == "username":
+            out[field.name] = shown_username(source)
+        elif field.name in SECRET_FIELDS:
             out[f"{field.name}_set"] = value is not None or field.name in source.unreadable_secrets
         elif field.name == "unreadable_secrets":
             out[field.name] = sorted(value)
@@ -67,7 +76,6 @@ def source_json(source: Source, store: FeedStore) -> dict[str, Any]:
             out[field.name] = sorted(value)
         else:
             out[field.name] = value
-    status = store.status(source.name)
     out["status"] = {
         k: _iso(v) if isinstance(v, datetime) else v for k, v in dataclasses.asdict(status).items()
     }
@@ -75,33 +83,11 @@ def source_json(source: Source, store: FeedStore) -> dict[str, Any]:
 
 
 def source_from_json(data: Any, base: Source | None = None) -> Source:
-    """A validated source from a JSON object (``base``: the source an update starts from)."""
+    """A validated source from a JSON object (``base``: the source an update starts from), by
+    :func:`~feedgate.feeds.sources.make_source`, as the CLI makes one."""
     if not isinstance(data, dict):
         raise SourceError("body", "expected a JSON object")
-    unknown = set(data) - _FIELDS
-    if unknown:
-        name = sorted(unknown)[0]
-        shown = name if name.isprintable() and name.isascii() else ascii(name)
-        raise SourceError(shown, f"unknown field: the fields are {', '.join(sorted(_FIELDS))}")
-    values: dict[str, Any] = dataclasses.asdict(base) if base is not None else {}
-    for key, value in data.items():
-        if key in _DURATIONS:
-            if not isinstance(value, str):
-                raise SourceError(key, 'a duration such as "60m", "30d"')
-            values[key] = parse_duration(value, key)
-        elif key == "enforce":
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise SourceError(key, "a list of observable kinds")
-            values[key] = frozenset(value)
-        else:
-            values[key] = value
-    if base is not None:  # a secret given (or removed) anew is decided; the others stay stored
-        values["unreadable_secrets"] = base.unreadable_secrets - data.keys()
-    try:
-        source = Source(**values)
-    except TypeError as exc:
-        raise SourceError("body", f"missing or wrong fields: {exc}") from None
-    return validate(source)
+    return make_source(data, base)
 
 
 def poll_json(result: PollResult) -> dict[str, Any]:
@@ -468,7 +454,16 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
     "poll_path": {"type": "string", "pattern": "^/"},
     "discovery_path": _nullable("string"),
     "taxii_version": {"type": "string", "enum": list(TAXII_VERSIONS)},
-    "username": _nullable("string"),
+    "username": _nullable(
+        "string",
+        description=f"OTX: the API key. Shown as {SECRET_SET!r} when username_secret; sent"
+        " back so, it keeps the stored one",
+    ),
+    "username_secret": _nullable(
+        "boolean",
+        description="store the user name encrypted, never show it; always for OTX; null or"
+        " absent: yes when the password is empty or a placeholder such as x",
+    ),
     "password": _nullable("string", writeOnly=True, description="needs username"),
     "cert_file": _nullable("string"),
     "key_file": _nullable("string", description="needs cert_file"),
@@ -487,14 +482,20 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
         "description": f"at most the age, and at least the age / {MAX_SEGMENTS}",
     },
     "max_retries": {"type": "integer", "minimum": 0, "maximum": MAX_RETRIES},
+    "timeout": {
+        **_DURATION,
+        "description": "per request (connect, each read of the answer): at least"
+        f" {format_duration(MIN_TIMEOUT)}, at most {format_duration(MAX_TIMEOUT)}",
+    },
     "enforce": {"type": "array", "items": {"type": "string", "enum": _KINDS}},
 }
 _SOURCE_OUT: Final[dict[str, Any]] = {
     **{k: v for k, v in _SOURCE_FIELDS.items() if k not in SECRET_FIELDS},
+    "username_secret": {"type": "boolean"},
     **{f"{k}_set": {"type": "boolean"} for k in SECRET_FIELDS},
     "unreadable_secrets": {
         "type": "array",
-        "items": {"type": "string", "enum": list(SECRET_FIELDS)},
+        "items": {"type": "string", "enum": sorted({*SECRET_FIELDS, "username"})},
         "description": "secrets stored under another key: polls fail until they are given again",
     },
     "status": {
@@ -509,6 +510,18 @@ _SOURCE_OUT: Final[dict[str, Any]] = {
         },
     },
 }
+
+#: An OTX source as a client adds it (the key a placeholder: a real one goes in no document)...
+_NEW_EXAMPLE: Final[dict[str, Any]] = {
+    "name": "otx",
+    "hostname": "otx.alienvault.com",
+    "poll_path": "/taxii/poll",
+    "collection": "user_AlienVault",
+    "username": "<your OTX API key>",
+    "timeout": "60s",
+}
+#: ... and as the API answers: made and shown by the code that answers, so the key is masked.
+_SOURCE_EXAMPLE: Final = _source_json(make_source(_NEW_EXAMPLE), SourceStatus())
 
 #: The API's OpenAPI 3.0 description (what `schemathesis` or any client generator reads).
 OPENAPI: Final[dict[str, Any]] = {
@@ -532,6 +545,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "required": ["name", "hostname", "collection"],
                 "properties": _SOURCE_FIELDS,
                 "additionalProperties": False,
+                "example": _NEW_EXAMPLE,
             },
             "SourceChanges": {
                 "type": "object",
@@ -543,6 +557,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "type": "object",
                 "required": sorted(_SOURCE_OUT),
                 "properties": _SOURCE_OUT,
+                "example": _SOURCE_EXAMPLE,
             },
             "PollResult": {
                 "type": "object",
