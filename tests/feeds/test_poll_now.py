@@ -57,6 +57,13 @@ def holders(store: FeedStore) -> dict[str, str]:
         return {r.source: r.node for r in conn.execute(leases.select()) if r.node != FREE}
 
 
+def lease_end(store: FeedStore) -> str:
+    """When the one lease held ends, as refusals say it."""
+    with store.engine.connect() as conn:
+        expires = conn.execute(sa.select(leases.c.expires)).scalar_one()
+    return f"{datetime.fromtimestamp(expires / 1e6, UTC):%H:%M:%S}Z"
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -85,8 +92,9 @@ def test_api_poll_now_is_409_while_another_node_polls_then_polls_and_releases(
         refused = client.post(f"/api/v1/sources/{source.name}/poll")
         assert refused.status_code == 409
         assert refused.json() == {
-            "detail": f'source "{source.name}" is being polled by node {OTHER}; '
-            "try again when it finishes",
+            "detail": f'source "{source.name}" is being polled by node {OTHER}'
+            f" (its lease ends {lease_end(store)} unless it renews it while it polls);"
+            " try again when it finishes",
             "node": OTHER,
             "since": None,
         }
@@ -129,7 +137,8 @@ def test_cli_poll_now_exits_1_while_another_node_polls_then_polls_and_releases(
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == [
         f'feedgate: error: source "{source.name}" is being polled by node {OTHER} since '
-        "09:05:00Z; try again when it finishes"
+        f"09:05:00Z (its lease ends {lease_end(store)} unless it renews it while it polls);"
+        " try again when it finishes"
     ]
     assert refused.stdout == ""
     assert store.log_entries(source.name) == []  # nothing polled
@@ -199,6 +208,49 @@ def test_a_killed_poll_now_is_taken_over_when_its_lease_expires(
     lines = [e.message for e in store.log_entries(slow.name)]
     assert sum("the previous poll did not finish" in line for line in lines) == 1
     assert holders(store) == {}
+
+
+def test_poll_now_right_after_a_killed_poll_now_polls_at_once(
+    any_db: Database,
+    hub: Hub,  # noqa: F811
+    key: str,
+    tmp_path: Path,
+) -> None:
+    """``kill -9`` of ``feedgate poll`` mid-poll, then ``feedgate poll`` at once: it polls (the
+    dead process was on this host, its lease is not waited out), goes on from the watermark,
+    and leaves the lease free; it used to fail for the two minutes of the lease."""
+    store = FeedStore(db.engine(any_db.url))
+    with FaultProxy(hub.host, hub.port) as proxy:
+        (slow,) = make_sources(hub, 1, prefix="big", port=proxy.port)
+        store.add_source(slow)
+        proxy.script("stall", 0)
+        env = {**os.environ, "FEEDGATE_DB": any_db.url, "XDG_DATA_HOME": str(tmp_path / "data")}
+        env["NO_PROXY"] = "127.0.0.1"
+        run = partial(subprocess.run, capture_output=True, text=True, timeout=120, env=env)
+        proc = subprocess.Popen(
+            [FEEDGATE, "poll", slow.name],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for(
+                "the Poll Now to be polling",
+                lambda: store.status(slow.name).result == "running" and bool(proxy.faults()),
+            )
+            (holder,) = holders(store).values()
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        proxy.clear()
+        again = run([FEEDGATE, "poll", slow.name])
+    assert again.returncode == 0, again.stderr
+    assert "the previous poll did not finish" in again.stdout
+    assert "poll done" in again.stdout
+    with store.engine.connect() as conn:
+        expires = conn.execute(sa.select(leases.c.expires)).scalar_one_or_none()
+    assert holders(store) == {}, (holder, expires)
+    assert store.status(slow.name).result == "ok"
 
 
 def test_poll_and_serve_share_one_lease_option_whose_default_is_the_schedulers() -> None:
