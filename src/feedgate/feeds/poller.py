@@ -91,6 +91,44 @@ def default_client(source: Source) -> TaxiiClient:
 
 
 @dataclass(frozen=True)
+class PollProgress:
+    """Where a poll is, for a display (``feedgate poll`` on a terminal): segment ``segment`` of
+    ``segments`` (1-based), and what was read so far, in ``seconds``."""
+
+    source: str
+    segment: int
+    segments: int
+    blocks: int
+    read: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Observables read a second, so far."""
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Log:
+    """The threat-feed log as the poll writes it: each line, then ``written()`` (so Poll Now
+    shows every line as it happens, not all of them when the poll ends)."""
+
+    def __init__(self, log: ThreatFeedLog, written: Callable[[], None]) -> None:
+        self._log, self._written = log, written
+
+    def info(self, source: str, message: str) -> None:
+        self._log.info(source, message)
+        self._written()
+
+    def warning(self, source: str, message: str) -> None:
+        self._log.warning(source, message)
+        self._written()
+
+    def error(self, source: str, message: str) -> None:
+        self._log.error(source, message)
+        self._written()
+
+
+@dataclass(frozen=True)
 class _Waits:
     """How the poller waits (a backoff) and tells time (how long an attempt took)."""
 
@@ -105,13 +143,15 @@ class _SegmentFailed(Exception):
 def poll_source(
     store: FeedStore,
     source: Source,
-    log: ThreatFeedLog,
+    feed_log: ThreatFeedLog,
     *,
     now: Callable[[], datetime] = utcnow,
     client_factory: Callable[[Source], TaxiiClient] = default_client,
     sleep: Callable[[float], None] = time.sleep,
     cancelled: Callable[[], str | None] = lambda: None,
     clock: Callable[[], float] = time.monotonic,
+    written: Callable[[], None] = lambda: None,
+    progress: Callable[[PollProgress], None] | None = None,
 ) -> PollResult:
     """Poll ``source`` now; see the module docstring. Never raises for feed problems: they are
     in the result, the source's status and the log.
@@ -120,10 +160,18 @@ def poll_source(
     lease") stops the poll there, as an error, with every segment before it kept. ``clock``
     (seconds, monotonic) times the poll and each failed attempt, and ``sleep`` waits out a
     backoff: tests pass their own, so what the log says about waits is checked, not timed.
+    ``written`` is called after each log line, ``progress`` after each batch stored.
+
+    Ctrl-C (``KeyboardInterrupt``) stops the poll where it is: the segment in progress is rolled
+    back (what was committed stays, the watermark with it), the log says "poll interrupted",
+    the status is no longer ``running``, and the ``KeyboardInterrupt`` is raised again for the
+    caller (the lease's holder releases it; ``feedgate poll`` exits 130).
     """
+    log = _Log(feed_log, written)
     limit_arenas()  # see feedgate._malloc: a poll's threads would each keep their peak
     name = source.name
     result = PollResult(name)
+    interrupted = False
     started = clock()
     begun = now()
     previous = store.status(name)
@@ -149,8 +197,9 @@ def poll_source(
             raise ValueError(unreadable_secrets_problem(source, key_origin()))
         with client_factory(source) as client:
             windows = list(segments(begin, end, source.poll_segment))
+            shown = _Shown(progress, name, len(windows), result, clock, started)
             _poll_segments(
-                store, source, log, client, windows, result, _Waits(sleep, clock), cancelled
+                store, source, log, client, windows, result, _Waits(sleep, clock), cancelled, shown
             )
     except _SegmentFailed as exc:
         result.ok = False
@@ -159,7 +208,17 @@ def poll_source(
         result.ok = False
         result.error = " ".join(str(exc).split()) or type(exc).__name__
         log.error(name, f"poll failed: {result.error}")
-    result.expired = store.expire(name, now())
+    except KeyboardInterrupt:
+        interrupted = True
+        result.ok = False
+        mark = store.watermark(name)
+        kept = f"everything up to {stamp(mark)} is stored" if mark else "nothing was stored"
+        result.error = (
+            f"interrupted (Ctrl-C); {kept}, the segment in progress was not kept;"
+            " the next poll goes on from there"
+        )
+    if not interrupted:
+        result.expired = store.expire(name, now())
     result.seconds = clock() - started
     summary = (
         f"{result.segments} segment(s), {result.blocks} blocks, {result.read} observables read,"
@@ -168,6 +227,8 @@ def poll_source(
     )
     if result.ok:
         log.info(name, f"poll done: {summary}")
+    elif interrupted:
+        log.error(name, f"poll interrupted after {summary}: {result.error}")
     else:
         log.error(name, f"poll stopped after {summary}: {result.error}")
     store.set_status(
@@ -181,18 +242,48 @@ def poll_source(
         updated=result.updated,
         expired=result.expired,
     )
+    if interrupted:
+        raise KeyboardInterrupt
     return result
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """Tells ``progress`` (if any) where the poll is: the totals before this segment plus what
+    this segment has read so far."""
+
+    progress: Callable[[PollProgress], None] | None
+    source: str
+    segments: int
+    result: PollResult
+    clock: Callable[[], float]
+    started: float
+
+    def __call__(self, index: int, blocks: int, read: int) -> None:
+        if self.progress is not None:
+            done = self.result
+            self.progress(
+                PollProgress(
+                    self.source,
+                    index + 1,
+                    self.segments,
+                    done.blocks + blocks,
+                    done.read + read,
+                    self.clock() - self.started,
+                )
+            )
 
 
 def _poll_segments(
     store: FeedStore,
     source: Source,
-    log: ThreatFeedLog,
+    log: _Log,
     client: TaxiiClient,
     windows: list[tuple[datetime, datetime]],
     result: PollResult,
     waits: _Waits,
     cancelled: Callable[[], str | None],
+    shown: _Shown,
 ) -> None:
     """Store each window in turn, the next ones polled and parsed ahead (see _prefetch)."""
     prefetch: Prefetcher | None = None
@@ -216,7 +307,7 @@ def _poll_segments(
                     )
                 try:
                     blocks, read, new, updated, skipped = _segment(
-                        store, source.name, prefetch, index, end
+                        store, source.name, prefetch, index, end, shown
                     )
                 except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
                     prefetch.close()
@@ -263,7 +354,7 @@ def _poll_segments(
 
 
 def _segment(
-    store: FeedStore, name: str, prefetch: Prefetcher, index: int, end: datetime
+    store: FeedStore, name: str, prefetch: Prefetcher, index: int, end: datetime, shown: _Shown
 ) -> tuple[int, int, int, int, int]:
     """One segment in one transaction: (blocks, read, new, updated, skipped blocks)."""
     blocks = read = new = updated = skipped = 0
@@ -274,6 +365,7 @@ def _segment(
                 for batch in part.batches(stats):
                     n, u = segment.upsert(batch, end)
                     new, updated = new + n, updated + u
+                    shown(index, blocks + stats.content_blocks, read + stats.observables)
             except (StixReadError, XMLParseError) as exc:
                 raise TaxiiError(
                     "the server sent a poll answer that cannot be read: "
