@@ -69,6 +69,36 @@ def lease_end(store: FeedStore) -> str:
     return f"{datetime.fromtimestamp(expires / 1e6, UTC):%H:%M:%S}Z"
 
 
+def feedgate_env(url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a ``feedgate`` child on database ``url``."""
+    data = str(tmp_path / "data")
+    return {**os.environ, "FEEDGATE_DB": url, "XDG_DATA_HOME": data, "NO_PROXY": "127.0.0.1"}
+
+
+def stalled_poll(
+    store: FeedStore, proxy: FaultProxy, name: str, env: dict[str, str], lease: str = "120"
+) -> subprocess.Popen[bytes]:
+    """``feedgate poll NAME --lease LEASE`` whose first request never gets an answer, once it
+    is polling (its status says running, the proxy holds its request)."""
+    proxy.script("stall", 0)
+    proc = subprocess.Popen(
+        [FEEDGATE, "poll", name, "--lease", lease],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            "the Poll Now to be polling",
+            lambda: store.status(name).result == "running" and bool(proxy.faults()),
+        )
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc
+
+
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -127,12 +157,7 @@ def test_cli_poll_now_exits_1_while_another_node_polls_then_polls_and_releases(
     store = FeedStore(db.engine(any_db.url))
     (source,) = make_sources(hub, 1)
     store.add_source(source)
-    env = {
-        **os.environ,
-        "FEEDGATE_DB": any_db.url,
-        "XDG_DATA_HOME": str(tmp_path / "data"),
-        "NO_PROXY": "127.0.0.1",
-    }
+    env = feedgate_env(any_db.url, tmp_path)
     other = node(any_db.url)
     assert other.claim(source.name)
     store.set_status(source.name, last_start=datetime(2026, 11, 28, 9, 5, tzinfo=UTC))
@@ -171,22 +196,10 @@ def test_a_killed_poll_now_is_taken_over_when_its_lease_expires(
     with FaultProxy(hub.host, hub.port) as proxy:
         (slow,) = make_sources(hub, 1, prefix="slow", port=proxy.port)
         store.add_source(slow)
-        proxy.script("stall", 0)
-        env = {**os.environ, "FEEDGATE_DB": any_db.url, "XDG_DATA_HOME": str(tmp_path / "data")}
-        env["NO_PROXY"] = "127.0.0.1"
-        proc = subprocess.Popen(
-            # renewed every second: a 2 s stall of that process on a loaded machine, not 0.7 s,
-            # would let "now2" take the lease (and poll) instead of being refused
-            [FEEDGATE, "poll", slow.name, "--lease", "3"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # renewed every second: a 2 s stall of that process on a loaded machine, not 0.7 s,
+        # would let "now2" take the lease (and poll) instead of being refused
+        proc = stalled_poll(store, proxy, slow.name, feedgate_env(any_db.url, tmp_path), "3")
         try:
-            wait_for(
-                "the Poll Now to be polling",
-                lambda: store.status(slow.name).result == "running" and bool(proxy.faults()),
-            )
             (holder,) = holders(store).values()
             assert holder.split(":")[-2] == str(proc.pid)
             with pytest.raises(LeaseHeld, match=f"being polled by node {holder} since"):
@@ -228,21 +241,10 @@ def test_poll_now_right_after_a_killed_poll_now_polls_at_once(
     with FaultProxy(hub.host, hub.port) as proxy:
         (slow,) = make_sources(hub, 1, prefix="big", port=proxy.port)
         store.add_source(slow)
-        proxy.script("stall", 0)
-        env = {**os.environ, "FEEDGATE_DB": any_db.url, "XDG_DATA_HOME": str(tmp_path / "data")}
-        env["NO_PROXY"] = "127.0.0.1"
+        env = feedgate_env(any_db.url, tmp_path)
         run = partial(subprocess.run, capture_output=True, text=True, timeout=120, env=env)
-        proc = subprocess.Popen(
-            [FEEDGATE, "poll", slow.name],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        proc = stalled_poll(store, proxy, slow.name, env)
         try:
-            wait_for(
-                "the Poll Now to be polling",
-                lambda: store.status(slow.name).result == "running" and bool(proxy.faults()),
-            )
             (holder,) = holders(store).values()
         finally:
             os.kill(proc.pid, signal.SIGKILL)
@@ -306,11 +308,9 @@ def test_poll_now_prints_as_it_goes_and_ctrl_c_keeps_what_was_stored(
         (source,) = make_sources(hub, 1, prefix="big", port=proxy.port)
         store.add_source(source)
         proxy.script("stall", 0, skip=6)
-        env = {**os.environ, "FEEDGATE_DB": any_db.url, "XDG_DATA_HOME": str(tmp_path / "data")}
-        env["NO_PROXY"] = "127.0.0.1"
         proc = subprocess.Popen(
             [FEEDGATE, "poll", source.name],
-            env=env,
+            env=feedgate_env(any_db.url, tmp_path),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -346,7 +346,7 @@ def test_poll_now_prints_as_it_goes_and_ctrl_c_keeps_what_was_stored(
     bounds = [stop for _, stop in segments(begin, started, source.poll_segment)]
     assert mark in bounds and mark < started, (mark, bounds)
     done = [line for line in out if ": segment " in line and "observables read" in line]
-    assert len(done) == bounds.index(mark) + 1  # one line per committed segment
+    assert len(done) == bounds.index(mark) + 1, out  # one line per committed segment
     have = stored(store, source.name)
     assert len(have) == len(set(have))
     assert set(have) == truth(source, hub.host, hub.port, begin, mark)[0]
@@ -363,8 +363,7 @@ def test_poll_now_shows_its_progress_when_stderr_is_a_terminal(
     store = FeedStore(db.engine(url))
     (source,) = make_sources(hub, 1)
     store.add_source(source)
-    env = {**os.environ, "FEEDGATE_DB": url, "XDG_DATA_HOME": str(tmp_path / "data")}
-    env["NO_PROXY"] = "127.0.0.1"
+    env = feedgate_env(url, tmp_path)
     master, slave = pty.openpty()
     try:
         done = subprocess.run(

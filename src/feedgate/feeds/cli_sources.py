@@ -546,8 +546,8 @@ def poll_and_echo(
     def echo_new() -> None:
         nonlocal last
         for entry in store.log_entries(source.name, after_id=last):
+            last = entry.id  # first: a Ctrl-C while it prints must not print it twice
             shown.line(format_entry(entry))
-            last = entry.id
 
     poll = partial(poll_source, written=echo_new, progress=shown.progress)
     try:

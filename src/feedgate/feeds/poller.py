@@ -172,6 +172,7 @@ def poll_source(
     name = source.name
     result = PollResult(name)
     interrupted = False
+    shown: _Shown | None = None
     started = clock()
     begun = now()
     previous = store.status(name)
@@ -212,6 +213,11 @@ def poll_source(
         interrupted = True
         result.ok = False
         mark = store.watermark(name)
+        # Ctrl-C may come after a segment's commit, before its bookkeeping: the watermark
+        # (read once the interrupted statement has settled) says whether it is stored.
+        storing = shown.storing if shown is not None else None
+        if storing is not None and mark is not None and mark >= storing.end:
+            _stored(name, storing, result, log)
         kept = f"everything up to {stamp(mark)} is stored" if mark else "nothing was stored"
         result.error = (
             f"interrupted (Ctrl-C); {kept}, the segment in progress was not kept;"
@@ -247,7 +253,7 @@ def poll_source(
     return result
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Shown:
     """Tells ``progress`` (if any) where the poll is: the totals before this segment plus what
     this segment has read so far."""
@@ -258,6 +264,9 @@ class _Shown:
     result: PollResult
     clock: Callable[[], float]
     started: float
+
+    #: The segment being stored, until it is counted (a Ctrl-C may come between the two).
+    storing: _Counts | None = None
 
     def __call__(self, index: int, blocks: int, read: int) -> None:
         if self.progress is not None:
@@ -305,10 +314,10 @@ def _poll_segments(
                         index,
                         workers=PARSE_WORKERS,
                     )
+                counts = _Counts(window, end)
+                shown.storing = counts  # for a Ctrl-C: see _count_interrupted
                 try:
-                    blocks, read, new, updated, skipped = _segment(
-                        store, source.name, prefetch, index, end, shown
-                    )
+                    _segment(store, source.name, prefetch, index, end, shown, counts)
                 except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
                     prefetch.close()
                     prefetch = None  # a fresh one polls this segment again
@@ -336,27 +345,53 @@ def _poll_segments(
                     why = "; not retried: the server refuses the request" if refused else ""
                     log.error(source.name, f"{window}: {cause}{why}; giving up until the next poll")
                     raise _SegmentFailed(cause) from None
-                result.segments += 1
-                result.blocks += blocks
-                result.read += read
-                result.new += new
-                result.updated += updated
-                result.skipped_blocks += skipped
-                log.info(
-                    source.name,
-                    f"{window}: {blocks} blocks, {read} observables read, {new} new,"
-                    f" {updated} updated",
-                )
+                shown.storing = None
+                _stored(source.name, counts, result, log)
                 break
     finally:
         if prefetch is not None:
             prefetch.close()
 
 
+@dataclass
+class _Counts:
+    """What one segment read and stored (filled in before its commit, so a Ctrl-C right after
+    the commit still finds them)."""
+
+    window: str
+    end: datetime
+    blocks: int = 0
+    read: int = 0
+    new: int = 0
+    updated: int = 0
+    skipped: int = 0
+
+
+def _stored(name: str, counts: _Counts, result: PollResult, log: _Log) -> None:
+    """A committed segment: its counts into the result, its line into the log."""
+    result.segments += 1
+    result.blocks += counts.blocks
+    result.read += counts.read
+    result.new += counts.new
+    result.updated += counts.updated
+    result.skipped_blocks += counts.skipped
+    log.info(
+        name,
+        f"{counts.window}: {counts.blocks} blocks, {counts.read} observables read,"
+        f" {counts.new} new, {counts.updated} updated",
+    )
+
+
 def _segment(
-    store: FeedStore, name: str, prefetch: Prefetcher, index: int, end: datetime, shown: _Shown
-) -> tuple[int, int, int, int, int]:
-    """One segment in one transaction: (blocks, read, new, updated, skipped blocks)."""
+    store: FeedStore,
+    name: str,
+    prefetch: Prefetcher,
+    index: int,
+    end: datetime,
+    shown: _Shown,
+    counts: _Counts,
+) -> None:
+    """One segment in one transaction; what it read and stored goes to ``counts``."""
     blocks = read = new = updated = skipped = 0
     with store.segment(name) as segment:
         for part in prefetch.segment(index):
@@ -375,4 +410,5 @@ def _segment(
             read += stats.observables
             skipped += stats.skipped.get("unreadable text content block", 0)
         segment.finish(end)
-    return blocks, read, new, updated, skipped
+        counts.blocks, counts.read, counts.new = blocks, read, new
+        counts.updated, counts.skipped = updated, skipped
