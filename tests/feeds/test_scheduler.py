@@ -5,6 +5,9 @@ processes killed mid-poll: test_cluster.py."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +21,7 @@ import pytest
 from feedgate import db
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
+from feedgate.feeds.nodes import node_name
 from feedgate.feeds.poller import PollResult, poll_source
 from feedgate.feeds.scheduler import LeaseHeld, Scheduler, leases
 from feedgate.feeds.sources import Source, client_options
@@ -234,7 +238,8 @@ def test_poll_now_is_refused_while_another_node_holds_the_lease(any_db: Database
     assert refused.value.holder is not None
     assert (refused.value.holder.node, refused.value.holder.since) == ("n0", T0)
     assert str(refused.value) == (
-        'source "a" is being polled by node n0 since 12:00:00Z; try again when it finishes'
+        'source "a" is being polled by node n0 since 12:00:00Z (its lease ends 12:02:00Z unless'
+        " it renews it while it polls); try again when it finishes"
     )
     assert recorder.calls == []  # nothing polled
     assert _lease_holders(now.store) == {"a": "n0"}  # n0's lease untouched
@@ -349,3 +354,49 @@ def test_stopping_the_node_ends_a_poll_waiting_to_retry(tmp_path: Path) -> None:
     status = store.status("down")
     assert status.result == "error" and "this node is stopping" in (status.error or "")
     store.close()
+
+
+def _ended_node() -> str:
+    """The node name of a process of this host that has ended: it printed its name and exited."""
+    code = "from feedgate.feeds.nodes import node_name; print(node_name())"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.strip()
+
+
+def test_poll_now_takes_over_at_once_the_lease_of_an_ended_process_of_this_host(
+    any_db: Database,
+) -> None:
+    """A Poll Now whose process died (kill -9) on this host: the next Poll Now polls at once,
+    not after the lease; a live process of this host, a node of another host, and an ended
+    process of another host keep theirs until it expires, and the refusal says until when."""
+    _, recorder, clock = _nodes(any_db, 1)
+    now = _poll_now_node(any_db, clock, recorder)
+    ended = _ended_node()
+    dead = _poll_now_node(any_db, clock, recorder, node=ended)
+    assert dead.claim("a")
+    dead.store.set_status("a", last_start=T0, result="running")  # then its process ended
+    assert now.poll_now(_source(now, "a")).ok  # the clock has not moved: the lease is live
+    assert recorder.calls == ["a"] and _lease_holders(now.store) == {}
+
+    host, _, rest = node_name().split(":")
+    elsewhere = ended.replace(f"{host}:", "gw2:", 1)  # the same, of another host
+    reused = f"{host}:{os.getpid()}:{rest.replace('.', '.1', 1)}"  # our PID, another start
+    for holder, taken in [(node_name(), False), (elsewhere, False), (reused, True)]:
+        clock[0] += timedelta(minutes=1)
+        other = _poll_now_node(any_db, clock, recorder, node=holder)
+        assert other.claim("b")
+        if taken:
+            assert now.poll_now(_source(now, "b")).ok, holder
+            continue
+        with pytest.raises(LeaseHeld) as refused:
+            now.poll_now(_source(now, "b"))
+        ends = clock[0] + other.lease
+        assert str(refused.value) == (
+            f'source "b" is being polled by node {holder} (its lease ends {ends:%H:%M:%S}Z'
+            " unless it renews it while it polls); try again when it finishes"
+        )
+        assert _lease_holders(now.store) == {"b": holder}
+        other.release("b")
+    assert recorder.calls == ["a", "b"]

@@ -43,6 +43,7 @@ from .sources import (
 )
 
 if TYPE_CHECKING:
+    from .cli_progress import PollDisplay
     from .log import ThreatFeedLog
     from .poller import PollResult
     from .store import FeedStore
@@ -565,19 +566,41 @@ def show_command(name: str, db: str | None) -> None:
 
 
 def poll_and_echo(
-    store: FeedStore, source: Source, log: ThreatFeedLog, lease: timedelta | None = None
+    store: FeedStore,
+    source: Source,
+    log: ThreatFeedLog,
+    lease: timedelta | None = None,
+    display: PollDisplay | None = None,
 ) -> PollResult:
     """Poll Now: poll ``source`` under its lease (the scheduler's, so no node polls it at the
-    same time) and print the threat-feed log lines the poll wrote. :class:`~.scheduler.LeaseHeld`
-    (nothing polled) when another node holds the lease."""
+    same time) and print each threat-feed log line the poll writes as it is written (and the
+    progress, on a terminal: :class:`~.cli_progress.PollDisplay`).
+    :class:`~.scheduler.LeaseHeld` (nothing polled) when another node holds the lease; a
+    ``KeyboardInterrupt`` (Ctrl-C) after the poll's "interrupted" line is printed and its
+    lease released."""
+    from functools import partial
+
+    from .cli_progress import PollDisplay
     from .log import format_entry
+    from .poller import poll_source
     from .scheduler import DEFAULT_LEASE, Scheduler
 
+    shown = display or PollDisplay()
     last = store.last_log_id()
-    result = Scheduler(store, log, lease=lease or DEFAULT_LEASE).poll_now(source)
-    for entry in store.log_entries(source.name, after_id=last):
-        click.echo(format_entry(entry))
-    return result
+
+    def echo_new() -> None:
+        nonlocal last
+        for entry in store.log_entries(source.name, after_id=last):
+            last = entry.id  # first: a Ctrl-C while it prints must not print it twice
+            shown.line(format_entry(entry))
+
+    poll = partial(poll_source, written=echo_new, progress=shown.progress)
+    try:
+        return Scheduler(store, log, lease=lease or DEFAULT_LEASE, poll=poll).poll_now(source)
+    finally:
+        echo_new()  # anything written after the last line shown (none, as a rule)
+        if display is None:
+            shown.close()
 
 
 @click.command("poll")
@@ -589,10 +612,13 @@ def poll_and_echo(
 )
 @_db_option
 def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | None) -> None:
-    """Poll Now: poll the sources, print their threat-feed log lines; exit 1 if one failed.
+    """Poll Now: poll the sources, print their threat-feed log lines as they happen (and the
+    progress on stderr, when it is a terminal); exit 1 if one failed.
 
     A source that another node (a scheduler, another Poll Now) is polling right now is not
-    polled: one line says which node, and the exit status is 1."""
+    polled: one line says which node, and the exit status is 1. Ctrl-C stops the poll where it
+    is, keeping the segments stored so far; the exit status is then 130."""
+    from .cli_progress import PollDisplay
     from .log import ThreatFeedLog
     from .scheduler import LeaseHeld
 
@@ -601,6 +627,7 @@ def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | Non
     if not names and not all_:
         raise click.UsageError("name the sources to poll, or give --all")
     failed = 0
+    display = PollDisplay()
     with _store(db) as store:
         if all_:
             sources = [s for s in store.list_sources() if s.enabled]
@@ -611,12 +638,21 @@ def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | Non
         else:
             sources = [_get(store, name) for name in names]
         log = ThreatFeedLog(store)
-        for source in sources:
-            try:
-                failed += not poll_and_echo(store, source, log, timedelta(seconds=lease)).ok
-            except LeaseHeld as exc:
-                click.echo(f"feedgate: error: {exc}", err=True)
-                failed += 1
+        try:
+            for source in sources:
+                try:
+                    result = poll_and_echo(store, source, log, timedelta(seconds=lease), display)
+                    failed += not result.ok
+                except LeaseHeld as exc:
+                    display.close()
+                    click.echo(f"feedgate: error: {exc}", err=True)
+                    failed += 1
+        except KeyboardInterrupt:
+            display.close()
+            click.echo("feedgate: interrupted", err=True)
+            sys.exit(130)
+        finally:
+            display.close()
     if failed:
         sys.exit(1)
 

@@ -83,7 +83,57 @@ def segments(
 
 
 def default_client(source: Source) -> TaxiiClient:
-    return TaxiiClient(**client_options(source), timeout=source.timeout.total_seconds())
+    """The poller's client for ``source``. The poller retries a failed segment itself, with a
+    log line per retry and ``max_retries`` as the bound, so the transport retries nothing
+    (``retries=0``): otherwise every attempt hid up to three more, unlogged, with their own
+    backoff, and ``--retries 0`` still took four connections and 3.5 s to fail."""
+    return TaxiiClient(**client_options(source), timeout=source.timeout.total_seconds(), retries=0)
+
+
+@dataclass(frozen=True)
+class PollProgress:
+    """Where a poll is, for a display (``feedgate poll`` on a terminal): segment ``segment`` of
+    ``segments`` (1-based), and what was read so far, in ``seconds``."""
+
+    source: str
+    segment: int
+    segments: int
+    blocks: int
+    read: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Observables read a second, so far."""
+        return self.read / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Log:
+    """The threat-feed log as the poll writes it: each line, then ``written()`` (so Poll Now
+    shows every line as it happens, not all of them when the poll ends)."""
+
+    def __init__(self, log: ThreatFeedLog, written: Callable[[], None]) -> None:
+        self._log, self._written = log, written
+
+    def info(self, source: str, message: str) -> None:
+        self._log.info(source, message)
+        self._written()
+
+    def warning(self, source: str, message: str) -> None:
+        self._log.warning(source, message)
+        self._written()
+
+    def error(self, source: str, message: str) -> None:
+        self._log.error(source, message)
+        self._written()
+
+
+@dataclass(frozen=True)
+class _Waits:
+    """How the poller waits (a backoff) and tells time (how long an attempt took)."""
+
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
 
 
 class _SegmentFailed(Exception):
@@ -93,23 +143,37 @@ class _SegmentFailed(Exception):
 def poll_source(
     store: FeedStore,
     source: Source,
-    log: ThreatFeedLog,
+    feed_log: ThreatFeedLog,
     *,
     now: Callable[[], datetime] = utcnow,
     client_factory: Callable[[Source], TaxiiClient] = default_client,
     sleep: Callable[[float], None] = time.sleep,
     cancelled: Callable[[], str | None] = lambda: None,
+    clock: Callable[[], float] = time.monotonic,
+    written: Callable[[], None] = lambda: None,
+    progress: Callable[[PollProgress], None] | None = None,
 ) -> PollResult:
     """Poll ``source`` now; see the module docstring. Never raises for feed problems: they are
     in the result, the source's status and the log.
 
     ``cancelled`` is asked before each segment: a reason (such as "this node lost the source's
-    lease") stops the poll there, as an error, with every segment before it kept.
+    lease") stops the poll there, as an error, with every segment before it kept. ``clock``
+    (seconds, monotonic) times the poll and each failed attempt, and ``sleep`` waits out a
+    backoff: tests pass their own, so what the log says about waits is checked, not timed.
+    ``written`` is called after each log line, ``progress`` after each batch stored.
+
+    Ctrl-C (``KeyboardInterrupt``) stops the poll where it is: the segment in progress is rolled
+    back (what was committed stays, the watermark with it), the log says "poll interrupted",
+    the status is no longer ``running``, and the ``KeyboardInterrupt`` is raised again for the
+    caller (the lease's holder releases it; ``feedgate poll`` exits 130).
     """
+    log = _Log(feed_log, written)
     limit_arenas()  # see feedgate._malloc: a poll's threads would each keep their peak
     name = source.name
     result = PollResult(name)
-    started = time.monotonic()
+    interrupted = False
+    shown: _Shown | None = None
+    started = clock()
     begun = now()
     previous = store.status(name)
     if previous.result == "running":
@@ -134,7 +198,10 @@ def poll_source(
             raise ValueError(unreadable_secrets_problem(source, key_origin()))
         with client_factory(source) as client:
             windows = list(segments(begin, end, source.poll_segment))
-            _poll_segments(store, source, log, client, windows, result, sleep, cancelled)
+            shown = _Shown(progress, name, len(windows), result, clock, started)
+            _poll_segments(
+                store, source, log, client, windows, result, _Waits(sleep, clock), cancelled, shown
+            )
     except _SegmentFailed as exc:
         result.ok = False
         result.error = str(exc)
@@ -142,8 +209,23 @@ def poll_source(
         result.ok = False
         result.error = " ".join(str(exc).split()) or type(exc).__name__
         log.error(name, f"poll failed: {result.error}")
-    result.expired = store.expire(name, now())
-    result.seconds = time.monotonic() - started
+    except KeyboardInterrupt:
+        interrupted = True
+        result.ok = False
+        mark = store.watermark(name)
+        # Ctrl-C may come after a segment's commit, before its bookkeeping: the watermark
+        # (read once the interrupted statement has settled) says whether it is stored.
+        storing = shown.storing if shown is not None else None
+        if storing is not None and mark is not None and mark >= storing.end:
+            _stored(name, storing, result, log)
+        kept = f"everything up to {stamp(mark)} is stored" if mark else "nothing was stored"
+        result.error = (
+            f"interrupted (Ctrl-C); {kept}, the segment in progress was not kept;"
+            " the next poll goes on from there"
+        )
+    if not interrupted:
+        result.expired = store.expire(name, now())
+    result.seconds = clock() - started
     summary = (
         f"{result.segments} segment(s), {result.blocks} blocks, {result.read} observables read,"
         f" {result.new} new, {result.updated} updated, {result.expired} expired"
@@ -151,6 +233,8 @@ def poll_source(
     )
     if result.ok:
         log.info(name, f"poll done: {summary}")
+    elif interrupted:
+        log.error(name, f"poll interrupted after {summary}: {result.error}")
     else:
         log.error(name, f"poll stopped after {summary}: {result.error}")
     store.set_status(
@@ -164,18 +248,51 @@ def poll_source(
         updated=result.updated,
         expired=result.expired,
     )
+    if interrupted:
+        raise KeyboardInterrupt
     return result
+
+
+@dataclass
+class _Shown:
+    """Tells ``progress`` (if any) where the poll is: the totals before this segment plus what
+    this segment has read so far."""
+
+    progress: Callable[[PollProgress], None] | None
+    source: str
+    segments: int
+    result: PollResult
+    clock: Callable[[], float]
+    started: float
+
+    #: The segment being stored, until it is counted (a Ctrl-C may come between the two).
+    storing: _Counts | None = None
+
+    def __call__(self, index: int, blocks: int, read: int) -> None:
+        if self.progress is not None:
+            done = self.result
+            self.progress(
+                PollProgress(
+                    self.source,
+                    index + 1,
+                    self.segments,
+                    done.blocks + blocks,
+                    done.read + read,
+                    self.clock() - self.started,
+                )
+            )
 
 
 def _poll_segments(
     store: FeedStore,
     source: Source,
-    log: ThreatFeedLog,
+    log: _Log,
     client: TaxiiClient,
     windows: list[tuple[datetime, datetime]],
     result: PollResult,
-    sleep: Callable[[float], None],
+    waits: _Waits,
     cancelled: Callable[[], str | None],
+    shown: _Shown,
 ) -> None:
     """Store each window in turn, the next ones polled and parsed ahead (see _prefetch)."""
     prefetch: Prefetcher | None = None
@@ -187,6 +304,7 @@ def _poll_segments(
                 log.error(source.name, f"{window}: not polled: {reason}")
                 raise _SegmentFailed(f"stopped: {reason}")
             for attempt in range(source.max_retries + 1):
+                tried = waits.clock()
                 if prefetch is None:
                     prefetch = Prefetcher(
                         client,
@@ -196,10 +314,10 @@ def _poll_segments(
                         index,
                         workers=PARSE_WORKERS,
                     )
+                counts = _Counts(window, end)
+                shown.storing = counts  # for a Ctrl-C: see _count_interrupted
                 try:
-                    blocks, read, new, updated, skipped = _segment(
-                        store, source.name, prefetch, index, end
-                    )
+                    _segment(store, source.name, prefetch, index, end, shown, counts)
                 except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
                     prefetch.close()
                     prefetch = None  # a fresh one polls this segment again
@@ -207,12 +325,16 @@ def _poll_segments(
                     refused = isinstance(exc, TaxiiError) and exc.permanent
                     if attempt < source.max_retries and not refused:
                         delay = min(BACKOFF_BASE * 2**attempt, BACKOFF_MAX)
+                        # The attempt's own time too: a timeout or a slow refusal is most of
+                        # the gap between two retry lines, and the backoff alone hid it.
+                        took = waits.clock() - tried
                         log.warning(
                             source.name,
-                            f"{window}: {cause}; nothing of it stored; retry {attempt + 1} of"
-                            f" {source.max_retries} in {delay:.0f} s",
+                            f"{window}: {cause}; nothing of it stored; the attempt took"
+                            f" {took:.1f} s; retry {attempt + 1} of {source.max_retries}"
+                            f" in {delay:.0f} s",
                         )
-                        sleep(delay)
+                        waits.sleep(delay)
                         reason = cancelled()
                         if reason:
                             log.error(source.name, f"{window}: not retried: {reason}")
@@ -228,27 +350,53 @@ def _poll_segments(
                         cause = hint or cause
                     log.error(source.name, f"{window}: {cause}{why}; giving up until the next poll")
                     raise _SegmentFailed(cause) from None
-                result.segments += 1
-                result.blocks += blocks
-                result.read += read
-                result.new += new
-                result.updated += updated
-                result.skipped_blocks += skipped
-                log.info(
-                    source.name,
-                    f"{window}: {blocks} blocks, {read} observables read, {new} new,"
-                    f" {updated} updated",
-                )
+                shown.storing = None
+                _stored(source.name, counts, result, log)
                 break
     finally:
         if prefetch is not None:
             prefetch.close()
 
 
+@dataclass
+class _Counts:
+    """What one segment read and stored (filled in before its commit, so a Ctrl-C right after
+    the commit still finds them)."""
+
+    window: str
+    end: datetime
+    blocks: int = 0
+    read: int = 0
+    new: int = 0
+    updated: int = 0
+    skipped: int = 0
+
+
+def _stored(name: str, counts: _Counts, result: PollResult, log: _Log) -> None:
+    """A committed segment: its counts into the result, its line into the log."""
+    result.segments += 1
+    result.blocks += counts.blocks
+    result.read += counts.read
+    result.new += counts.new
+    result.updated += counts.updated
+    result.skipped_blocks += counts.skipped
+    log.info(
+        name,
+        f"{counts.window}: {counts.blocks} blocks, {counts.read} observables read,"
+        f" {counts.new} new, {counts.updated} updated",
+    )
+
+
 def _segment(
-    store: FeedStore, name: str, prefetch: Prefetcher, index: int, end: datetime
-) -> tuple[int, int, int, int, int]:
-    """One segment in one transaction: (blocks, read, new, updated, skipped blocks)."""
+    store: FeedStore,
+    name: str,
+    prefetch: Prefetcher,
+    index: int,
+    end: datetime,
+    shown: _Shown,
+    counts: _Counts,
+) -> None:
+    """One segment in one transaction; what it read and stored goes to ``counts``."""
     blocks = read = new = updated = skipped = 0
     with store.segment(name) as segment:
         for part in prefetch.segment(index):
@@ -257,6 +405,7 @@ def _segment(
                 for batch in part.batches(stats):
                     n, u = segment.upsert(batch, end)
                     new, updated = new + n, updated + u
+                    shown(index, blocks + stats.content_blocks, read + stats.observables)
             except (StixReadError, XMLParseError) as exc:
                 raise TaxiiError(
                     "the server sent a poll answer that cannot be read: "
@@ -266,4 +415,5 @@ def _segment(
             read += stats.observables
             skipped += stats.skipped.get("unreadable text content block", 0)
         segment.finish(end)
-    return blocks, read, new, updated, skipped
+        counts.blocks, counts.read, counts.new = blocks, read, new
+        counts.updated, counts.skipped = updated, skipped

@@ -8,8 +8,11 @@ gzip), with two things httpx leaves to us:
   verification off) is passed to httpx, so neither SSL_CERT_FILE nor REQUESTS_CA_BUNDLE in the
   environment can override what the caller asked for. A client key encrypted with a password
   is loaded with that password (``ssl`` does this natively on Python 3.11).
-* Retries: connection errors and HTTP 429/502/503/504 are retried with exponential backoff;
-  a TAXII RETRY status is retried by the client, which knows about messages.
+* Retries: connection errors and HTTP 429/502/503/504 are retried with exponential backoff
+  (``Options.retries`` times; a caller that retries on its own, like the feed poller, passes 0);
+  a TAXII RETRY status is retried by the client, which knows about messages. A TLS handshake
+  that fails the same way every time (the server answers in plain HTTP, its certificate does
+  not verify, no protocol in common) is not retried: it is :attr:`TaxiiError.permanent`.
 
 Errors are :class:`TransportError` with a message that names the URL and what came back.
 """
@@ -239,11 +242,13 @@ class Transport:
             try:
                 response = self._http.send(request, stream=True)
             except httpx.HTTPError as exc:
-                if attempt <= self.options.retries and _retryable(exc):
+                refused = _tls_refusal(exc)
+                if attempt <= self.options.retries and _retryable(exc) and not refused:
                     self._sleep(attempt)
                     continue
                 raise TransportError(
-                    f"POST {url} failed: {_describe(exc, self._http.timeout)}"
+                    f"POST {url} failed: {_describe(exc, self._http.timeout)}",
+                    permanent=refused,
                 ) from None
             if response.status_code in _RETRY_STATUSES and attempt <= self.options.retries:
                 response.close()
@@ -268,6 +273,41 @@ def _retryable(exc: httpx.HTTPError) -> bool:
     return isinstance(
         exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError)
     )
+
+
+#: OpenSSL's reasons for a handshake that fails the same way however often it is tried: the
+#: answer is not TLS, the certificate does not verify (or ours is refused), no common protocol.
+_TLS_REFUSALS: Final = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "CERTIFICATE_VERIFY_FAILED",
+        "UNSUPPORTED_PROTOCOL",
+        "NO_PROTOCOLS_AVAILABLE",
+        "TLSV1_ALERT_PROTOCOL_VERSION",
+        "SSLV3_ALERT_HANDSHAKE_FAILURE",
+        "TLSV1_ALERT_UNKNOWN_CA",
+        "SSLV3_ALERT_BAD_CERTIFICATE",
+        "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+        "TLSV13_ALERT_CERTIFICATE_REQUIRED",
+    }
+)
+
+
+def _tls_refusal(exc: BaseException) -> bool:
+    """Whether ``exc`` (an httpx error) comes from a TLS handshake that would fail again the
+    same way: an ``ssl.SSLError`` with one of :data:`_TLS_REFUSALS` somewhere in its causes
+    (httpx wraps httpcore's error, which wraps the ``ssl`` one). A reset or an EOF mid-handshake
+    is not among them: that can be a passing fault."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return True
+        if isinstance(cause, ssl.SSLError) and cause.reason in _TLS_REFUSALS:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _describe(exc: httpx.HTTPError, timeout: httpx.Timeout | None = None) -> str:
