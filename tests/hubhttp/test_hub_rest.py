@@ -226,7 +226,7 @@ def test_create_bad_input_is_400_with_field_errors(hub: Hub) -> None:
     assert answer.status_code == 400
     assert set(answer.json()) == {"name", "tags", "TLP"}
     assert all(isinstance(v, list) and v for v in answer.json().values())
-    assert hub.store.pulses_by_authors(["alice"]).count == 0  # nothing stored
+    assert hub.store.pulses_by_authors(["alice"], viewer="alice").count == 0  # nothing stored
 
 
 # --- writing ------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ from the request, so the SDK's ``walkapi`` follows them. Bad input is 400 with f
 (``{"field": ["message"]}``; indicators as a list with one object per item, ``{}`` for good
 ones), an unknown or invisible pulse 404 ``{"detail": "Not found."}``.
 
-Visibility: a private pulse (``public`` false) is seen only by its author; only the author may
+Visibility: a private pulse (``public`` false) is seen only by its author (the store's
+:func:`~feedgate.hub.store.visible_to`, which the TAXII services apply too); only the author may
 edit a pulse. Endpoint functions are plain sync functions run in Starlette's thread pool; the
 body is read first on the event loop.
 
@@ -36,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from feedgate.asgi_body import read_limited
 
 from .model import (
+    PRIVATE_TLPS,
     TLPS,
     Indicator,
     OTXFormatError,
@@ -459,8 +461,9 @@ class RestApi:
             raise bad_request({name: [str(exc)]}) from None
 
     def _visible(self, call: Call, pulse_id: str) -> Pulse:
-        pulse = self.store.get_pulse(pulse_id) if is_pulse_id(pulse_id) else None
-        if pulse is None or not (pulse.public or pulse.author_name == call.user.username):
+        viewer = call.user.username
+        pulse = self.store.get_pulse(pulse_id, viewer=viewer) if is_pulse_id(pulse_id) else None
+        if pulse is None:
             raise not_found()
         return pulse
 
@@ -472,8 +475,7 @@ class RestApi:
         target = me if name == "me" else self.store.get_user(name)
         if target is None:
             raise not_found()
-        viewer = None if target.username == me.username else me.username
-        count = self.store.pulses_by_authors([target.username], viewer=viewer, limit=1).count
+        count = self.store.pulses_by_authors([target.username], viewer=me.username, limit=1).count
         subscribed = target.username in self.store.subscriptions(me.username)
         return user_json(target, count, subscribed)
 
@@ -524,7 +526,7 @@ class RestApi:
     def search(self, call: Call) -> Any:
         limit, page = self._paging(call, 25)
         q = call.query("q") or ""
-        result = self.store.search_pulses(q, limit=limit, page=page)
+        result = self.store.search_pulses(q, limit=limit, page=page, viewer=call.user.username)
         body = self._paged(
             call, result.count, page, limit, [pulse_summary(p) for p in result.pulses]
         )
@@ -566,7 +568,7 @@ class RestApi:
             errors["indicators"] = ind_errors
         public = True if public is None else public
         tlp = tlp or "green"
-        if public and tlp in ("amber", "red") and tlp_key not in errors:
+        if public and tlp in PRIVATE_TLPS and tlp_key not in errors:
             errors[tlp_key] = [f"A {tlp} pulse cannot be public; set public to false."]
         if errors:
             raise bad_request(errors)
@@ -621,7 +623,7 @@ class RestApi:
                 errors["indicators"] = ind_errors
         final_public = changes.get("public", pulse.public)
         final_tlp = changes.get("tlp", pulse.tlp)
-        if final_public and final_tlp in ("amber", "red") and tlp_key not in errors:
+        if final_public and final_tlp in PRIVATE_TLPS and tlp_key not in errors:
             errors[tlp_key] = [f"A {final_tlp} pulse cannot be public; set public to false."]
         if errors:
             raise bad_request(errors)
@@ -654,11 +656,11 @@ class RestApi:
         me = call.user.username
         visible: list[tuple[Pulse, Indicator]] = []
         seen: set[str] = set()
-        for hit in self.store.indicator_lookup(kind, value):
+        for hit in self.store.indicator_lookup(kind, value, viewer=me):
             if hit.pulse_id in seen:
                 continue
-            pulse = self.store.get_pulse(hit.pulse_id)
-            if pulse is None or not (pulse.public or pulse.author_name == me):
+            pulse = self.store.get_pulse(hit.pulse_id, viewer=me)
+            if pulse is None:
                 continue
             seen.add(hit.pulse_id)
             visible.append((pulse, hit.indicator))

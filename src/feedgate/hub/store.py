@@ -213,6 +213,24 @@ def micros_to_label(value: int) -> datetime:
     return _EPOCH + timedelta(microseconds=value)
 
 
+def visible_to(viewer: str) -> sa.ColumnElement[bool]:
+    """The exchange's one visibility rule, as a SQL predicate on ``pulses``: a public pulse is
+    seen by every user, a private one (``public`` false) by its author alone, as on OTX.
+
+    ``viewer`` is the user asking. Every face that shows pulses to a user filters with this
+    predicate (the REST lists, details, search and indicator lookups; the TAXII polls, their
+    counts and part positions), so the REST API and a TAXII poll can never show one subscriber
+    different sets of pulses.
+    """
+    return sa.or_(pulses.c.public.is_(True), pulses.c.author_name == viewer)
+
+
+def _seen_by(query: Any, viewer: str | None) -> Any:
+    """``query`` on ``pulses`` narrowed to what ``viewer`` may see; ``None``: the hub's own view
+    (every pulse: administration, seeding, tests), never a user's."""
+    return query if viewer is None else query.where(visible_to(viewer))
+
+
 def _json_list(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if value else ()
 
@@ -720,10 +738,11 @@ class HubStore:
             for r in rows
         ]
 
-    def get_pulse(self, pulse_id: str) -> Pulse | None:
-        """The pulse with ``pulse_id``, or ``None``."""
+    def get_pulse(self, pulse_id: str, *, viewer: str | None = None) -> Pulse | None:
+        """The pulse with ``pulse_id``, or ``None`` (also when ``viewer`` may not see it)."""
+        query = sa.select(pulses).where(pulses.c.id == pulse_id)
         with self._read() as conn:
-            row = conn.execute(sa.select(pulses).where(pulses.c.id == pulse_id)).first()
+            row = conn.execute(_seen_by(query, viewer)).first()
             return None if row is None else self._load(conn, [row])[0]
 
     def pulse_position(self, pulse_id: str) -> tuple[datetime, int] | None:
@@ -747,7 +766,9 @@ class HubStore:
         begin_exclusive: datetime | None,
         end_inclusive: datetime | None,
         max_seq: int | None,
+        viewer: str | None,
     ) -> Any:
+        query = _seen_by(query, viewer)
         if author is not None:
             query = query.where(pulses.c.author_name == author)
         if begin_exclusive is not None:
@@ -777,14 +798,18 @@ class HubStore:
         after: tuple[datetime, int] | None = None,
         max_seq: int | None = None,
         limit: int = 100,
+        viewer: str | None = None,
     ) -> list[PulseEntry]:
         """Up to ``limit`` pulses of ``author`` (``None``: every author) whose label lies in
         (``begin_exclusive``, ``end_inclusive``], in label order, starting after the cursor
         ``after`` (the previous page's last ``entry.cursor``), leaving out pulses written after
-        ``max_seq``. Uses the (author, label) index; no OFFSET."""
+        ``max_seq`` and those ``viewer`` may not see (:func:`visible_to`; by default every
+        pulse: the hub's own view). Uses the (author, label) index; no OFFSET."""
         if limit < 1:
             return []
-        query = self._window(sa.select(pulses), author, begin_exclusive, end_inclusive, max_seq)
+        query = self._window(
+            sa.select(pulses), author, begin_exclusive, end_inclusive, max_seq, viewer
+        )
         query = self._after(query, after)
         query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
         with self._read() as conn:
@@ -804,13 +829,16 @@ class HubStore:
         after: tuple[datetime, int] | None = None,
         max_seq: int | None = None,
         limit: int = 100,
+        viewer: str | None = None,
     ) -> list[tuple[str, int, datetime, int]]:
         """Like :meth:`pulses_page` but only (id, revision, label, seq): what a poll needs
         when the packages are already rendered (no indicators loaded)."""
         if limit < 1:
             return []
         columns = (pulses.c.id, pulses.c.revision, pulses.c.label, pulses.c.seq)
-        query = self._window(sa.select(*columns), author, begin_exclusive, end_inclusive, max_seq)
+        query = self._window(
+            sa.select(*columns), author, begin_exclusive, end_inclusive, max_seq, viewer
+        )
         query = self._after(query, after)
         query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
         with self._read() as conn:
@@ -867,6 +895,7 @@ class HubStore:
         begin_exclusive: datetime | None = None,
         end_inclusive: datetime | None = None,
         max_seq: int | None = None,
+        viewer: str | None = None,
     ) -> int:
         """How many pulses :meth:`pulses_page` would return over all pages."""
         query = self._window(
@@ -875,74 +904,39 @@ class HubStore:
             begin_exclusive,
             end_inclusive,
             max_seq,
+            viewer,
         )
         with self._read() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def pulses_subscribed(
-        self,
-        username: str,
-        modified_since: datetime | None = None,
-        limit: int = 50,
-        page: int = 1,
-    ) -> PulsePage:
-        """The REST API's ``/pulses/subscribed``: pulses of the authors ``username`` follows,
-        modified after ``modified_since``, newest first, page ``page`` (1-based) of ``limit``."""
-        authors = self.subscriptions(username)
-        if not authors:
-            return PulsePage(0, [])
-        cond: list[Any] = [pulses.c.author_name.in_(authors)]
-        if modified_since is not None:
-            cond.append(pulses.c.modified > modified_since)
-        return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
-
-    def pulses_by_author(
-        self,
-        author: str,
-        modified_since: datetime | None = None,
-        limit: int = 50,
-        page: int = 1,
-        *,
-        public_only: bool = True,
-    ) -> PulsePage:
-        """One author's pulses, newest first (the REST API's ``/pulses/user/<author>``)."""
-        cond: list[Any] = [pulses.c.author_name == author]
-        if public_only:
-            cond.append(pulses.c.public.is_(True))
-        if modified_since is not None:
-            cond.append(pulses.c.modified > modified_since)
-        return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
-
-    def search_pulses(self, q: str, limit: int = 20, page: int = 1) -> PulsePage:
-        """Public pulses whose name, description, tags or adversary contain ``q`` (any case),
-        newest first."""
+    def search_pulses(self, q: str, limit: int = 20, page: int = 1, *, viewer: str) -> PulsePage:
+        """Pulses ``viewer`` may see (:func:`visible_to`) whose name,
+        description, tags or adversary contain ``q`` (any case), newest first."""
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern += "%"
         text_cols = (pulses.c.name, pulses.c.description, pulses.c.adversary)
         matches: list[Any] = [sa.func.lower(c).like(pattern, escape="\\") for c in text_cols]
         matches.append(sa.func.lower(sa.cast(pulses.c.tags, sa.Text)).like(pattern, escape="\\"))
-        cond = [pulses.c.public.is_(True), sa.or_(*matches)]
+        cond = [visible_to(viewer), sa.or_(*matches)]
         return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
 
     def pulses_by_authors(
         self,
         authors: Sequence[str],
         *,
-        viewer: str | None = None,
+        viewer: str,
         modified_since: datetime | None = None,
         limit: int = 50,
         page: int = 1,
     ) -> PulsePage:
-        """The REST API's author listings: pulses of ``authors`` modified after
-        ``modified_since``, newest first, page ``page`` (1-based) of ``limit``. With ``viewer``,
-        only what that user may see: public pulses and the viewer's own."""
+        """The REST API's author listings: the pulses of ``authors`` that ``viewer`` may see
+        (:func:`visible_to`), modified after ``modified_since``, newest first, page ``page``
+        (1-based) of ``limit``."""
         if not authors:
             return PulsePage(0, [])
-        cond: list[Any] = [pulses.c.author_name.in_(list(authors))]
+        cond: list[Any] = [pulses.c.author_name.in_(list(authors)), visible_to(viewer)]
         if modified_since is not None:
             cond.append(pulses.c.modified > modified_since)
-        if viewer is not None:
-            cond.append(sa.or_(pulses.c.public.is_(True), pulses.c.author_name == viewer))
         return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
 
     def _page(self, cond: list[Any], order: list[Any], limit: int, page: int) -> PulsePage:
@@ -962,9 +956,11 @@ class HubStore:
             ).all()
             return PulsePage(count, self._load(conn, rows))
 
-    def indicator_lookup(self, type_: str, value: str) -> list[IndicatorHit]:
-        """Every pulse carrying the indicator ``value`` of OTX type ``type_`` (any letter case
-        of the type; the value must match exactly), newest pulse first."""
+    def indicator_lookup(
+        self, type_: str, value: str, *, viewer: str | None = None
+    ) -> list[IndicatorHit]:
+        """Every pulse (that ``viewer`` may see) carrying the indicator ``value`` of OTX type
+        ``type_`` (any letter case of the type; the value must match exactly), newest first."""
         kind = canonical_type(type_)
         query = (
             sa.select(
@@ -982,7 +978,7 @@ class HubStore:
                 IndicatorHit(
                     r.pulse_id, r.pulse_name, r.author_name, r.pulse_modified, self._indicator(r)
                 )
-                for r in conn.execute(query)
+                for r in conn.execute(_seen_by(query, viewer))
             ]
 
     def stats(self) -> dict[str, int]:
