@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from feedgate.taxii import messages as tm
 
-from .taxii_http import Answer, Context, Credentials, endpoint, new_id, status
+from .taxii_http import MAX_INBOX_BYTES, Answer, Context, Credentials, endpoint, new_id, status
 
 COLLECTION_PREFIX: Final = "user_"
 BINDINGS: Final = (tm.ContentBinding(binding_id=tm.CB_STIX_XML_111),)
@@ -149,7 +149,7 @@ class TaxiiServices:
             endpoint(f"{self.prefix}/discovery", self.discovery),
             endpoint(f"{self.prefix}/collections", self.collections),
             endpoint(f"{self.prefix}/poll", self.poll),
-            endpoint(f"{self.prefix}/inbox", self.inbox),
+            endpoint(f"{self.prefix}/inbox", self.inbox, max_bytes=MAX_INBOX_BYTES),
         ]
 
     # -- helpers -------------------------------------------------------------------------------
