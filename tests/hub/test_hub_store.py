@@ -356,6 +356,11 @@ def test_password_kdf_and_cache(store: HubStore, monkeypatch: pytest.MonkeyPatch
 
 
 def test_subscriptions_and_default_author(store: HubStore) -> None:
+    for author in ("Bob", "Carol", "Aaron", "AlienVault"):
+        store.create_user(author)
+    with pytest.raises(NotFoundError, match="no such author: Bbo"):  # a typo is not a feed
+        store.create_user("alice", subscribe=["Bob", "Bbo"])
+    assert store.get_user("alice") is None  # nothing half done
     store.create_user("alice", subscribe=["Bob", "Carol"])
     assert store.subscriptions("alice") == ["Bob", "Carol"]
     store.subscribe("alice", "Bob")  # idempotent
@@ -376,3 +381,5 @@ def test_subscriptions_and_default_author(store: HubStore) -> None:
         store.subscriptions("nobody")
     with pytest.raises(NotFoundError):
         store.subscribe("nobody", "Bob")
+    with pytest.raises(NotFoundError, match="no such author: nobody"):
+        store.subscribe("alice", "nobody")

@@ -368,6 +368,8 @@ class RestApi:
         get, post, patch = ["GET"], ["POST"], ["PATCH"]
         p = PREFIX
         return [
+            Route(p, self.index, methods=get),
+            Route(f"{p}/", self.index, methods=get),
             Route(f"{p}/users/{{username}}", self._wrap(self.user), methods=get),
             Route(f"{p}/pulses/subscribed", self._wrap(self.subscribed), methods=get),
             Route(f"{p}/pulses/my", self._wrap(self.my_pulses), methods=get),
@@ -381,6 +383,41 @@ class RestApi:
             Route(f"{p}/indicators/{{slug}}/{{rest:path}}", self._wrap(self.indicator_details)),
             Route(f"{p}/{{rest:path}}", self._wrap(self.unknown)),
         ]
+
+    @staticmethod
+    def index(request: Request) -> Response:
+        """``GET /api/v1/``, for anyone: what there is and how to authenticate (a bare 403 or
+        404 here told a newcomer nothing)."""
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        api = f"{base}{PREFIX}"
+        return JSONResponse(
+            {
+                "name": "feedgate hub",
+                "description": "The OTX REST API (the subset AlienVault's OTXv2 SDK uses) and"
+                " TAXII 1.1, over this hub's pulses.",
+                "authentication": {
+                    "header": API_KEY_HEADER,
+                    "how": f"send your API key in the {API_KEY_HEADER} header"
+                    " (an admin adds keys with `feedgate hub user add`)",
+                },
+                "links": {
+                    "me": f"{api}/users/me",
+                    "subscribed": f"{api}/pulses/subscribed",
+                    "my_pulses": f"{api}/pulses/my",
+                    "events": f"{api}/pulses/events",
+                    "search": f"{api}/search/pulses?q=emotet",
+                    "create": f"{api}/pulses/create",
+                    "pulse": f"{api}/pulses/{{pulse_id}}",
+                    "user_pulses": f"{api}/pulses/user/{{username}}",
+                    "indicator": f"{api}/indicators/{{type}}/{{value}}/general",
+                },
+                "taxii": {
+                    "discovery": f"{base}/taxii/discovery",
+                    "authentication": "HTTP Basic, the API key as user name",
+                },
+                "health": f"{base}/healthz",
+            }
+        )
 
     def _wrap(self, handler: Handler) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -407,10 +444,14 @@ class RestApi:
     def _authenticate(self, request: Request) -> User:
         key = request.headers.get(API_KEY_HEADER)
         if not key:
-            raise ApiError(403, {"detail": "Authentication credentials were not provided."})
+            detail = (
+                "Authentication credentials were not provided: send your API key in the"
+                f" {API_KEY_HEADER} header (see {PREFIX}/)."
+            )
+            raise ApiError(403, {"detail": detail})
         user = self.store.user_by_api_key(key)
         if user is None:
-            raise ApiError(403, {"detail": "Invalid API key."})
+            raise ApiError(403, {"detail": f"Invalid API key (in the {API_KEY_HEADER} header)."})
         return user
 
     # --- helpers -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 
@@ -188,6 +188,20 @@ class PulsePage:
 
     count: int
     pulses: list[Pulse]
+
+
+#: How many hex digits of a key's digest name it (``hub key list``, ``hub key revoke``): enough
+#: to tell a hub's keys apart, and nothing that helps to guess a key.
+KEY_ID_DIGITS: Final = 12
+
+
+class ApiKey(NamedTuple):
+    """A stored API key as an admin sees it: never the key, only an id (a prefix of its
+    digest), its user and when it was added."""
+
+    id: str
+    username: str
+    created: datetime
 
 
 class IndicatorHit(NamedTuple):
@@ -391,6 +405,73 @@ class HubStore:
                 self._user(r) for r in conn.execute(sa.select(users).order_by(users.c.username))
             ]
 
+    def delete_user(self, username: str, *, with_pulses: bool = False) -> int:
+        """Remove ``username`` with their API keys, password and subscriptions, and everyone's
+        subscriptions to them; returns how many of their pulses went too. An author's pulses
+        are kept only with the author, so ``HubError`` unless ``with_pulses`` when there are
+        any."""
+        with self._write() as conn:
+            user_id = self._user_id(conn, username)
+            owned = pulses.c.author_name == username
+            count = int(
+                conn.execute(sa.select(sa.func.count()).select_from(pulses).where(owned)).scalar()
+                or 0
+            )
+            if count and not with_pulses:
+                raise HubError(
+                    f"user {username} is the author of {count} pulse(s): delete them too with"
+                    " --with-pulses, or revoke the user's API keys instead"
+                )
+            ids = sa.select(pulses.c.id).where(owned).scalar_subquery()
+            conn.execute(packages.delete().where(packages.c.pulse_id.in_(ids)))
+            conn.execute(indicators.delete().where(indicators.c.pulse_id.in_(ids)))
+            conn.execute(pulses.delete().where(owned))
+            conn.execute(api_keys.delete().where(api_keys.c.user_id == user_id))
+            conn.execute(
+                subscriptions.delete().where(
+                    sa.or_(subscriptions.c.user_id == user_id, subscriptions.c.author == username)
+                )
+            )
+            conn.execute(users.delete().where(users.c.id == user_id))
+            if self._setting(conn, "default_author") == username:
+                self._put_setting(conn, "default_author", None)
+        return count
+
+    def api_keys(self, username: str | None = None) -> list[ApiKey]:
+        """The stored keys (of ``username``, or of everyone), by user then age, as ids."""
+        query = (
+            sa.select(api_keys.c.digest, users.c.username, api_keys.c.created)
+            .join(users, users.c.id == api_keys.c.user_id)
+            .order_by(users.c.username, api_keys.c.created, api_keys.c.digest)
+        )
+        with self._read() as conn:
+            if username is not None:
+                query = query.where(api_keys.c.user_id == self._user_id(conn, username))
+            return [
+                ApiKey(r.digest[:KEY_ID_DIGITS], r.username, r.created) for r in conn.execute(query)
+            ]
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Remove the key whose id (a prefix of its digest, as :meth:`api_keys` shows it) is
+        ``key_id``: it authenticates nobody from now on. ``NotFoundError`` if there is none,
+        ``HubError`` if the id is too short to name one key."""
+        wanted = key_id.strip().lower()
+        if len(wanted) < 8 or any(c not in "0123456789abcdef" for c in wanted):
+            raise HubError(f"not an API key id: {key_id!r} (the hex id the key list shows)")
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(api_keys.c.digest, users.c.username, api_keys.c.created)
+                .join(users, users.c.id == api_keys.c.user_id)
+                .where(api_keys.c.digest.startswith(wanted, autoescape=True))
+            ).all()
+            if not rows:
+                raise NotFoundError(f"no API key with id {wanted}")
+            if len(rows) > 1:
+                raise HubError(f"{len(rows)} API keys have ids starting {wanted}: give more digits")
+            conn.execute(api_keys.delete().where(api_keys.c.digest == rows[0].digest))
+        row = rows[0]
+        return ApiKey(row.digest[:KEY_ID_DIGITS], row.username, row.created)
+
     def user_by_api_key(self, key: str) -> User | None:
         """The owner of API key ``key`` (looked up by its digest), or ``None``."""
         if not key or not key.strip():
@@ -436,6 +517,11 @@ class HubStore:
 
     @staticmethod
     def _subscribe(conn: sa.Connection, user_id: int, author: str) -> None:
+        """Follow ``author``, who must be a user of this hub (authors become users when their
+        first pulse is stored): a misspelt name would otherwise be a feed that never fills."""
+        known = conn.execute(sa.select(users.c.id).where(users.c.username == author)).first()
+        if known is None:
+            raise NotFoundError(f"no such author: {author} (authors are the hub's users)")
         exists = conn.execute(
             sa.select(subscriptions.c.author).where(
                 subscriptions.c.user_id == user_id, subscriptions.c.author == author
