@@ -168,12 +168,15 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     if hub.max_seq() == 0:
         click.echo(f"seeding the hub with {pulses} demo pulses by {author} ...", err=True)
         seed(hub, pulses=pulses, indicators_per_pulse=20, author=author)
-    key = new_api_key()
-    hub.create_user("gateway", api_key=key, subscribe=[author])
+    store = open_store(feeds_db, FeedStore, create=True)
+    feed_log = ThreatFeedLog(store)
+    known = store.get_source("otx-demo")  # its key, if still the gateway's: one key, not one a run
+    key = known.username if known and known.username else ""
+    if (owner := hub.user_by_api_key(key)) is None or owner.username != "gateway":
+        key = new_api_key()
+    hub.create_user("gateway", api_key=key, subscribe=[author] if hub.get_user(author) else [])
     with serving(create_app(hub)) as hub_url:
         host, hub_port = hub_url.removeprefix("http://").rsplit(":", 1)
-        store = open_store(feeds_db, FeedStore, create=True)
-        feed_log = ThreatFeedLog(store)
         # The same path as `feedgate source add`: the key (the user name) is a secret there
         source = make_source(
             {
@@ -193,7 +196,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
         if store.get_source(source.name) is None:
             store.add_source(source)
         else:
-            store.update_source(source)  # the hub's port and the key are new on every start
+            store.update_source(source)  # the hub's port is new on every start
         click.echo(f"hub:       {hub_url}/taxii/discovery (OTX REST: {hub_url}/api/v1/)")
         click.echo(f"API key:   {key}  (the demo user 'gateway', following {author})")
         click.echo(f"databases: hub {display_name(hub_db)}, manager {display_name(feeds_db)}")

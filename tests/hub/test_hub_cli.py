@@ -13,6 +13,7 @@ import pytest
 from hub_helpers import DATA, make_pulse, open_store
 
 from feedgate.hub.model import pulse_to_otx, utcnow
+from feedgate.hub.passwords import api_key_digest
 
 
 @pytest.fixture
@@ -80,6 +81,8 @@ def test_usage_errors_exit_2(hub_db: Path, args: list[str]) -> None:
 
 
 def test_user_add(hub_db: Path) -> None:
+    authors = open_store(hub_db)
+    authors.add_pulses([make_pulse(1, author="Bob"), make_pulse(2, author="Carol")])
     result = run("hub", "user", "add", "alice", "--subscribe", "Bob", db=hub_db)
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
@@ -105,7 +108,9 @@ def test_user_add(hub_db: Path) -> None:
     )
     assert more.returncode == 0, more.stderr
     assert more.stdout == ""
-    assert "updated user alice; follows Bob, Carol" in more.stderr
+    second = api_key_digest("second-key-for-alice")[:12]
+    said = f"updated user alice: added API key {second}, set the password, following Carol;"
+    assert f"{said} follows Bob, Carol" in more.stderr
     assert "pw-from-env" not in more.stderr + more.stdout
     assert store.user_by_api_key("second-key-for-alice") == store.user_by_api_key(key)
     assert store.check_password("alice", "pw-from-env")
@@ -116,7 +121,11 @@ def test_user_add(hub_db: Path) -> None:
     assert "already in use" in line and "second-key-for-alice" not in line
     listing = run("hub", "user", "list", db=hub_db)
     assert listing.returncode == 0
-    assert listing.stdout.splitlines() == ["alice\tfollows: Bob, Carol password"]
+    assert listing.stdout.splitlines() == [
+        "Bob\tfollows: -\tkeys: 0",
+        "Carol\tfollows: -\tkeys: 0",
+        "alice\tfollows: Bob, Carol\tkeys: 2\tpassword",
+    ]
 
 
 def test_seeded_author_gets_a_key(hub_db: Path) -> None:

@@ -30,6 +30,16 @@ def test_deterministic() -> None:
     assert not set(other) & {p["id"] for p in one}
 
 
+def test_no_public_pulse_is_tlp_amber_or_red() -> None:
+    """OTX refuses a public amber or red pulse (so does the hub's REST API): the seed, which
+    draws every TLP, makes those private, and still makes some other pulses private too."""
+    pulses = list(generate(400, 1, seed=5, until=UNTIL))
+    assert {p.tlp for p in pulses} == {"white", "green", "amber", "red"}
+    assert not [p.id for p in pulses if p.public and p.tlp in ("amber", "red")]
+    assert any(not p.public and p.tlp in ("white", "green") for p in pulses)
+    assert any(p.public for p in pulses)
+
+
 def test_every_type_and_only_harmless_values() -> None:
     pulses = list(generate(200, 20, seed=1, until=UNTIL))
     indicators = [i for p in pulses for i in p.indicators]

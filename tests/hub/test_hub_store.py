@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,7 @@ from hub_helpers import T0, make_pulse, open_store
 import feedgate.hub.store as store_module
 from feedgate import db
 from feedgate.hub.model import utcnow
-from feedgate.hub.store import HubError, HubStore, NotFoundError
+from feedgate.hub.store import HubError, HubStore, NotFoundError, PulsePage
 
 
 @pytest.fixture
@@ -227,29 +228,59 @@ def test_subscribed_search_and_lookup(store: HubStore) -> None:
     store.add_pulses([make_pulse(n) for n in range(1, 11)])
     store.add_pulses([make_pulse(n, author="Bob", name=f"Bob's QakBot {n}") for n in range(20, 25)])
     store.create_user("alice", api_key="k-alice", subscribe=["Bob"])
-    page = store.pulses_subscribed("alice", limit=3, page=1)
+
+    def subscribed(**kwargs: Any) -> PulsePage:
+        return store.pulses_by_authors(store.subscriptions("alice"), viewer="alice", **kwargs)
+
+    page = subscribed(limit=3, page=1)
     assert page.count == 5
     assert [p.id for p in page.pulses] == [f"{n:024x}" for n in (24, 23, 22)]
     store.set_default_author("AlienVault")
-    assert store.pulses_subscribed("alice", limit=100).count == 15
+    assert subscribed(limit=100).count == 15
     since = T0 + timedelta(hours=8)
-    assert store.pulses_subscribed("alice", modified_since=since).count == 2 + 5
-    assert store.pulses_subscribed("alice", limit=10, page=3).pulses == []
+    assert subscribed(modified_since=since).count == 2 + 5
+    assert subscribed(limit=10, page=3).pulses == []
 
-    found = store.search_pulses("qakbot")
+    found = store.search_pulses("qakbot", viewer="alice")
     assert found.count == 5 and all("QakBot" in p.name for p in found.pulses)
-    assert store.search_pulses("EMOTET").count == 15  # tags and names, any case
+    assert store.search_pulses("EMOTET", viewer="alice").count == 15  # tags and names, any case
     store.add_pulse(replace(make_pulse(30, author="Bob"), public=False))
-    assert store.search_pulses("emotet").count == 15  # private pulses are not searched
-    assert store.search_pulses("100%").count == 0
+    assert store.search_pulses("emotet", viewer="alice").count == 15  # Bob's private one: no
+    assert store.search_pulses("emotet", viewer="Bob").count == 16  # but Bob finds his own
+    assert store.search_pulses("100%", viewer="alice").count == 0
 
-    assert store.pulses_by_author("Bob").count == 5
-    assert store.pulses_by_author("Bob", public_only=False).count == 6
-    assert store.pulses_by_author("Bob", modified_since=T0 + timedelta(hours=23)).count == 1
+    assert store.pulses_by_authors(["Bob"], viewer="alice").count == 5
+    assert store.pulses_by_authors(["Bob"], viewer="Bob").count == 6
+    late = T0 + timedelta(hours=23)
+    assert store.pulses_by_authors(["Bob"], viewer="alice", modified_since=late).count == 1
     hits = store.indicator_lookup("ipv4", "192.0.2.1")
-    assert len(hits) == 16  # private pulses too: the REST layer decides who may see them
+    assert len(hits) == 16  # the hub's own view: private pulses too
     assert hits[0].pulse_id == f"{30:024x}" and hits[0].indicator.type == "IPv4"
+    assert len(store.indicator_lookup("ipv4", "192.0.2.1", viewer="alice")) == 15
     assert store.indicator_lookup("domain", "host3-1.example")[0].pulse_name.endswith(" 3")
+    assert store.get_pulse(f"{30:024x}", viewer="alice") is None
+    assert store.get_pulse(f"{30:024x}", viewer="Bob") is not None
+
+
+def test_the_rest_listing_and_the_taxii_page_apply_one_visibility_rule(store: HubStore) -> None:
+    """The REST API lists with ``pulses_by_authors``, a TAXII poll pages with
+    ``pulses_page``/``pulse_keys_page``/``count_pulses``: for every viewer they hold the same
+    pulses, and those are exactly the public ones and the viewer's own."""
+    for n in range(1, 13):
+        author = "Bob" if n % 3 else "AlienVault"
+        store.add_pulse(replace(make_pulse(n, author=author), public=n % 4 != 0))
+    for viewer in ("alice", "Bob", "AlienVault"):
+        for author in ("Bob", "AlienVault"):
+            every = store.pulses_page(author, limit=100)
+            want = {e.pulse.id for e in every if e.pulse.public or author == viewer}
+            rest = store.pulses_by_authors([author], viewer=viewer, limit=100)
+            taxii = store.pulses_page(author, viewer=viewer, limit=100)
+            keys = store.pulse_keys_page(author, viewer=viewer, limit=100)
+            assert {p.id for p in rest.pulses} == want, (viewer, author)
+            assert {e.pulse.id for e in taxii} == want, (viewer, author)
+            assert {k[0] for k in keys} == want
+            assert rest.count == store.count_pulses(author, viewer=viewer) == len(want)
+    assert any(not e.pulse.public for e in store.pulses_page(None, limit=100))
 
 
 # --- users, keys, passwords, subscriptions -----------------------------------------------------
@@ -325,6 +356,11 @@ def test_password_kdf_and_cache(store: HubStore, monkeypatch: pytest.MonkeyPatch
 
 
 def test_subscriptions_and_default_author(store: HubStore) -> None:
+    for author in ("Bob", "Carol", "Aaron", "AlienVault"):
+        store.create_user(author)
+    with pytest.raises(NotFoundError, match="no such author: Bbo"):  # a typo is not a feed
+        store.create_user("alice", subscribe=["Bob", "Bbo"])
+    assert store.get_user("alice") is None  # nothing half done
     store.create_user("alice", subscribe=["Bob", "Carol"])
     assert store.subscriptions("alice") == ["Bob", "Carol"]
     store.subscribe("alice", "Bob")  # idempotent
@@ -345,3 +381,5 @@ def test_subscriptions_and_default_author(store: HubStore) -> None:
         store.subscriptions("nobody")
     with pytest.raises(NotFoundError):
         store.subscribe("nobody", "Bob")
+    with pytest.raises(NotFoundError, match="no such author: nobody"):
+        store.subscribe("alice", "nobody")

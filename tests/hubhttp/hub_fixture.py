@@ -22,3 +22,8 @@ class Hub:
     @property
     def collection(self) -> str:
         return f"user_{self.author}"
+
+    def visible(self) -> int:
+        """How many of the author's pulses the fixture's user (who authors none) may see over
+        TAXII and REST alike: the public ones, counted from the data."""
+        return sum(e.pulse.public for e in self.store.pulses_page(self.author, limit=10_000))

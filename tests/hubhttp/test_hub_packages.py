@@ -38,7 +38,7 @@ def test_render_once_then_again_on_update_and_on_expiry(tmp_path: Path) -> None:
     end = T0 + timedelta(days=30)
 
     def package() -> bytes:
-        entries = feed.page("acme", None, end, store.max_seq(), None, 10)
+        entries = feed.page("acme", "acme", None, end, store.max_seq(), None, 10)
         assert len(entries) == 1
         return entries[0].package
 

@@ -193,6 +193,29 @@ def test_bad_or_missing_key_is_403(hub: Hub) -> None:
     assert answer.status_code == 403 and "secret-wrong-key" not in answer.text
 
 
+def test_the_api_root_says_what_exists_and_which_header_to_send(hub: Hub) -> None:
+    """``GET /api/v1/`` was a bare 403 (no key) or 404 (a key): now an index anyone may read."""
+    for path in ("/api/v1/", "/api/v1"):
+        answer = httpx.get(hub.url + path)  # no key: this is where one learns how to send it
+        assert answer.status_code == 200, answer.text
+        index = answer.json()
+        assert index["authentication"]["header"] == "X-OTX-API-KEY"
+        assert index["health"] == f"{hub.url}/healthz"
+        assert index["taxii"]["discovery"] == f"{hub.url}/taxii/discovery"
+        assert "openapi" not in index  # the hub has none: it says nothing it cannot keep
+    links = index["links"]
+    assert {"me", "subscribed", "search", "pulse", "create"} <= set(links)
+    with api(hub) as http:
+        for name, url in links.items():
+            assert url.startswith(f"{hub.url}/api/v1/"), name
+            if "{" not in url and name != "create":  # templates and POST-only aside
+                assert http.get(url).status_code == 200, (name, url)
+    health = httpx.get(f"{hub.url}/healthz")
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    refused = httpx.get(f"{hub.url}/api/v1/pulses/subscribed")
+    assert refused.status_code == 403 and "X-OTX-API-KEY" in refused.json()["detail"]
+
+
 def test_unknown_pulse_is_404(hub: Hub) -> None:
     with pytest.raises(OTXv2.NotFound):
         sdk(hub).get_pulse_details("0" * 24)
@@ -226,7 +249,7 @@ def test_create_bad_input_is_400_with_field_errors(hub: Hub) -> None:
     assert answer.status_code == 400
     assert set(answer.json()) == {"name", "tags", "TLP"}
     assert all(isinstance(v, list) and v for v in answer.json().values())
-    assert hub.store.pulses_by_authors(["alice"]).count == 0  # nothing stored
+    assert hub.store.pulses_by_authors(["alice"], viewer="alice").count == 0  # nothing stored
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -344,8 +367,8 @@ def test_private_pulses_and_authorship(hub: Hub) -> None:
 
 
 def test_events_since(hub: Hub) -> None:
-    dave = user(hub, "dave", "erin")
     erin = user(hub, "erin")
+    dave = user(hub, "dave", "erin")
     start = utcnow()  # naive UTC, as OTX and the SDK write times
     pulse = sdk(hub, erin).create_pulse(name="Erin's first")
     sdk(hub, erin).edit_pulse(pulse["id"], {"description": "second revision"})

@@ -1,4 +1,4 @@
-"""``feedgate hub ...``: the hub's server and admin commands (serve, seed, user, pulse import).
+"""``feedgate hub ...``: the hub's server and admin commands (serve, seed, user, key, pulse).
 
 Registered on the ``feedgate`` group by :func:`register`. The database is ``--db`` or
 ``FEEDGATE_HUB_DB`` (default: ``hub.db`` under the user's data directory). SQLAlchemy is imported
@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -31,9 +32,12 @@ def _verbose() -> bool:
     return bool(ctx and ctx.find_root().params.get("verbose"))
 
 
-def _fail(what: str, exc: BaseException) -> NoReturn:
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    click.echo(f"feedgate: error: {what}: {message}", err=True)
+def _fail(what: str, exc: BaseException, hint: str = "") -> NoReturn:
+    if isinstance(exc, OSError) and exc.strerror:  # "Address already in use", not "[Errno 98]"
+        message = exc.strerror
+    else:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    click.echo(f"feedgate: error: {what}: {message}{f' ({hint})' if hint else ''}", err=True)
     if _verbose():
         traceback.print_exception(exc, file=sys.stderr)
     sys.exit(1)
@@ -85,8 +89,17 @@ def hub(ctx: click.Context, db: str | None) -> None:
 
 
 @hub.command("seed")
-@click.option("--pulses", type=click.IntRange(0), default=100, show_default=True)
-@click.option("--indicators-per-pulse", type=click.IntRange(0), default=20, show_default=True)
+@click.option(
+    "--pulses",
+    type=click.IntRange(0),
+    default=100,
+    show_default=True,
+    help="How many pulses to write.",
+)
+@click.option(
+    "--indicators-per-pulse", type=click.IntRange(0), default=20, show_default=True,
+    help="Indicators in each pulse (every OTX type appears).",
+)  # fmt: skip
 @click.option("--author", default="AlienVault", show_default=True, help="The pulses' author.")
 @click.option("--seed", "seed_", type=int, default=0, show_default=True, help="Random seed.")
 @_db_option
@@ -139,7 +152,8 @@ def user_add(
 ) -> None:
     """Create user NAME, or add a key, password or subscriptions to an existing one.
 
-    A generated API key is printed once on stdout; only its digest is stored.
+    A generated API key is printed once on stdout; only its digest is stored. Authors to
+    follow must be users of the hub (every author of a pulse is one).
     """
     password = None
     if password_env is not None:
@@ -152,29 +166,92 @@ def user_add(
     if api_key is not None and not api_key.strip():
         raise click.BadParameter("must not be empty", param_hint="--api-key")
     with _store(db) as (store, _shown):
-        existed = store.get_user(name.strip()) is not None
+        before = _account(store, name.strip())
         user, generated = store.create_user(
             name, api_key=api_key, password=password, subscribe=authors
         )
-        follows = store.subscriptions(user.username)
-    verb = "updated" if existed else "created"
+        keys, follows = _account(store, user.username) or ((), [])
     detail = f"; follows {', '.join(follows)}" if follows else ""
+    if before is None:
+        said = f"created user {user.username}{detail}"
+    else:
+        added = [f"added API key {k}" for k in keys if k not in before[0]]
+        added += ["set the password"] if password is not None else []
+        new = [a for a in follows if a not in before[1]]
+        added += [f"following {', '.join(new)}"] if new else []
+        said = (
+            f"updated user {user.username}: {', '.join(added)}{detail}"
+            if added
+            else f"user {user.username} exists and already has all that: nothing changed"
+            " (add to it with --api-key, --password-env or --subscribe)"
+        )
     if generated:
-        click.echo(f"{verb} user {user.username}{detail}; API key (shown only once):", err=True)
+        click.echo(f"{said}; API key (shown only once):", err=True)
         click.echo(generated)
     else:
-        click.echo(f"{verb} user {user.username}{detail}", err=True)
+        click.echo(said, err=True)
+
+
+def _account(store: HubStore, name: str) -> tuple[tuple[str, ...], list[str]] | None:
+    """A user's key ids and the authors they follow (None: no such user), to say what changed."""
+    if store.get_user(name) is None:
+        return None
+    return tuple(k.id for k in store.api_keys(name)), store.subscriptions(name)
 
 
 @user_group.command("list")
 @_db_option
 def user_list(db: str | None) -> None:
-    """List users and whom they follow."""
+    """List users: whom they follow, how many API keys they have, whether a password is set."""
     with _store(db) as (store, _shown):
+        keys = Counter(k.username for k in store.api_keys())
         for user in store.list_users():
             follows = ", ".join(store.subscriptions(user.username)) or "-"
-            password = " password" if user.has_password else ""
-            click.echo(f"{user.username}\tfollows: {follows}{password}")
+            password = "\tpassword" if user.has_password else ""
+            click.echo(
+                f"{user.username}\tfollows: {follows}\tkeys: {keys[user.username]}{password}"
+            )
+
+
+@user_group.command("delete")
+@click.argument("name")
+@click.option(
+    "--with-pulses", is_flag=True, help="Also delete the user's pulses (refused without it)."
+)
+@_db_option
+def user_delete(name: str, with_pulses: bool, db: str | None) -> None:
+    """Delete user NAME: their API keys, password and subscriptions, and others' subscriptions
+    to them. A user who authored pulses is deleted only with --with-pulses."""
+    with _store(db) as (store, _shown):
+        pulses = store.delete_user(name, with_pulses=with_pulses)
+    also = f" and their {pulses} pulse(s)" if pulses else ""
+    click.echo(f"deleted user {name}{also}", err=True)
+
+
+@hub.group("key")
+def key_group() -> None:
+    """API keys: list them (by id, never the key) and revoke them."""
+
+
+@key_group.command("list")
+@click.option("--user", "username", default=None, metavar="NAME", help="Only NAME's keys.")
+@_db_option
+def key_list(username: str | None, db: str | None) -> None:
+    """List API keys as ID, user and when added. The id is a prefix of the key's stored digest:
+    the key itself is never stored, so it cannot be shown again."""
+    with _store(db) as (store, _shown):
+        for key in store.api_keys(username):
+            click.echo(f"{key.id}\t{key.username}\t{key.created.isoformat(timespec='seconds')}")
+
+
+@key_group.command("revoke")
+@click.argument("key_id", metavar="ID")
+@_db_option
+def key_revoke(key_id: str, db: str | None) -> None:
+    """Revoke the API key with this ID (from `hub key list`): it no longer authenticates."""
+    with _store(db) as (store, _shown):
+        key = store.revoke_api_key(key_id)
+    click.echo(f"revoked API key {key.id} of {key.username}", err=True)
 
 
 @hub.group("pulse")
@@ -240,7 +317,10 @@ def pulse_import(file: str, db: str | None) -> None:
 
 @hub.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=9000, show_default=True)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=9000, show_default=True,
+    help="Port to listen on (0: any free port, printed when ready).",
+)  # fmt: skip
 @click.option(
     "--page-size", type=click.IntRange(1), default=1000, show_default=True,
     help="Content blocks per TAXII poll part.",
@@ -256,7 +336,11 @@ def serve_command(host: str, port: int, page_size: int, db: str | None) -> None:
         try:
             sock = bind(host, port)
         except OSError as exc:
-            _fail(f"cannot listen on {host}:{port}", exc)
+            _fail(
+                f"cannot listen on {host}:{port}",
+                exc,
+                "choose another with --port, or stop what is using it",
+            )
         url = base_url(sock)
 
         def ready() -> None:

@@ -95,12 +95,15 @@ class StoreFeed:
     def snapshot(self) -> int:
         return self.store.max_seq()
 
-    def count(self, author: str, begin: datetime | None, end: datetime, snapshot: int) -> int:
-        return self.store.count_pulses(author, _naive(begin), _naive(end), snapshot)
+    def count(
+        self, author: str, viewer: str, begin: datetime | None, end: datetime, snapshot: int
+    ) -> int:
+        return self.store.count_pulses(author, _naive(begin), _naive(end), snapshot, viewer=viewer)
 
     def page(
         self,
         author: str,
+        viewer: str,
         begin: datetime | None,
         end: datetime,
         snapshot: int,
@@ -108,7 +111,9 @@ class StoreFeed:
         limit: int,
     ) -> list[Entry]:
         """A page of packages: rendered once per pulse revision and kept in the store, so a
-        poll mostly reads bytes; a package is rendered again when an indicator in it expires."""
+        poll mostly reads bytes; a package is rendered again when an indicator in it expires.
+        Only pulses ``viewer`` may see are looked up, so a cached package of a private pulse is
+        never served to anyone but its author."""
         now = self.now()
         keys = self.store.pulse_keys_page(
             author,
@@ -117,6 +122,7 @@ class StoreFeed:
             after=(_naive(after), _ANY_SEQ) if after is not None else None,  # type: ignore[arg-type]
             max_seq=snapshot,
             limit=limit,
+            viewer=viewer,
         )
         rendered = self.store.rendered_packages([k[0] for k in keys])
         stale = [
@@ -150,20 +156,29 @@ class StoreFeed:
         )
 
     def label_at(
-        self, author: str, begin: datetime | None, end: datetime, snapshot: int, offset: int
+        self,
+        author: str,
+        viewer: str,
+        begin: datetime | None,
+        end: datetime,
+        snapshot: int,
+        offset: int,
     ) -> datetime | None:
-        entries = self.store.pulses_page(
+        entries = self.store.pulse_keys_page(
             author,
             begin_exclusive=_naive(begin),
             end_inclusive=_naive(end),
             max_seq=snapshot,
             limit=offset + 1,
+            viewer=viewer,
         )
-        return _aware(entries[offset].label) if len(entries) > offset else None
+        return _aware(entries[offset][2]) if len(entries) > offset else None
 
     def publish(self, username: str, package: bytes) -> str:
         pulse = pulse_from_package(package, username, now=self.now())
         existing = self.store.get_pulse(pulse.id)
+        if existing is not None and existing.author_name != username:  # ids are per author
+            raise ValueError("that package's pulse id belongs to another author")
         if existing is None:
             self.store.add_pulse(pulse)
         else:

@@ -20,6 +20,8 @@ INDICATOR_TYPES: tuple[str, ...] = OTX_TYPE_NAMES
 _TYPE_BY_LOWER = {t.lower(): t for t in INDICATOR_TYPES}
 
 TLPS: tuple[str, ...] = ("white", "green", "amber", "red")
+#: TLPs a public pulse may not carry: OTX refuses ``public`` true with TLP amber or red.
+PRIVATE_TLPS: frozenset[str] = frozenset({"amber", "red"})
 
 #: ``strftime`` format of OTX timestamps.
 OTX_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"

@@ -17,7 +17,7 @@ from typing import Final
 from feedgate.observables import Kind, Observable
 from feedgate.stix import ReadStats, read_observables
 
-from .model import Indicator, Pulse, utcnow
+from .model import PRIVATE_TLPS, Indicator, Pulse, utcnow
 
 _OTX_TYPES: Final = {
     Kind.IPV4: "IPv4",
@@ -74,6 +74,7 @@ def pulse_from_package(package: bytes, author: str, *, now: datetime | None = No
         )
     if not indicators:
         raise ValueError("the package holds no indicator an OTX pulse can carry")
+    tlp = str(context.get("tlp") or "white").lower()
     return Pulse(
         id=pulse_id_for(author, package_id),
         name=str(context.get("package_title") or f"Published by {author}"),
@@ -81,6 +82,7 @@ def pulse_from_package(package: bytes, author: str, *, now: datetime | None = No
         created=moment,
         modified=moment,
         description=str(context.get("package_description") or ""),
-        tlp=str(context.get("tlp") or "white").lower(),
+        tlp=tlp,
+        public=tlp not in PRIVATE_TLPS,  # OTX refuses a public amber or red pulse
         indicators=tuple(indicators),
     )

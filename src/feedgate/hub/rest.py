@@ -7,7 +7,8 @@ from the request, so the SDK's ``walkapi`` follows them. Bad input is 400 with f
 (``{"field": ["message"]}``; indicators as a list with one object per item, ``{}`` for good
 ones), an unknown or invisible pulse 404 ``{"detail": "Not found."}``.
 
-Visibility: a private pulse (``public`` false) is seen only by its author; only the author may
+Visibility: a private pulse (``public`` false) is seen only by its author (the store's
+:func:`~feedgate.hub.store.visible_to`, which the TAXII services apply too); only the author may
 edit a pulse. Endpoint functions are plain sync functions run in Starlette's thread pool; the
 body is read first on the event loop.
 
@@ -36,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from feedgate.asgi_body import read_limited
 
 from .model import (
+    PRIVATE_TLPS,
     TLPS,
     Indicator,
     OTXFormatError,
@@ -366,6 +368,8 @@ class RestApi:
         get, post, patch = ["GET"], ["POST"], ["PATCH"]
         p = PREFIX
         return [
+            Route(p, self.index, methods=get),
+            Route(f"{p}/", self.index, methods=get),
             Route(f"{p}/users/{{username}}", self._wrap(self.user), methods=get),
             Route(f"{p}/pulses/subscribed", self._wrap(self.subscribed), methods=get),
             Route(f"{p}/pulses/my", self._wrap(self.my_pulses), methods=get),
@@ -379,6 +383,41 @@ class RestApi:
             Route(f"{p}/indicators/{{slug}}/{{rest:path}}", self._wrap(self.indicator_details)),
             Route(f"{p}/{{rest:path}}", self._wrap(self.unknown)),
         ]
+
+    @staticmethod
+    def index(request: Request) -> Response:
+        """``GET /api/v1/``, for anyone: what there is and how to authenticate (a bare 403 or
+        404 here told a newcomer nothing)."""
+        base = f"{request.url.scheme}://{request.url.netloc}"
+        api = f"{base}{PREFIX}"
+        return JSONResponse(
+            {
+                "name": "feedgate hub",
+                "description": "The OTX REST API (the subset AlienVault's OTXv2 SDK uses) and"
+                " TAXII 1.1, over this hub's pulses.",
+                "authentication": {
+                    "header": API_KEY_HEADER,
+                    "how": f"send your API key in the {API_KEY_HEADER} header"
+                    " (an admin adds keys with `feedgate hub user add`)",
+                },
+                "links": {
+                    "me": f"{api}/users/me",
+                    "subscribed": f"{api}/pulses/subscribed",
+                    "my_pulses": f"{api}/pulses/my",
+                    "events": f"{api}/pulses/events",
+                    "search": f"{api}/search/pulses?q=emotet",
+                    "create": f"{api}/pulses/create",
+                    "pulse": f"{api}/pulses/{{pulse_id}}",
+                    "user_pulses": f"{api}/pulses/user/{{username}}",
+                    "indicator": f"{api}/indicators/{{type}}/{{value}}/general",
+                },
+                "taxii": {
+                    "discovery": f"{base}/taxii/discovery",
+                    "authentication": "HTTP Basic, the API key as user name",
+                },
+                "health": f"{base}/healthz",
+            }
+        )
 
     def _wrap(self, handler: Handler) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
@@ -405,10 +444,14 @@ class RestApi:
     def _authenticate(self, request: Request) -> User:
         key = request.headers.get(API_KEY_HEADER)
         if not key:
-            raise ApiError(403, {"detail": "Authentication credentials were not provided."})
+            detail = (
+                "Authentication credentials were not provided: send your API key in the"
+                f" {API_KEY_HEADER} header (see {PREFIX}/)."
+            )
+            raise ApiError(403, {"detail": detail})
         user = self.store.user_by_api_key(key)
         if user is None:
-            raise ApiError(403, {"detail": "Invalid API key."})
+            raise ApiError(403, {"detail": f"Invalid API key (in the {API_KEY_HEADER} header)."})
         return user
 
     # --- helpers -------------------------------------------------------------------------
@@ -459,8 +502,9 @@ class RestApi:
             raise bad_request({name: [str(exc)]}) from None
 
     def _visible(self, call: Call, pulse_id: str) -> Pulse:
-        pulse = self.store.get_pulse(pulse_id) if is_pulse_id(pulse_id) else None
-        if pulse is None or not (pulse.public or pulse.author_name == call.user.username):
+        viewer = call.user.username
+        pulse = self.store.get_pulse(pulse_id, viewer=viewer) if is_pulse_id(pulse_id) else None
+        if pulse is None:
             raise not_found()
         return pulse
 
@@ -472,8 +516,7 @@ class RestApi:
         target = me if name == "me" else self.store.get_user(name)
         if target is None:
             raise not_found()
-        viewer = None if target.username == me.username else me.username
-        count = self.store.pulses_by_authors([target.username], viewer=viewer, limit=1).count
+        count = self.store.pulses_by_authors([target.username], viewer=me.username, limit=1).count
         subscribed = target.username in self.store.subscriptions(me.username)
         return user_json(target, count, subscribed)
 
@@ -524,7 +567,7 @@ class RestApi:
     def search(self, call: Call) -> Any:
         limit, page = self._paging(call, 25)
         q = call.query("q") or ""
-        result = self.store.search_pulses(q, limit=limit, page=page)
+        result = self.store.search_pulses(q, limit=limit, page=page, viewer=call.user.username)
         body = self._paged(
             call, result.count, page, limit, [pulse_summary(p) for p in result.pulses]
         )
@@ -566,7 +609,7 @@ class RestApi:
             errors["indicators"] = ind_errors
         public = True if public is None else public
         tlp = tlp or "green"
-        if public and tlp in ("amber", "red") and tlp_key not in errors:
+        if public and tlp in PRIVATE_TLPS and tlp_key not in errors:
             errors[tlp_key] = [f"A {tlp} pulse cannot be public; set public to false."]
         if errors:
             raise bad_request(errors)
@@ -621,7 +664,7 @@ class RestApi:
                 errors["indicators"] = ind_errors
         final_public = changes.get("public", pulse.public)
         final_tlp = changes.get("tlp", pulse.tlp)
-        if final_public and final_tlp in ("amber", "red") and tlp_key not in errors:
+        if final_public and final_tlp in PRIVATE_TLPS and tlp_key not in errors:
             errors[tlp_key] = [f"A {final_tlp} pulse cannot be public; set public to false."]
         if errors:
             raise bad_request(errors)
@@ -654,11 +697,11 @@ class RestApi:
         me = call.user.username
         visible: list[tuple[Pulse, Indicator]] = []
         seen: set[str] = set()
-        for hit in self.store.indicator_lookup(kind, value):
+        for hit in self.store.indicator_lookup(kind, value, viewer=me):
             if hit.pulse_id in seen:
                 continue
-            pulse = self.store.get_pulse(hit.pulse_id)
-            if pulse is None or not (pulse.public or pulse.author_name == me):
+            pulse = self.store.get_pulse(hit.pulse_id, viewer=me)
+            if pulse is None:
                 continue
             seen.add(hit.pulse_id)
             visible.append((pulse, hit.indicator))

@@ -9,6 +9,8 @@ Hashes, JA3 and certificate fingerprints are random hex; Bitcoin addresses are r
 
 Pulses are spread over ``months`` before ``until``; IPv4 indicators expire 30 days after they
 were created, domains and e-mail addresses never; about one indicator in a hundred is inactive.
+About one pulse in twenty is private, and so is every TLP amber or red pulse (OTX refuses those
+as public).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .model import INDICATOR_TYPES, Indicator, Pulse, utcnow
+from .model import INDICATOR_TYPES, PRIVATE_TLPS, Indicator, Pulse, utcnow
 from .store import HubStore
 
 IPV4_EXPIRY = timedelta(days=30)
@@ -292,8 +294,8 @@ class _Gen:
             created=created,
             modified=modified,
             revision=1 + (r.random() < 0.2) * r.randrange(1, 4),
-            tlp=r.choices([t for t, _ in _TLP_WEIGHTS], [w for _, w in _TLP_WEIGHTS])[0],
-            public=r.random() >= 0.05,
+            tlp=(tlp := r.choices([t for t, _ in _TLP_WEIGHTS], [w for _, w in _TLP_WEIGHTS])[0]),
+            public=r.random() >= 0.05 and tlp not in PRIVATE_TLPS,  # OTX: amber/red are private
             adversary=adversary,
             targeted_countries=tuple(r.sample(_COUNTRIES, r.randrange(0, 4))),
             malware_families=(family,),

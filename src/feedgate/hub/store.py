@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 
@@ -190,6 +190,20 @@ class PulsePage:
     pulses: list[Pulse]
 
 
+#: How many hex digits of a key's digest name it (``hub key list``, ``hub key revoke``): enough
+#: to tell a hub's keys apart, and nothing that helps to guess a key.
+KEY_ID_DIGITS: Final = 12
+
+
+class ApiKey(NamedTuple):
+    """A stored API key as an admin sees it: never the key, only an id (a prefix of its
+    digest), its user and when it was added."""
+
+    id: str
+    username: str
+    created: datetime
+
+
 class IndicatorHit(NamedTuple):
     """A pulse that carries a looked-up indicator."""
 
@@ -211,6 +225,24 @@ def label_to_micros(value: datetime) -> int:
 def micros_to_label(value: int) -> datetime:
     """The inverse of :func:`label_to_micros`."""
     return _EPOCH + timedelta(microseconds=value)
+
+
+def visible_to(viewer: str) -> sa.ColumnElement[bool]:
+    """The exchange's one visibility rule, as a SQL predicate on ``pulses``: a public pulse is
+    seen by every user, a private one (``public`` false) by its author alone, as on OTX.
+
+    ``viewer`` is the user asking. Every face that shows pulses to a user filters with this
+    predicate (the REST lists, details, search and indicator lookups; the TAXII polls, their
+    counts and part positions), so the REST API and a TAXII poll can never show one subscriber
+    different sets of pulses.
+    """
+    return sa.or_(pulses.c.public.is_(True), pulses.c.author_name == viewer)
+
+
+def _seen_by(query: Any, viewer: str | None) -> Any:
+    """``query`` on ``pulses`` narrowed to what ``viewer`` may see; ``None``: the hub's own view
+    (every pulse: administration, seeding, tests), never a user's."""
+    return query if viewer is None else query.where(visible_to(viewer))
 
 
 def _json_list(value: Any) -> tuple[str, ...]:
@@ -373,6 +405,73 @@ class HubStore:
                 self._user(r) for r in conn.execute(sa.select(users).order_by(users.c.username))
             ]
 
+    def delete_user(self, username: str, *, with_pulses: bool = False) -> int:
+        """Remove ``username`` with their API keys, password and subscriptions, and everyone's
+        subscriptions to them; returns how many of their pulses went too. An author's pulses
+        are kept only with the author, so ``HubError`` unless ``with_pulses`` when there are
+        any."""
+        with self._write() as conn:
+            user_id = self._user_id(conn, username)
+            owned = pulses.c.author_name == username
+            count = int(
+                conn.execute(sa.select(sa.func.count()).select_from(pulses).where(owned)).scalar()
+                or 0
+            )
+            if count and not with_pulses:
+                raise HubError(
+                    f"user {username} is the author of {count} pulse(s): delete them too with"
+                    " --with-pulses, or revoke the user's API keys instead"
+                )
+            ids = sa.select(pulses.c.id).where(owned).scalar_subquery()
+            conn.execute(packages.delete().where(packages.c.pulse_id.in_(ids)))
+            conn.execute(indicators.delete().where(indicators.c.pulse_id.in_(ids)))
+            conn.execute(pulses.delete().where(owned))
+            conn.execute(api_keys.delete().where(api_keys.c.user_id == user_id))
+            conn.execute(
+                subscriptions.delete().where(
+                    sa.or_(subscriptions.c.user_id == user_id, subscriptions.c.author == username)
+                )
+            )
+            conn.execute(users.delete().where(users.c.id == user_id))
+            if self._setting(conn, "default_author") == username:
+                self._put_setting(conn, "default_author", None)
+        return count
+
+    def api_keys(self, username: str | None = None) -> list[ApiKey]:
+        """The stored keys (of ``username``, or of everyone), by user then age, as ids."""
+        query = (
+            sa.select(api_keys.c.digest, users.c.username, api_keys.c.created)
+            .join(users, users.c.id == api_keys.c.user_id)
+            .order_by(users.c.username, api_keys.c.created, api_keys.c.digest)
+        )
+        with self._read() as conn:
+            if username is not None:
+                query = query.where(api_keys.c.user_id == self._user_id(conn, username))
+            return [
+                ApiKey(r.digest[:KEY_ID_DIGITS], r.username, r.created) for r in conn.execute(query)
+            ]
+
+    def revoke_api_key(self, key_id: str) -> ApiKey:
+        """Remove the key whose id (a prefix of its digest, as :meth:`api_keys` shows it) is
+        ``key_id``: it authenticates nobody from now on. ``NotFoundError`` if there is none,
+        ``HubError`` if the id is too short to name one key."""
+        wanted = key_id.strip().lower()
+        if len(wanted) < 8 or any(c not in "0123456789abcdef" for c in wanted):
+            raise HubError(f"not an API key id: {key_id!r} (the hex id the key list shows)")
+        with self._write() as conn:
+            rows = conn.execute(
+                sa.select(api_keys.c.digest, users.c.username, api_keys.c.created)
+                .join(users, users.c.id == api_keys.c.user_id)
+                .where(api_keys.c.digest.startswith(wanted, autoescape=True))
+            ).all()
+            if not rows:
+                raise NotFoundError(f"no API key with id {wanted}")
+            if len(rows) > 1:
+                raise HubError(f"{len(rows)} API keys have ids starting {wanted}: give more digits")
+            conn.execute(api_keys.delete().where(api_keys.c.digest == rows[0].digest))
+        row = rows[0]
+        return ApiKey(row.digest[:KEY_ID_DIGITS], row.username, row.created)
+
     def user_by_api_key(self, key: str) -> User | None:
         """The owner of API key ``key`` (looked up by its digest), or ``None``."""
         if not key or not key.strip():
@@ -418,6 +517,11 @@ class HubStore:
 
     @staticmethod
     def _subscribe(conn: sa.Connection, user_id: int, author: str) -> None:
+        """Follow ``author``, who must be a user of this hub (authors become users when their
+        first pulse is stored): a misspelt name would otherwise be a feed that never fills."""
+        known = conn.execute(sa.select(users.c.id).where(users.c.username == author)).first()
+        if known is None:
+            raise NotFoundError(f"no such author: {author} (authors are the hub's users)")
         exists = conn.execute(
             sa.select(subscriptions.c.author).where(
                 subscriptions.c.user_id == user_id, subscriptions.c.author == author
@@ -720,10 +824,11 @@ class HubStore:
             for r in rows
         ]
 
-    def get_pulse(self, pulse_id: str) -> Pulse | None:
-        """The pulse with ``pulse_id``, or ``None``."""
+    def get_pulse(self, pulse_id: str, *, viewer: str | None = None) -> Pulse | None:
+        """The pulse with ``pulse_id``, or ``None`` (also when ``viewer`` may not see it)."""
+        query = sa.select(pulses).where(pulses.c.id == pulse_id)
         with self._read() as conn:
-            row = conn.execute(sa.select(pulses).where(pulses.c.id == pulse_id)).first()
+            row = conn.execute(_seen_by(query, viewer)).first()
             return None if row is None else self._load(conn, [row])[0]
 
     def pulse_position(self, pulse_id: str) -> tuple[datetime, int] | None:
@@ -747,7 +852,9 @@ class HubStore:
         begin_exclusive: datetime | None,
         end_inclusive: datetime | None,
         max_seq: int | None,
+        viewer: str | None,
     ) -> Any:
+        query = _seen_by(query, viewer)
         if author is not None:
             query = query.where(pulses.c.author_name == author)
         if begin_exclusive is not None:
@@ -777,14 +884,18 @@ class HubStore:
         after: tuple[datetime, int] | None = None,
         max_seq: int | None = None,
         limit: int = 100,
+        viewer: str | None = None,
     ) -> list[PulseEntry]:
         """Up to ``limit`` pulses of ``author`` (``None``: every author) whose label lies in
         (``begin_exclusive``, ``end_inclusive``], in label order, starting after the cursor
         ``after`` (the previous page's last ``entry.cursor``), leaving out pulses written after
-        ``max_seq``. Uses the (author, label) index; no OFFSET."""
+        ``max_seq`` and those ``viewer`` may not see (:func:`visible_to`; by default every
+        pulse: the hub's own view). Uses the (author, label) index; no OFFSET."""
         if limit < 1:
             return []
-        query = self._window(sa.select(pulses), author, begin_exclusive, end_inclusive, max_seq)
+        query = self._window(
+            sa.select(pulses), author, begin_exclusive, end_inclusive, max_seq, viewer
+        )
         query = self._after(query, after)
         query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
         with self._read() as conn:
@@ -804,13 +915,16 @@ class HubStore:
         after: tuple[datetime, int] | None = None,
         max_seq: int | None = None,
         limit: int = 100,
+        viewer: str | None = None,
     ) -> list[tuple[str, int, datetime, int]]:
         """Like :meth:`pulses_page` but only (id, revision, label, seq): what a poll needs
         when the packages are already rendered (no indicators loaded)."""
         if limit < 1:
             return []
         columns = (pulses.c.id, pulses.c.revision, pulses.c.label, pulses.c.seq)
-        query = self._window(sa.select(*columns), author, begin_exclusive, end_inclusive, max_seq)
+        query = self._window(
+            sa.select(*columns), author, begin_exclusive, end_inclusive, max_seq, viewer
+        )
         query = self._after(query, after)
         query = query.order_by(pulses.c.label, pulses.c.seq).limit(limit)
         with self._read() as conn:
@@ -867,6 +981,7 @@ class HubStore:
         begin_exclusive: datetime | None = None,
         end_inclusive: datetime | None = None,
         max_seq: int | None = None,
+        viewer: str | None = None,
     ) -> int:
         """How many pulses :meth:`pulses_page` would return over all pages."""
         query = self._window(
@@ -875,74 +990,39 @@ class HubStore:
             begin_exclusive,
             end_inclusive,
             max_seq,
+            viewer,
         )
         with self._read() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def pulses_subscribed(
-        self,
-        username: str,
-        modified_since: datetime | None = None,
-        limit: int = 50,
-        page: int = 1,
-    ) -> PulsePage:
-        """The REST API's ``/pulses/subscribed``: pulses of the authors ``username`` follows,
-        modified after ``modified_since``, newest first, page ``page`` (1-based) of ``limit``."""
-        authors = self.subscriptions(username)
-        if not authors:
-            return PulsePage(0, [])
-        cond: list[Any] = [pulses.c.author_name.in_(authors)]
-        if modified_since is not None:
-            cond.append(pulses.c.modified > modified_since)
-        return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
-
-    def pulses_by_author(
-        self,
-        author: str,
-        modified_since: datetime | None = None,
-        limit: int = 50,
-        page: int = 1,
-        *,
-        public_only: bool = True,
-    ) -> PulsePage:
-        """One author's pulses, newest first (the REST API's ``/pulses/user/<author>``)."""
-        cond: list[Any] = [pulses.c.author_name == author]
-        if public_only:
-            cond.append(pulses.c.public.is_(True))
-        if modified_since is not None:
-            cond.append(pulses.c.modified > modified_since)
-        return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
-
-    def search_pulses(self, q: str, limit: int = 20, page: int = 1) -> PulsePage:
-        """Public pulses whose name, description, tags or adversary contain ``q`` (any case),
-        newest first."""
+    def search_pulses(self, q: str, limit: int = 20, page: int = 1, *, viewer: str) -> PulsePage:
+        """Pulses ``viewer`` may see (:func:`visible_to`) whose name,
+        description, tags or adversary contain ``q`` (any case), newest first."""
         pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern += "%"
         text_cols = (pulses.c.name, pulses.c.description, pulses.c.adversary)
         matches: list[Any] = [sa.func.lower(c).like(pattern, escape="\\") for c in text_cols]
         matches.append(sa.func.lower(sa.cast(pulses.c.tags, sa.Text)).like(pattern, escape="\\"))
-        cond = [pulses.c.public.is_(True), sa.or_(*matches)]
+        cond = [visible_to(viewer), sa.or_(*matches)]
         return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
 
     def pulses_by_authors(
         self,
         authors: Sequence[str],
         *,
-        viewer: str | None = None,
+        viewer: str,
         modified_since: datetime | None = None,
         limit: int = 50,
         page: int = 1,
     ) -> PulsePage:
-        """The REST API's author listings: pulses of ``authors`` modified after
-        ``modified_since``, newest first, page ``page`` (1-based) of ``limit``. With ``viewer``,
-        only what that user may see: public pulses and the viewer's own."""
+        """The REST API's author listings: the pulses of ``authors`` that ``viewer`` may see
+        (:func:`visible_to`), modified after ``modified_since``, newest first, page ``page``
+        (1-based) of ``limit``."""
         if not authors:
             return PulsePage(0, [])
-        cond: list[Any] = [pulses.c.author_name.in_(list(authors))]
+        cond: list[Any] = [pulses.c.author_name.in_(list(authors)), visible_to(viewer)]
         if modified_since is not None:
             cond.append(pulses.c.modified > modified_since)
-        if viewer is not None:
-            cond.append(sa.or_(pulses.c.public.is_(True), pulses.c.author_name == viewer))
         return self._page(cond, [pulses.c.modified.desc(), pulses.c.id], limit, page)
 
     def _page(self, cond: list[Any], order: list[Any], limit: int, page: int) -> PulsePage:
@@ -962,9 +1042,11 @@ class HubStore:
             ).all()
             return PulsePage(count, self._load(conn, rows))
 
-    def indicator_lookup(self, type_: str, value: str) -> list[IndicatorHit]:
-        """Every pulse carrying the indicator ``value`` of OTX type ``type_`` (any letter case
-        of the type; the value must match exactly), newest pulse first."""
+    def indicator_lookup(
+        self, type_: str, value: str, *, viewer: str | None = None
+    ) -> list[IndicatorHit]:
+        """Every pulse (that ``viewer`` may see) carrying the indicator ``value`` of OTX type
+        ``type_`` (any letter case of the type; the value must match exactly), newest first."""
         kind = canonical_type(type_)
         query = (
             sa.select(
@@ -982,7 +1064,7 @@ class HubStore:
                 IndicatorHit(
                     r.pulse_id, r.pulse_name, r.author_name, r.pulse_modified, self._indicator(r)
                 )
-                for r in conn.execute(query)
+                for r in conn.execute(_seen_by(query, viewer))
             ]
 
     def stats(self) -> dict[str, int]:

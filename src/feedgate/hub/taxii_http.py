@@ -2,7 +2,8 @@
 
 A TAXII service is a function from a request message (and who sent it) to an answer: a whole
 message, or the chunks of a streamed Poll_Response. This module does the rest of what the
-binding asks, once for every service: POST only, the X-TAXII-* headers, a size limit, parsing
+binding asks, once for every service: POST only, the X-TAXII-* headers, a size limit per service
+(HTTP 413 before anything is parsed), parsing
 with the hardened parser, a Status_Message for anything wrong with the request (BAD_MESSAGE,
 UNSUPPORTED_MESSAGE), Basic credentials handed to the service, and the response headers.
 
@@ -30,8 +31,12 @@ from feedgate.xml import XMLParseError
 
 log = logging.getLogger("feedgate.hub.taxii")
 
-#: The largest request body accepted (an Inbox_Message of many packages fits easily).
-MAX_REQUEST_BYTES: Final = 64 * 1024**2
+#: The largest Inbox_Message body accepted (one of many packages fits easily).
+MAX_INBOX_BYTES: Final = 64 * 1024**2
+#: The largest body of any other request (discovery, collection information, poll,
+#: subscription): those are a few hundred bytes, and nothing in them needs more than a few kB;
+#: a 50 MB Poll_Request of extended headers was read, parsed and answered.
+MAX_QUERY_BYTES: Final = 1024**2
 
 _SERVICES: Final = {
     tm.VID_TAXII_XML_11: tm.VID_TAXII_SERVICES_11,
@@ -127,25 +132,31 @@ def _respond(answer: Answer, version: str, request: Request) -> Response:
     return StreamingResponse(iter(answer), media_type="application/xml", headers=headers)
 
 
-def endpoint(path: str, service: Service) -> Route:
-    """A Starlette route that speaks the TAXII HTTP binding and calls ``service``."""
+def endpoint(path: str, service: Service, *, max_bytes: int = MAX_QUERY_BYTES) -> Route:
+    """A Starlette route that speaks the TAXII HTTP binding and calls ``service``; a request
+    body over ``max_bytes`` is answered 413 before it is parsed."""
 
     def handle(request: Request) -> Response:
         # A sync endpoint: Starlette runs it in its thread pool, so services may block.
-        return _handle(request, service)
+        return _handle(request, service, max_bytes)
 
     return Route(path, handle, methods=["POST"])
 
 
-def _handle(request: Request, service: Service) -> Response:
+def _handle(request: Request, service: Service, max_bytes: int) -> Response:
     declared = request.headers.get("x-taxii-content-type", "")
     version = declared if declared in _SERVICES else tm.VID_TAXII_XML_11
-    body = _read_body(request)
-    if body is None:
-        answer: Answer = status(
-            None, tm.ST_BAD_MESSAGE, f"request over {MAX_REQUEST_BYTES} bytes", version=version
+    body = read_limited_from_thread(request, max_bytes)
+    if body is None:  # HTTP says it (413), and a TAXII client reads why in the Status_Message
+        refusal = status(
+            None,
+            tm.ST_BAD_MESSAGE,
+            f"request body too large: this service takes at most {max_bytes} bytes",
+            version=version,
         )
-        return _respond(answer, version, request)
+        response = _respond(refusal, version, request)
+        response.status_code = 413
+        return response
     try:
         message = tm.parse(body)
     except (XMLParseError, tm.TAXIIMessageError) as exc:
@@ -176,11 +187,6 @@ def _handle(request: Request, service: Service) -> Response:
         log.exception("TAXII service failed on %s", type(message).__name__)
         answer = status(message, tm.ST_FAILURE, "internal error; see the server log")
     return _respond(answer, message.version, request)
-
-
-def _read_body(request: Request) -> bytes | None:
-    """The request body, or None when it is over the limit (read in a worker thread)."""
-    return read_limited_from_thread(request, MAX_REQUEST_BYTES)
 
 
 def chunks(header: tm.PollResponse, blocks: Iterable[tm.ContentBlock]) -> Iterator[bytes]:

@@ -5,6 +5,9 @@ one STIX package per pulse; authentication is HTTP Basic with the API key as use
 services here know TAXII and OTX's conventions; where pulses come from is a :class:`Feed`
 (the hub's store behind an adapter), so this module has no SQL in it.
 
+A user sees over TAXII exactly what the REST API shows them: public pulses and their own
+private ones (the store's one visibility rule, applied to every poll, count and part).
+
 Polls page by keyset, pinned to a snapshot: a poll fixes the newest pulse sequence number it
 may see, every part is "the next ``page_size`` pulses after the last one sent, up to that
 snapshot", so pulses published during a long poll neither repeat nor leave gaps; they come on
@@ -30,7 +33,7 @@ from starlette.routing import Route
 
 from feedgate.taxii import messages as tm
 
-from .taxii_http import Answer, Context, Credentials, endpoint, new_id, status
+from .taxii_http import MAX_INBOX_BYTES, Answer, Context, Credentials, endpoint, new_id, status
 
 COLLECTION_PREFIX: Final = "user_"
 BINDINGS: Final = (tm.ContentBinding(binding_id=tm.CB_STIX_XML_111),)
@@ -57,24 +60,36 @@ class Feed(Protocol):
     def snapshot(self) -> int:
         """The newest pulse sequence number now; a poll sees nothing newer."""
 
-    def count(self, author: str, begin: datetime | None, end: datetime, snapshot: int) -> int:
-        """How many pulses of ``author`` have a label in (begin, end] and seq <= snapshot."""
+    def count(
+        self, author: str, viewer: str, begin: datetime | None, end: datetime, snapshot: int
+    ) -> int:
+        """How many pulses of ``author`` that ``viewer`` may see have a label in (begin, end]
+        and seq <= snapshot (the REST API's visibility rule: public, or the viewer's own)."""
 
     def page(
         self,
         author: str,
+        viewer: str,
         begin: datetime | None,
         end: datetime,
         snapshot: int,
         after: datetime | None,
         limit: int,
     ) -> list[Entry]:
-        """Up to ``limit`` pulses in the window after label ``after``, by label."""
+        """Up to ``limit`` pulses (that ``viewer`` may see) in the window after label ``after``,
+        by label."""
 
     def label_at(
-        self, author: str, begin: datetime | None, end: datetime, snapshot: int, offset: int
+        self,
+        author: str,
+        viewer: str,
+        begin: datetime | None,
+        end: datetime,
+        snapshot: int,
+        offset: int,
     ) -> datetime | None:
-        """The label of the pulse at ``offset`` (0-based) in the window, or None."""
+        """The label of the pulse at ``offset`` (0-based) in the window as ``viewer`` sees it,
+        or None."""
 
     def publish(self, username: str, package: bytes) -> str:
         """Create or update a pulse of ``username`` from a STIX package; its pulse id."""
@@ -82,15 +97,17 @@ class Feed(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Poll:
-    """A poll's parameters: what a result id stands for."""
+    """A poll's parameters: what a result id stands for. ``viewer``, the user who polls, is one
+    of them: what a poll holds depends on who may see which pulse."""
 
     author: str
+    viewer: str
     begin: datetime | None
     end: datetime
     snapshot: int
 
     def result_id(self) -> str:
-        data = [self.author, _iso(self.begin), _iso(self.end), self.snapshot]
+        data = [self.author, self.viewer, _iso(self.begin), _iso(self.end), self.snapshot]
         raw = json.dumps(data, separators=(",", ":")).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -98,8 +115,9 @@ class _Poll:
     def from_result_id(cls, result_id: str) -> _Poll | None:
         try:
             raw = base64.urlsafe_b64decode(result_id + "=" * (-len(result_id) % 4))
-            author, begin, end, snapshot = json.loads(raw)
-            return cls(author, _parse_iso(begin), _parse_iso(end) or _now(), int(snapshot))
+            author, viewer, begin, end, snapshot = json.loads(raw)
+            end_at = _parse_iso(end) or _now()
+            return cls(str(author), str(viewer), _parse_iso(begin), end_at, int(snapshot))
         except (ValueError, TypeError):
             return None
 
@@ -131,7 +149,7 @@ class TaxiiServices:
             endpoint(f"{self.prefix}/discovery", self.discovery),
             endpoint(f"{self.prefix}/collections", self.collections),
             endpoint(f"{self.prefix}/poll", self.poll),
-            endpoint(f"{self.prefix}/inbox", self.inbox),
+            endpoint(f"{self.prefix}/inbox", self.inbox, max_bytes=MAX_INBOX_BYTES),
         ]
 
     # -- helpers -------------------------------------------------------------------------------
@@ -259,10 +277,10 @@ class TaxiiServices:
                 **{tm.SD_ITEM: message.subscription_id},
             )
         end = message.inclusive_end_timestamp or _now()
-        poll = _Poll(author, message.exclusive_begin_timestamp, end, self.feed.snapshot())
+        poll = _Poll(author, user, message.exclusive_begin_timestamp, end, self.feed.snapshot())
         parameters = message.poll_parameters
         if parameters is not None and parameters.response_type == tm.RT_COUNT_ONLY:
-            count = self.feed.count(poll.author, poll.begin, poll.end, poll.snapshot)
+            count = self._count(poll)
             return tm.PollResponse(
                 message_id=new_id(),
                 in_response_to=message.message_id,
@@ -282,18 +300,17 @@ class TaxiiServices:
         author = self._author(message, message.collection_name, user)
         if isinstance(author, tm.StatusMessage):
             return author
-        if author != poll.author:
+        if author != poll.author or user != poll.viewer:
             return status(
                 message,
                 tm.ST_NOT_FOUND,
-                "this result is of another collection",
+                "this result is of another collection or another user's poll",
                 **{tm.SD_ITEM: message.result_id},
             )
         return self._part(message, message.collection_name, poll, message.result_part_number)
 
     def _part(self, message: tm.Message, collection: str, poll: _Poll, part: int) -> Answer:
-        feed = self.feed
-        count = feed.count(poll.author, poll.begin, poll.end, poll.snapshot)
+        count = self._count(poll)
         last_part = max(1, math.ceil(count / self.page_size))
         result_id = poll.result_id()
         if part < 1 or part > last_part + 1:
@@ -317,7 +334,9 @@ class TaxiiServices:
         if part > last_part:  # the part right after the last: empty, as released cabby asks
             return header
         after = self._start(result_id, poll, part)
-        entries = feed.page(poll.author, poll.begin, poll.end, poll.snapshot, after, self.page_size)
+        entries = self.feed.page(
+            poll.author, poll.viewer, poll.begin, poll.end, poll.snapshot, after, self.page_size
+        )
         if entries and part < last_part:
             self._remember(result_id, part + 1, entries[-1].label)
         return _stream(header, entries)
@@ -330,9 +349,13 @@ class TaxiiServices:
             cached = self._starts.get((result_id, part))
         if cached is not None:
             return cached
+        offset = (part - 1) * self.page_size - 1
         return self.feed.label_at(
-            poll.author, poll.begin, poll.end, poll.snapshot, (part - 1) * self.page_size - 1
+            poll.author, poll.viewer, poll.begin, poll.end, poll.snapshot, offset
         )
+
+    def _count(self, poll: _Poll) -> int:
+        return self.feed.count(poll.author, poll.viewer, poll.begin, poll.end, poll.snapshot)
 
     def _remember(self, result_id: str, part: int, label: datetime) -> None:
         with self._lock:
