@@ -581,6 +581,7 @@ def poll_and_echo(
     from functools import partial
 
     from .cli_progress import PollDisplay
+    from .interrupts import deferred_interrupts
     from .log import format_entry
     from .poller import poll_source
     from .scheduler import DEFAULT_LEASE, Scheduler
@@ -596,7 +597,8 @@ def poll_and_echo(
 
     poll = partial(poll_source, written=echo_new, progress=shown.progress)
     try:
-        return Scheduler(store, log, lease=lease or DEFAULT_LEASE, poll=poll).poll_now(source)
+        with deferred_interrupts():  # Ctrl-C in a wait for the server, never mid-write
+            return Scheduler(store, log, lease=lease or DEFAULT_LEASE, poll=poll).poll_now(source)
     finally:
         echo_new()  # anything written after the last line shown (none, as a rule)
         if display is None:

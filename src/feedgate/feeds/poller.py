@@ -32,6 +32,7 @@ from feedgate.taxii.client import TaxiiClient, TaxiiError
 from feedgate.xml import XMLParseError
 
 from ._prefetch import Prefetcher
+from .interrupts import interruptible, interruptible_items
 from .log import ThreatFeedLog
 from .secrets import key_origin
 from .sources import Source, client_options, endpoint, unreadable_secrets_problem
@@ -334,7 +335,8 @@ def _poll_segments(
                             f" {took:.1f} s; retry {attempt + 1} of {source.max_retries}"
                             f" in {delay:.0f} s",
                         )
-                        waits.sleep(delay)
+                        with interruptible():
+                            waits.sleep(delay)
                         reason = cancelled()
                         if reason:
                             log.error(source.name, f"{window}: not retried: {reason}")
@@ -399,10 +401,11 @@ def _segment(
     """One segment in one transaction; what it read and stored goes to ``counts``."""
     blocks = read = new = updated = skipped = 0
     with store.segment(name) as segment:
-        for part in prefetch.segment(index):
+        # Ctrl-C stops the waits for the server's answer, never a write (see .interrupts)
+        for part in interruptible_items(prefetch.segment(index)):
             stats = ReadStats()
             try:
-                for batch in part.batches(stats):
+                for batch in interruptible_items(part.batches(stats)):
                     n, u = segment.upsert(batch, end)
                     new, updated = new + n, updated + u
                     shown(index, blocks + stats.content_blocks, read + stats.observables)
