@@ -551,8 +551,7 @@ class HubStore:
             for ind in pulse.indicators
         ]
 
-    @staticmethod
-    def _ensure_users(conn: sa.Connection, names: set[str]) -> None:
+    def _ensure_users(self, conn: sa.Connection, names: set[str]) -> None:
         """Authors are users too (an author can later be given a key with ``hub user add``)."""
         if not names:
             return
