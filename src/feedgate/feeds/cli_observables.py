@@ -207,10 +207,23 @@ def _check_search(_ctx: click.Context, _param: click.Parameter, value: str | Non
     return value
 
 
+def _check_kind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from .store import kind_filter
+
+    try:
+        return None if value is None else kind_filter(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command("observables")
 @click.option("--source", default=None, metavar="NAME", help="Only this source's observables.")
 @click.option(
-    "--kind", type=click.Choice([k.value for k in Kind]), default=None, help="Only this kind."
+    "--kind",
+    default=None,
+    metavar="KIND",
+    callback=_check_kind,
+    help=f"Only this kind, in any case: {', '.join(k.value for k in Kind)}.",
 )
 @click.option(
     "--search",

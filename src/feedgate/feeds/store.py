@@ -42,7 +42,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from feedgate.db import read_transaction, write_transaction
-from feedgate.observables import Observable
+from feedgate.observables import Kind, Observable
 
 from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment, layers_lock
 from .sources import Source
@@ -55,6 +55,7 @@ __all__ = [
     "Segment",
     "SourceStatus",
     "StoredObservable",
+    "kind_filter",
     "metadata",
     "shared_contexts",
 ]
@@ -229,8 +230,6 @@ class StoredObservable:
 
     def to_observable(self) -> Observable:
         """The :class:`Observable` (kind, value, type, context) this row was made from."""
-        from feedgate.observables import Kind
-
         return Observable(Kind(self.kind), self.value, self.original_type, self.context)
 
 
@@ -280,6 +279,22 @@ def _parse_time(value: Any) -> datetime | None:
         return moment.astimezone(UTC).replace(tzinfo=None)
     except (OverflowError, ValueError):
         return None
+
+
+_KINDS: Final = {kind.value: kind.value for kind in Kind}
+
+
+def kind_filter(text: str) -> str:
+    """The kind that a browse or export filter names, in any case (``IPV4`` is ``ipv4``).
+
+    The one rule for every face that takes a kind from a user (``feedgate observables --kind``,
+    ``GET /api/v1/observables?kind=``), so that they accept and refuse the same words; a
+    ValueError's message is the one line they show for another word.
+    """
+    kind = _KINDS.get(text.strip().lower())
+    if kind is None:
+        raise ValueError(f"{text[:40]!r} is not a kind: choose from {', '.join(_KINDS)}")
+    return kind
 
 
 def _like(text: str) -> str:
