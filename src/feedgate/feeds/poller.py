@@ -14,7 +14,8 @@ The next segments are polled and parsed ahead, on a thread of their own
 (:mod:`feedgate.feeds._prefetch`), while one is stored: the parse workers never wait for a commit
 or a network round trip. "Poll Now" and the scheduler run this same function. Every step is
 written to the threat-feed log in the gateway style
-(``segment …: 12 blocks, 480 observables read, 470 new, 10 updated``).
+(``segment …: 12 blocks, 480 observables read (2 repeats within a segment), 468 new,
+10 updated``; see :func:`feedgate.feeds.log.read_figures`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from feedgate.taxii.client import TaxiiClient, TaxiiError
 from feedgate.xml import XMLParseError
 
 from ._prefetch import Prefetcher
-from .log import ThreatFeedLog
+from .log import ThreatFeedLog, read_figures
 from .secrets import key_origin
 from .sources import Source, client_options, endpoint, unreadable_secrets_problem
 from .store import FeedStore
@@ -134,7 +135,7 @@ def poll_source(
             raise ValueError(unreadable_secrets_problem(source, key_origin()))
         with client_factory(source) as client:
             windows = list(segments(begin, end, source.poll_segment))
-            _poll_segments(store, source, log, client, windows, result, sleep, cancelled)
+            _poll_segments(store, source, log, client, windows, result, sleep, cancelled, now)
     except _SegmentFailed as exc:
         result.ok = False
         result.error = str(exc)
@@ -145,8 +146,8 @@ def poll_source(
     result.expired = store.expire(name, now())
     result.seconds = time.monotonic() - started
     summary = (
-        f"{result.segments} segment(s), {result.blocks} blocks, {result.read} observables read,"
-        f" {result.new} new, {result.updated} updated, {result.expired} expired"
+        f"{result.segments} segment(s), {result.blocks} blocks,"
+        f" {read_figures(result.read, result.new, result.updated)}, {result.expired} expired"
         f" in {result.seconds:.1f} s"
     )
     if result.ok:
@@ -176,6 +177,7 @@ def _poll_segments(
     result: PollResult,
     sleep: Callable[[float], None],
     cancelled: Callable[[], str | None],
+    now: Callable[[], datetime],
 ) -> None:
     """Store each window in turn, the next ones polled and parsed ahead (see _prefetch)."""
     prefetch: Prefetcher | None = None
@@ -198,7 +200,7 @@ def _poll_segments(
                     )
                 try:
                     blocks, read, new, updated, skipped = _segment(
-                        store, source.name, prefetch, index, end
+                        store, source.name, prefetch, index, end, now
                     )
                 except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
                     prefetch.close()
@@ -231,8 +233,7 @@ def _poll_segments(
                 result.skipped_blocks += skipped
                 log.info(
                     source.name,
-                    f"{window}: {blocks} blocks, {read} observables read, {new} new,"
-                    f" {updated} updated",
+                    f"{window}: {blocks} blocks, {read_figures(read, new, updated)}",
                 )
                 break
     finally:
@@ -241,16 +242,25 @@ def _poll_segments(
 
 
 def _segment(
-    store: FeedStore, name: str, prefetch: Prefetcher, index: int, end: datetime
+    store: FeedStore,
+    name: str,
+    prefetch: Prefetcher,
+    index: int,
+    end: datetime,
+    now: Callable[[], datetime],
 ) -> tuple[int, int, int, int, int]:
-    """One segment in one transaction: (blocks, read, new, updated, skipped blocks)."""
+    """One segment in one transaction: (blocks, read, new, updated, skipped blocks).
+
+    Observables are stamped seen at ``now()`` as they are stored (the ingest clock: when
+    feedgate saw them, not the segment's end, which may be weeks ago), so each lives ``age``
+    after its last poll brought it."""
     blocks = read = new = updated = skipped = 0
     with store.segment(name) as segment:
         for part in prefetch.segment(index):
             stats = ReadStats()
             try:
                 for batch in part.batches(stats):
-                    n, u = segment.upsert(batch, end)
+                    n, u = segment.upsert(batch, now())
                     new, updated = new + n, updated + u
             except (StixReadError, XMLParseError) as exc:
                 raise TaxiiError(

@@ -6,8 +6,10 @@ below are what its head revision makes). Timestamps go in and come out as aware 
 (stored as naive UTC).
 
 Observables are keyed by (source, digest), where the digest is SHA-256 of ``kind NUL value``: a
-value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``first_seen`` is
-kept across updates; ``last_seen`` never moves backwards (re-polling an old segment is harmless).
+value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``first_seen`` and
+``last_seen`` are the ``seen_at`` of :meth:`Segment.upsert` (the poller passes its clock: when
+feedgate saw the value); ``first_seen`` is kept across updates, ``last_seen`` never moves
+backwards.
 
 Ingest (:meth:`FeedStore.segment`): one transaction per poll segment, and the watermark moves in
 that same transaction, so a failed segment leaves nothing behind and is polled again. How the rows
