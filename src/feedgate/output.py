@@ -36,10 +36,19 @@ FORMATS: Final = ("jsonl", "table", "csv")
 Writer = Callable[[Observable], None]
 
 
+#: A JSON line's encoder: what ``json.dumps(value, ensure_ascii=False, default=str)`` writes,
+#: without making an encoder per call.
+encode_json: Final[Callable[[Any], str]] = json.JSONEncoder(ensure_ascii=False, default=str).encode
+#: A string as :data:`encode_json` writes it (quoted, escaped; non-ASCII kept).
+encode_string: Final[Callable[[str], str]] = json.encoder.encode_basestring
+
+
 def jsonl_writer(out: TextIO) -> Writer:
+    write_text = out.write
+
     def write(obs: Observable) -> None:
-        out.write(json.dumps(obs.to_dict(), ensure_ascii=False, default=str))
-        out.write("\n")
+        write_text(encode_json(obs.to_dict()))
+        write_text("\n")
 
     return write
 
@@ -59,10 +68,11 @@ def csv_writer(out: TextIO, extra: tuple[str, ...] = ()) -> Writer:
 
 
 def _cells(ctx: Any, keys: tuple[str, ...]) -> list[str]:
-    return [_cell(ctx.get(k)) for k in keys]
+    return [cell(ctx.get(k)) for k in keys]
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A context value as a CSV cell."""
     if value is None:
         return ""
     if isinstance(value, bool):
