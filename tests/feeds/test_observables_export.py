@@ -169,6 +169,25 @@ def test_an_export_runs_near_the_rate_of_a_bare_read(
     assert rows < 10 * bare, (rows, bare)  # at 60k rows: ~3x now, ~19x before
 
 
+def table_on_a_terminal(env: dict[str, str]) -> None:
+    """``feedgate observables --format table`` with a terminal (a pty) as its stdin and
+    stdout, which nobody reads: what it shows stays unread."""
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "feedgate.cli", "observables", "--format", "table"],
+            stdin=follower,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_table_longer_than_the_screen_goes_through_the_pager(
     store: FeedStore, any_db: Database, tmp_path: Path
 ) -> None:
@@ -184,38 +203,12 @@ def test_a_table_longer_than_the_screen_goes_through_the_pager(
         "LINES": "5",
         "COLUMNS": "120",
     }
-    leader, follower = pty.openpty()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "feedgate.cli", "observables", "--format", "table"],
-            stdin=follower,
-            stdout=follower,
-            stderr=subprocess.PIPE,
-            env=env,
-            timeout=120,
-        )
-    finally:
-        os.close(follower)
-        os.close(leader)
-    assert done.returncode == 0, done.stderr
+    table_on_a_terminal(env)
     lines = paged.read_text().rstrip("\n").splitlines()  # click's pager ends with a newline
     assert lines[0].split() == ["KIND", "VALUE", "SOURCE"]
     assert len(lines) == len(TRICKY) + 1
     # One that fits the screen is printed as it is.
     env["LINES"] = "50"
     paged.unlink()
-    leader, follower = pty.openpty()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "feedgate.cli", "observables", "--format", "table"],
-            stdin=follower,
-            stdout=follower,
-            stderr=subprocess.PIPE,
-            env=env,
-            timeout=120,
-        )
-    finally:
-        os.close(follower)
-        os.close(leader)
-    assert done.returncode == 0, done.stderr
+    table_on_a_terminal(env)
     assert not paged.exists()

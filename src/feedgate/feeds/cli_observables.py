@@ -222,7 +222,7 @@ def _check_kind(_ctx: click.Context, _param: click.Parameter, value: str | None)
     type=click.Choice(FORMATS),
     default="jsonl",
     show_default=True,
-    help="Output format on stdout.",
+    help="Output format on stdout (a table longer than the terminal goes through $PAGER).",
 )
 @click.option("--limit", type=click.IntRange(0), default=None, help="At most N [default: all].")
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)

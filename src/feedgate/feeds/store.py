@@ -254,17 +254,8 @@ class ExportRow(NamedTuple):
 
     def stored(self) -> StoredObservable:
         """The :class:`StoredObservable` of this row (its context merged)."""
-        return StoredObservable(
-            source=self.source,
-            kind=self.kind,
-            value=self.value,
-            original_type=self.original_type,
-            first_seen=self.first_seen,
-            last_seen=self.last_seen,
-            valid_until=self.valid_until,
-            expired=self.expired,
-            context=_context(self.shared_context, self.own_context),
-        )
+        # The fields up to ``expired`` are StoredObservable's, in its order.
+        return StoredObservable(*self[:8], _context(self.shared_context, self.own_context))
 
 
 # --- time and value helpers -------------------------------------------------------------------
