@@ -246,12 +246,13 @@ def observables_command(
     with _store(db) as store:
         if source is not None:
             store.status(source)  # FeedStoreError "no source named ..." for an unknown one
-        rows = store.export_rows(
+        exported = store.export_rows(
             source=source, kind=kind, search=search, live_only=not include_expired
         )
+        rows: Iterator[ExportRow] = exported
         try:
             if limit is not None:
-                rows = itertools.islice(rows, limit)
+                rows = itertools.islice(exported, limit)
             bundle: _Stix2Bundle | None = None
             if fmt == "stix2":
                 bundle = _Stix2Bundle(out)
@@ -269,9 +270,7 @@ def observables_command(
             _quiet_broken_pipe()
             return
         finally:
-            close = getattr(rows, "close", None)
-            if close is not None:
-                close()  # ends the store's read transaction
+            exported.close()  # ends the store's read transaction
     if bundle is not None and bundle.left_out:
         click.echo(
             f"feedgate: {bundle.left_out} observable(s) of kind other left out of the STIX 2 "

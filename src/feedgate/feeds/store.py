@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -908,7 +908,7 @@ class FeedStore:
         search: str | None = None,
         live_only: bool = True,
         batch: int = _EXPORT_CHUNK,
-    ) -> Iterator[ExportRow]:
+    ) -> Generator[ExportRow, None, None]:
         """Every matching observable in storage (id) order, as :class:`ExportRow` (contexts
         still JSON text), for exports of any size in flat memory.
 
