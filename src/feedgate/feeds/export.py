@@ -130,22 +130,13 @@ def _jsonl_writer(out: TextIO) -> RowWriter:
         ):
             reference(as_observable(row.stored()))
             return
-        typed = row.original_type
+        typed = ', "type": ' + encode_string(row.original_type) if row.original_type else ""
+        mine = ", " + encode_json(own)[1:-1] if own else ""
+        expired = "true" if row.expired else "false"
         write(
-            '{"kind": '
-            + text(row.kind)
-            + ', "value": '
-            + encode_string(row.value)
-            + (', "type": ' + encode_string(typed) if typed else "")
-            + layer.body
-            + (", " + encode_json(own)[1:-1] if own else "")
-            + ', "source": '
-            + text(row.source)
-            + ', "first_seen": "'
-            + rows.time(row.first_seen)
-            + '", "last_seen": "'
-            + rows.time(row.last_seen)
-            + ('", "expired": true}\n' if row.expired else '", "expired": false}\n')
+            f'{{"kind": {text(row.kind)}, "value": {encode_string(row.value)}{typed}{layer.body}'
+            f'{mine}, "source": {text(row.source)}, "first_seen": "{rows.time(row.first_seen)}",'
+            f' "last_seen": "{rows.time(row.last_seen)}", "expired": {expired}}}\n'
         )
 
     return write_row

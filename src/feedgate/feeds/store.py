@@ -387,7 +387,7 @@ class _Layers:
                     self._size += len(text)
 
     def text(self, sid: int, digest: bytes) -> str | None:
-        return self._texts.get((sid, bytes(digest)))
+        return self._texts.get((sid, digest))
 
 
 class _Moments:
@@ -395,10 +395,11 @@ class _Moments:
     each distinct one converted once: the rows of a poll share a handful of times."""
 
     def __init__(self) -> None:
-        self._seen: dict[Any, datetime] = {}
+        #: raw → converted, for the callers' fast path (``known.get(raw) or moment(raw)``)
+        self.known: dict[Any, datetime] = {}
 
     def __call__(self, raw: Any) -> datetime:
-        seen = self._seen
+        seen = self.known
         found = seen.get(raw)
         if found is None:
             if len(seen) >= _EXPORT_CACHE:
@@ -821,8 +822,8 @@ class FeedStore:
             )
         return query
 
-    def _export_query(self, search: str | None) -> sa.Select[Any]:
-        """The columns of :class:`ExportRow`, no join unless ``search`` needs one: the source's
+    def _export_query(self, source: str | None, search: str | None) -> sa.Select[Any]:
+        """The columns of :class:`ExportRow`, no join unless a filter needs one: the source's
         name and the shared layer's text are looked up once each, not read in every row."""
         o = observables_table
         times: list[Any] = [o.c.first_seen, o.c.last_seen, o.c.valid_until]
@@ -830,7 +831,7 @@ class FeedStore:
             # The stored text, parsed by _Moments once per distinct time (SQLAlchemy's
             # processor parses every row's with a regular expression).
             times = [sa.type_coerce(column, sa.String) for column in times]
-        joined: Any = o.join(sources, sources.c.id == o.c.source_id)
+        joined: Any = o.join(sources, sources.c.id == o.c.source_id) if source is not None else o
         return sa.select(
             o.c.source_id,
             o.c.kind,
@@ -921,7 +922,7 @@ class FeedStore:
         """
         o = observables_table
         query = self._filtered(
-            self._export_query(search), source, kind, search, live_only, by_id=True
+            self._export_query(source, search), source, kind, search, live_only, by_id=True
         ).order_by(o.c.id)
         with self._read() as conn:
             names = {
@@ -929,24 +930,51 @@ class FeedStore:
             }
             layers = _Layers(conn)
             moment = _Moments()
-            result = conn.execution_options(stream_results=True, yield_per=max(1, batch)).execute(
-                query
-            )
-            for chunk in result.partitions():
+            known = moment.known  # the converted times: a lookup, mostly, not a call
+            make = tuple.__new__  # ExportRow(...) without its Python-level __new__
+            text = layers.text
+            for chunk in self._chunks(conn, query, max(1, batch)):
                 layers.load(chunk)
                 for sid, kind_, value, otype, first, last, until, expired, own, layer in chunk:
-                    yield ExportRow(
-                        names[sid],
-                        kind_,
-                        value,
-                        otype,
-                        moment(first),
-                        moment(last),
-                        None if until is None else moment(until),
-                        bool(expired),
-                        own,
-                        None if layer is None else layers.text(sid, layer),
+                    yield make(
+                        ExportRow,
+                        (
+                            names[sid],
+                            kind_,
+                            value,
+                            otype,
+                            known.get(first) or moment(first),
+                            known.get(last) or moment(last),
+                            None if until is None else known.get(until) or moment(until),
+                            bool(expired),
+                            own,
+                            None if layer is None else text(sid, layer),
+                        ),
                     )
+
+    def _chunks(
+        self, conn: sa.Connection, query: sa.Select[Any], batch: int
+    ) -> Iterator[Sequence[Any]]:
+        """The rows of ``query`` in lists of ``batch``, streamed.
+
+        PostgreSQL: a server-side cursor. SQLite: the compiled SQL on the driver's own cursor,
+        whose rows are plain tuples (SQLAlchemy's result rows cost more per row than SQLite's
+        own work; the query's columns need no result processing, see _export_query)."""
+        if self._postgres:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            yield from result.partitions()
+            return
+        compiled = query.compile(dialect=conn.dialect)
+        values = compiled.construct_params()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.execute(str(compiled), [values[name] for name in compiled.positiontup or ()])
+            while rows := cursor.fetchmany(batch):
+                yield rows
+        finally:
+            cursor.close()
 
     def count_observables(
         self, source: str | None = None, kind: str | None = None, live_only: bool = True
