@@ -15,14 +15,17 @@ reader records for them); the others have no STIX 2 pattern and are left out, co
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TextIO
@@ -32,16 +35,13 @@ import click
 from feedgate.cli_errors import database_failure, open_store
 from feedgate.cli_errors import fail as _fail
 from feedgate.cli_errors import first_line as _first_line
-from feedgate.observables import Kind, Observable
+from feedgate.observables import Kind
 
 if TYPE_CHECKING:
-    from .store import FeedStore, StoredObservable
+    from .store import ExportRow, FeedStore, StoredObservable
 
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
 FORMATS: Final = ("jsonl", "table", "csv", "stix2")
-#: What a stored observable adds to the context (:func:`as_observable`): CSV columns after the
-#: reader's, so an export of several sources says which source each row came from.
-STORED_COLUMNS: Final = ("source", "first_seen", "last_seen", "expired")
 #: How often ``log --follow`` looks for new rows, in seconds.
 FOLLOW_INTERVAL: Final = 1.0
 
@@ -89,23 +89,6 @@ def _quiet_broken_pipe() -> None:
 
 
 # --- observables ------------------------------------------------------------------------------
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def as_observable(stored: StoredObservable) -> Observable:
-    """A stored row as an :class:`Observable` whose context also says where and when it was
-    seen (``source``, ``first_seen``, ``last_seen``, ``expired``), for the shared writers."""
-    context = {
-        **stored.context,
-        "source": stored.source,
-        "first_seen": _iso(stored.first_seen),
-        "last_seen": _iso(stored.last_seen),
-        "expired": stored.expired,
-    }
-    return Observable(Kind(stored.kind), stored.value, stored.original_type, context)
 
 
 def _stix_time(moment: datetime) -> str:
@@ -207,10 +190,23 @@ def _check_search(_ctx: click.Context, _param: click.Parameter, value: str | Non
     return value
 
 
+def _check_kind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from .store import kind_filter
+
+    try:
+        return None if value is None else kind_filter(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @click.command("observables")
 @click.option("--source", default=None, metavar="NAME", help="Only this source's observables.")
 @click.option(
-    "--kind", type=click.Choice([k.value for k in Kind]), default=None, help="Only this kind."
+    "--kind",
+    default=None,
+    metavar="KIND",
+    callback=_check_kind,
+    help=f"Only this kind, in any case: {', '.join(k.value for k in Kind)}.",
 )
 @click.option(
     "--search",
@@ -226,7 +222,7 @@ def _check_search(_ctx: click.Context, _param: click.Parameter, value: str | Non
     type=click.Choice(FORMATS),
     default="jsonl",
     show_default=True,
-    help="Output format on stdout.",
+    help="Output format on stdout (a table longer than the terminal goes through $PAGER).",
 )
 @click.option("--limit", type=click.IntRange(0), default=None, help="At most N [default: all].")
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
@@ -240,43 +236,76 @@ def observables_command(
     db: str | None,
 ) -> None:
     """List stored observables (live ones unless --all)."""
-    from feedgate.output import make_writer
+    from .export import row_writer
 
     out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):
+        # A lone surrogate (a STIX 2 "\ud800" escape) has no UTF-8: written as that escape,
+        # which JSON reads back as the same text, instead of a UnicodeEncodeError mid-export.
+        out.reconfigure(errors="backslashreplace")
     with _store(db) as store:
         if source is not None:
             store.status(source)  # FeedStoreError "no source named ..." for an unknown one
-        rows = store.iter_observables(
+        exported = store.export_rows(
             source=source, kind=kind, search=search, live_only=not include_expired
         )
-        bundle: _Stix2Bundle | None = None
-        write: Callable[[StoredObservable], None]
-        if fmt == "stix2":
-            bundle = _Stix2Bundle(out)
-            write = bundle.write
-        else:
-            writer = make_writer(fmt, out, csv_extra=STORED_COLUMNS)
-
-            def write(stored: StoredObservable) -> None:
-                writer(as_observable(stored))
-
+        rows: Iterator[ExportRow] = exported
         try:
-            for n, stored in enumerate(rows):
-                if limit is not None and n >= limit:
-                    break
-                write(stored)
-            if bundle is not None:
+            if limit is not None:
+                rows = itertools.islice(exported, limit)
+            bundle: _Stix2Bundle | None = None
+            if fmt == "stix2":
+                bundle = _Stix2Bundle(out)
+                for row in rows:
+                    bundle.write(row.stored())
                 bundle.close()
+            elif fmt == "table" and out.isatty():
+                _table_on_screen(rows, out)
+            else:
+                write = row_writer(fmt, out)
+                for row in rows:
+                    write(row)
             out.flush()
         except BrokenPipeError:
             _quiet_broken_pipe()
             return
+        finally:
+            exported.close()  # ends the store's read transaction
     if bundle is not None and bundle.left_out:
         click.echo(
             f"feedgate: {bundle.left_out} observable(s) of kind other left out of the STIX 2 "
             "bundle (their type has no STIX 2 pattern)",
             err=True,
         )
+
+
+def _table_on_screen(rows: Iterator[ExportRow], out: TextIO) -> None:
+    """A table on a terminal: as it is when it fits the screen, else through the pager
+    (``$PAGER``, else less or more), streamed: a million rows scrolled past are of no use, and
+    the pager reads them only as fast as it shows them."""
+    from .export import row_writer
+
+    screen = shutil.get_terminal_size().lines
+    ahead = list(itertools.islice(rows, max(1, screen - 2)))  # the header and the prompt
+    extra = next(rows, None)
+    if extra is None:
+        write = row_writer("table", out)
+        for row in ahead:
+            write(row)
+        return
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        write = row_writer("table", buffer)
+        for row in itertools.chain(ahead, [extra], rows):
+            write(row)
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    click.echo_via_pager(lines())
 
 
 # --- log --------------------------------------------------------------------------------------

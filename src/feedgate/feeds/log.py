@@ -30,7 +30,7 @@ from feedgate.redaction import hide_url_credentials
 if TYPE_CHECKING:
     from .store import FeedStore, LogEntry
 
-__all__ = ["ThreatFeedLog", "default_log_path", "format_line", "redact"]
+__all__ = ["ThreatFeedLog", "default_log_path", "format_line", "read_figures", "redact"]
 
 #: Rotation: files of at most this size, this many old ones kept.
 MAX_BYTES: Final = 10 * 1024**2
@@ -90,6 +90,19 @@ def redact(message: str) -> str:
     text = _SECRET_ASSIGNMENT.sub(lambda m: f"{m.group(1)}{m.group(2)}***", message)
     text = hide_url_credentials(text)  # a feed's user name may be its API key (OTX)
     return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], text)
+
+
+def read_figures(read: int, new: int, updated: int) -> str:
+    """What a segment (or a poll) read and stored, in words whose numbers add up:
+    ``2891 observables read (13 repeats within a segment), 2833 new, 45 updated``.
+
+    A value that comes twice in one segment (two pulses name one IP) is stored, and counted as
+    new or updated, once; the repeats are said, so that read = repeats + new + updated.
+    (Across segments a value is counted in each: by the second it is stored, so "updated".)
+    """
+    repeats = read - new - updated
+    said = f" ({repeats} repeat{'' if repeats == 1 else 's'} within a segment)" if repeats else ""
+    return f"{read} observables read{said}, {new} new, {updated} updated"
 
 
 def stamp(moment: datetime) -> str:

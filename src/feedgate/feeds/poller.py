@@ -14,7 +14,8 @@ The next segments are polled and parsed ahead, on a thread of their own
 (:mod:`feedgate.feeds._prefetch`), while one is stored: the parse workers never wait for a commit
 or a network round trip. "Poll Now" and the scheduler run this same function. Every step is
 written to the threat-feed log in the gateway style
-(``segment …: 12 blocks, 480 observables read, 470 new, 10 updated``).
+(``segment …: 12 blocks, 480 observables read (2 repeats within a segment), 468 new,
+10 updated``; see :func:`feedgate.feeds.log.read_figures`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from feedgate.xml import XMLParseError
 
 from ._prefetch import Prefetcher
 from .interrupts import interruptible, interruptible_items
-from .log import ThreatFeedLog
+from .log import ThreatFeedLog, read_figures
 from .secrets import key_origin
 from .sources import Source, client_options, endpoint, unreadable_secrets_problem
 from .store import FeedStore
@@ -201,7 +202,16 @@ def poll_source(
             windows = list(segments(begin, end, source.poll_segment))
             shown = _Shown(progress, name, len(windows), result, clock, started)
             _poll_segments(
-                store, source, log, client, windows, result, _Waits(sleep, clock), cancelled, shown
+                store,
+                source,
+                log,
+                client,
+                windows,
+                result,
+                _Waits(sleep, clock),
+                cancelled,
+                shown,
+                now,
             )
     except _SegmentFailed as exc:
         result.ok = False
@@ -228,8 +238,8 @@ def poll_source(
         result.expired = store.expire(name, now())
     result.seconds = clock() - started
     summary = (
-        f"{result.segments} segment(s), {result.blocks} blocks, {result.read} observables read,"
-        f" {result.new} new, {result.updated} updated, {result.expired} expired"
+        f"{result.segments} segment(s), {result.blocks} blocks,"
+        f" {read_figures(result.read, result.new, result.updated)}, {result.expired} expired"
         f" in {result.seconds:.1f} s"
     )
     if result.ok:
@@ -294,6 +304,7 @@ def _poll_segments(
     waits: _Waits,
     cancelled: Callable[[], str | None],
     shown: _Shown,
+    now: Callable[[], datetime],
 ) -> None:
     """Store each window in turn, the next ones polled and parsed ahead (see _prefetch)."""
     prefetch: Prefetcher | None = None
@@ -318,7 +329,7 @@ def _poll_segments(
                 counts = _Counts(window, end)
                 shown.storing = counts  # for a Ctrl-C: see _count_interrupted
                 try:
-                    _segment(store, source.name, prefetch, index, end, shown, counts)
+                    _segment(store, source.name, prefetch, index, end, now, shown, counts)
                 except (TaxiiError, XMLParseError, StixReadError, OSError) as exc:
                     prefetch.close()
                     prefetch = None  # a fresh one polls this segment again
@@ -384,8 +395,8 @@ def _stored(name: str, counts: _Counts, result: PollResult, log: _Log) -> None:
     result.skipped_blocks += counts.skipped
     log.info(
         name,
-        f"{counts.window}: {counts.blocks} blocks, {counts.read} observables read,"
-        f" {counts.new} new, {counts.updated} updated",
+        f"{counts.window}: {counts.blocks} blocks,"
+        f" {read_figures(counts.read, counts.new, counts.updated)}",
     )
 
 
@@ -395,10 +406,15 @@ def _segment(
     prefetch: Prefetcher,
     index: int,
     end: datetime,
+    now: Callable[[], datetime],
     shown: _Shown,
     counts: _Counts,
 ) -> None:
-    """One segment in one transaction; what it read and stored goes to ``counts``."""
+    """One segment in one transaction; what it read and stored goes to ``counts``.
+
+    Observables are stamped seen at ``now()`` as they are stored (the ingest clock: when
+    feedgate saw them, not the segment's end, which may be weeks ago), so each lives ``age``
+    after its last poll brought it."""
     blocks = read = new = updated = skipped = 0
     with store.segment(name) as segment:
         # Ctrl-C stops the waits for the server's answer, never a write (see .interrupts)
@@ -406,7 +422,7 @@ def _segment(
             stats = ReadStats()
             try:
                 for batch in interruptible_items(part.batches(stats)):
-                    n, u = segment.upsert(batch, end)
+                    n, u = segment.upsert(batch, now())
                     new, updated = new + n, updated + u
                     shown(index, blocks + stats.content_blocks, read + stats.observables)
             except (StixReadError, XMLParseError) as exc:

@@ -6,8 +6,10 @@ below are what its head revision makes). Timestamps go in and come out as aware 
 (stored as naive UTC).
 
 Observables are keyed by (source, digest), where the digest is SHA-256 of ``kind NUL value``: a
-value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``first_seen`` is
-kept across updates; ``last_seen`` never moves backwards (re-polling an old segment is harmless).
+value may be a 64 kB YARA rule, and PostgreSQL cannot index text that long. ``first_seen`` and
+``last_seen`` are the ``seen_at`` of :meth:`Segment.upsert` (the poller passes its clock: when
+feedgate saw the value); ``first_seen`` is kept across updates, ``last_seen`` never moves
+backwards.
 
 Ingest (:meth:`FeedStore.segment`): one transaction per poll segment, and the watermark moves in
 that same transaction, so a failed segment leaves nothing behind and is polled again. How the rows
@@ -33,28 +35,30 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import sqlalchemy as sa
 
 from feedgate.db import read_transaction, write_transaction
-from feedgate.observables import Observable
+from feedgate.observables import Kind, Observable
 
 from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment, layers_lock
 from .sources import Source, username_is_secret
 
 __all__ = [
     "BATCH_SIZE",
+    "ExportRow",
     "FeedStore",
     "FeedStoreError",
     "LogEntry",
     "Segment",
     "SourceStatus",
     "StoredObservable",
+    "kind_filter",
     "metadata",
     "shared_contexts",
 ]
@@ -232,9 +236,29 @@ class StoredObservable:
 
     def to_observable(self) -> Observable:
         """The :class:`Observable` (kind, value, type, context) this row was made from."""
-        from feedgate.observables import Kind
-
         return Observable(Kind(self.kind), self.value, self.original_type, self.context)
+
+
+class ExportRow(NamedTuple):
+    """A stored observable as an export reads it: its context still the stored JSON of its two
+    layers (an export of a million rows need not decode and merge a million contexts to write
+    them again). The shared layer's text is the same object for the rows of one layer."""
+
+    source: str
+    kind: str
+    value: str
+    original_type: str | None
+    first_seen: datetime
+    last_seen: datetime
+    valid_until: datetime | None
+    expired: bool
+    own_context: str  # JSON object: the indicator's own keys
+    shared_context: str | None  # JSON object: the layer shared with its package, or None
+
+    def stored(self) -> StoredObservable:
+        """The :class:`StoredObservable` of this row (its context merged)."""
+        # The fields up to ``expired`` are StoredObservable's, in its order.
+        return StoredObservable(*self[:8], _context(self.shared_context, self.own_context))
 
 
 # --- time and value helpers -------------------------------------------------------------------
@@ -285,9 +309,107 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+_KINDS: Final = {kind.value: kind.value for kind in Kind}
+
+
+def kind_filter(text: str) -> str:
+    """The kind that a browse or export filter names, in any case (``IPV4`` is ``ipv4``).
+
+    The one rule for every face that takes a kind from a user (``feedgate observables --kind``,
+    ``GET /api/v1/observables?kind=``), so that they accept and refuse the same words; a
+    ValueError's message is the one line they show for another word.
+    """
+    kind = _KINDS.get(text.strip().lower())
+    if kind is None:
+        raise ValueError(f"{text[:40]!r} is not a kind: choose from {', '.join(_KINDS)}")
+    return kind
+
+
 def _like(text: str) -> str:
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def _live_by_id() -> sa.ColumnElement[bool]:
+    """Live (not expired), in a form no index serves, for reads in id order.
+
+    ``expired = 0`` (or ``IS 0``) leads SQLite's planner, which has no statistics, to the
+    ``(expired, kind)`` index, and then to sorting every live row by id before the first one
+    comes out: once per page of a browse, once per keyset page of an export. ``IS NOT 1``
+    (the same rows: the column is NOT NULL) leaves it the id order of the table itself.
+    PostgreSQL plans by its statistics either way.
+    """
+    return observables_table.c.expired.is_not(True)
+
+
+#: Rows an export fetches from the database at a time.
+_EXPORT_CHUNK: Final = 2000
+#: Distinct times an export keeps converted at once (a poll stamps its rows alike).
+_EXPORT_CACHE: Final = 4096
+#: Characters of shared context layers an export keeps at once. Rows are stored in key order,
+#: so the rows of one package are scattered over their segment's: the layers of a segment
+#: (thousands) must stay at hand for the cache to hit; the bound keeps memory flat beyond.
+EXPORT_LAYER_BUDGET: Final = 16 * 1024**2
+#: Layers looked up per query (SQLite's historical limit on variables is 999).
+_LAYER_LOOKUP: Final = 900
+
+
+class _Layers:
+    """The text of shared context layers by (source, digest), read for a chunk of rows at a
+    time (one ``IN`` query for the ones not at hand, not one query per row); the same text
+    object for the rows of one layer while it is kept."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+        self._texts: dict[tuple[int, bytes], str] = {}
+        self._size = 0
+
+    def load(self, rows: Sequence[Any]) -> None:
+        """Have the layers of ``rows`` (source id first, layer digest last) at hand."""
+        texts = self._texts
+        missing: dict[int, set[bytes]] = {}
+        for row in rows:
+            digest = row[-1]
+            if digest is not None and (row[0], digest) not in texts:
+                missing.setdefault(row[0], set()).add(bytes(digest))
+        if not missing:
+            return
+        if self._size >= EXPORT_LAYER_BUDGET:
+            texts.clear()
+            self._size = 0
+        layers = shared_contexts
+        for sid, digests in missing.items():
+            keys = sorted(digests)
+            for start in range(0, len(keys), _LAYER_LOOKUP):
+                query = sa.select(layers.c.digest, layers.c.context).where(
+                    layers.c.source_id == sid,
+                    layers.c.digest.in_(keys[start : start + _LAYER_LOOKUP]),
+                )
+                for digest, text in self._conn.execute(query):
+                    texts[(sid, bytes(digest))] = text
+                    self._size += len(text)
+
+    def text(self, sid: int, digest: bytes) -> str | None:
+        return self._texts.get((sid, digest))
+
+
+class _Moments:
+    """Stored times (SQLite's text, PostgreSQL's naive datetimes) as aware UTC datetimes,
+    each distinct one converted once: the rows of a poll share a handful of times."""
+
+    def __init__(self) -> None:
+        #: raw → converted, for the callers' fast path (``known.get(raw) or moment(raw)``)
+        self.known: dict[Any, datetime] = {}
+
+    def __call__(self, raw: Any) -> datetime:
+        seen = self.known
+        found = seen.get(raw)
+        if found is None:
+            if len(seen) >= _EXPORT_CACHE:
+                seen.clear()
+            moment = raw if isinstance(raw, datetime) else datetime.fromisoformat(raw)
+            found = seen[raw] = moment.replace(tzinfo=UTC)
+        return found
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -705,14 +827,17 @@ class FeedStore:
         kind: str | None,
         search: str | None,
         live_only: bool,
+        by_id: bool = False,
     ) -> sa.Select[Any]:
+        """``query`` narrowed to the filters; ``by_id`` for one read in id order (see
+        :func:`_live_by_id`)."""
         o = observables_table
         if source is not None:
             query = query.where(sources.c.name == source)
         if kind is not None:
             query = query.where(o.c.kind == kind)
         if live_only:
-            query = query.where(o.c.expired.is_(False))
+            query = query.where(_live_by_id() if by_id else o.c.expired.is_(False))
         if search:
             pattern = _like(search)
             query = query.where(
@@ -723,6 +848,27 @@ class FeedStore:
                 )
             )
         return query
+
+    def _export_query(self, source: str | None, search: str | None) -> sa.Select[Any]:
+        """The columns of :class:`ExportRow`, no join unless a filter needs one: the source's
+        name and the shared layer's text are looked up once each, not read in every row."""
+        o = observables_table
+        times: list[Any] = [o.c.first_seen, o.c.last_seen, o.c.valid_until]
+        if not self._postgres:
+            # The stored text, parsed by _Moments once per distinct time (SQLAlchemy's
+            # processor parses every row's with a regular expression).
+            times = [sa.type_coerce(column, sa.String) for column in times]
+        joined: Any = o.join(sources, sources.c.id == o.c.source_id) if source is not None else o
+        return sa.select(
+            o.c.source_id,
+            o.c.kind,
+            o.c.value,
+            o.c.original_type,
+            *times,
+            o.c.expired,
+            o.c.context,
+            o.c.shared_digest,
+        ).select_from(_with_layers(joined) if search else joined)
 
     def _browse_query(self) -> sa.Select[Any]:
         o = observables_table
@@ -765,7 +911,7 @@ class FeedStore:
     ) -> list[StoredObservable]:
         """A page of stored observables in storage order. ``search`` looks for text in the
         value and the context (case-insensitive for ASCII)."""
-        query = self._filtered(self._browse_query(), source, kind, search, live_only)
+        query = self._filtered(self._browse_query(), source, kind, search, live_only, by_id=True)
         query = query.order_by(observables_table.c.id).limit(max(0, limit)).offset(max(0, offset))
         with self._read() as conn:
             rows = conn.execute(query).all()
@@ -777,24 +923,85 @@ class FeedStore:
         kind: str | None = None,
         search: str | None = None,
         live_only: bool = True,
-        batch: int = 1000,
+        batch: int = _EXPORT_CHUNK,
     ) -> Iterator[StoredObservable]:
-        """Every matching observable, read in keyset pages of ``batch`` (for exports)."""
-        after = 0
-        while True:
-            query = self._filtered(self._browse_query(), source, kind, search, live_only)
-            query = (
-                query.where(observables_table.c.id > after)
-                .order_by(observables_table.c.id)
-                .limit(batch)
-            )
-            with self._read() as conn:
-                rows = conn.execute(query).all()
-            for row in rows:
-                yield self._stored(row)
-            if len(rows) < batch:
-                return
-            after = int(rows[-1].id)
+        """Every matching observable in storage order, streamed (see :meth:`export_rows`)."""
+        for row in self.export_rows(source, kind, search, live_only, batch):
+            yield row.stored()
+
+    def export_rows(
+        self,
+        source: str | None = None,
+        kind: str | None = None,
+        search: str | None = None,
+        live_only: bool = True,
+        batch: int = _EXPORT_CHUNK,
+    ) -> Generator[ExportRow, None, None]:
+        """Every matching observable in storage (id) order, as :class:`ExportRow` (contexts
+        still JSON text), for exports of any size in flat memory.
+
+        One query in one read transaction (one snapshot: a poll committing meanwhile is in it
+        wholly or not at all), its rows streamed: a server-side cursor on PostgreSQL, SQLite's
+        own stepping. Keyset pages of ``id > last`` cost a sort of every live row per page on
+        SQLite (its planner takes the ``expired`` index), which made an export of 1M rows
+        take hours. ``batch``: rows fetched from the database at a time. Close the iterator (or
+        exhaust it) to end the transaction.
+        """
+        o = observables_table
+        query = self._filtered(
+            self._export_query(source, search), source, kind, search, live_only, by_id=True
+        ).order_by(o.c.id)
+        with self._read() as conn:
+            names = {
+                int(i): str(n) for i, n in conn.execute(sa.select(sources.c.id, sources.c.name))
+            }
+            layers = _Layers(conn)
+            moment = _Moments()
+            known = moment.known  # the converted times: a lookup, mostly, not a call
+            make = tuple.__new__  # ExportRow(...) without its Python-level __new__
+            text = layers.text
+            for chunk in self._chunks(conn, query, max(1, batch)):
+                layers.load(chunk)
+                for sid, kind_, value, otype, first, last, until, expired, own, layer in chunk:
+                    yield make(
+                        ExportRow,
+                        (
+                            names[sid],
+                            kind_,
+                            value,
+                            otype,
+                            known.get(first) or moment(first),
+                            known.get(last) or moment(last),
+                            None if until is None else known.get(until) or moment(until),
+                            bool(expired),
+                            own,
+                            None if layer is None else text(sid, layer),
+                        ),
+                    )
+
+    def _chunks(
+        self, conn: sa.Connection, query: sa.Select[Any], batch: int
+    ) -> Iterator[Sequence[Any]]:
+        """The rows of ``query`` in lists of ``batch``, streamed.
+
+        PostgreSQL: a server-side cursor. SQLite: the compiled SQL on the driver's own cursor,
+        whose rows are plain tuples (SQLAlchemy's result rows cost more per row than SQLite's
+        own work; the query's columns need no result processing, see _export_query)."""
+        if self._postgres:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            yield from result.partitions()
+            return
+        compiled = query.compile(dialect=conn.dialect)
+        values = compiled.construct_params()
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        try:
+            cursor.execute(str(compiled), [values[name] for name in compiled.positiontup or ()])
+            while rows := cursor.fetchmany(batch):
+                yield rows
+        finally:
+            cursor.close()
 
     def count_observables(
         self, source: str | None = None, kind: str | None = None, live_only: bool = True

@@ -44,7 +44,7 @@ from feedgate.feeds.sources import (
     make_source,
     shown_username,
 )
-from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus
+from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus, kind_filter
 from feedgate.observables import ENFORCEABLE_KINDS
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
@@ -276,9 +276,15 @@ def create_api(
         q = request.query_params
         limit = count_parameter(request, "limit", 100, maximum=10_000)
         offset = count_parameter(request, "offset", 0)
+        kind = q.get("kind") or None  # empty: any kind, as the other parameters
+        if kind is not None:
+            try:
+                kind = kind_filter(kind)  # the CLI's rule and message (feedgate observables)
+            except ValueError as exc:
+                raise ParameterError("kind", str(exc)) from None
         rows = store.observables(
             source=q.get("source"),
-            kind=q.get("kind"),
+            kind=kind,
             search=q.get("search"),
             live_only=q.get("all") not in ("1", "true"),
             limit=limit,
@@ -674,7 +680,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 schema={"type": "array", "items": _ref("Observable")},
                 query=(
                     _param("source", _TEXT, "only this source's"),
-                    _param("kind", _TEXT, "only this kind (ipv4, domain, ...)"),
+                    _param("kind", _TEXT, "only this kind, in any case (ipv4, domain, ...)"),
                     _param("search", _TEXT, "text in the value or the context"),
                     _param("all", _TEXT, "1 or true: expired ones too"),
                     _param("limit", _INT64, "at most this many (10000 at most)"),
