@@ -17,8 +17,12 @@ from pgserver import PgServer
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 
-#: Every manager command that only reads, each with the database named by --db.
+#: Every command that only reads (or removes), each with the database named by --db.
 READERS = [
+    ["hub", "user", "list"],
+    ["hub", "user", "delete", "alice"],
+    ["hub", "key", "list"],
+    ["hub", "key", "revoke", "0123456789ab"],
     ["source", "list"],
     ["source", "show", "otx"],
     ["log"],

@@ -52,8 +52,10 @@ def _db_name(db: str | None) -> str:
 
 
 @contextmanager
-def _store(db: str | None) -> Iterator[tuple[HubStore, str]]:
-    """Open the hub store; any database or hub error becomes one line and exit 1."""
+def _store(db: str | None, *, create: bool = False) -> Iterator[tuple[HubStore, str]]:
+    """Open the hub store; any database or hub error becomes one line and exit 1. Only a
+    command that adds something (``create=True``) makes a missing database: one that reads,
+    deletes or revokes says "no such database" (a mistyped ``--db`` is not a new hub)."""
     import sqlalchemy.exc
 
     from feedgate.db import DatabaseConfigError, display_name, engine
@@ -64,7 +66,7 @@ def _store(db: str | None) -> Iterator[tuple[HubStore, str]]:
     name = _db_name(db)
     shown = display_name(name)
     try:
-        store = HubStore(engine(name))
+        store = HubStore(engine(name, create=create))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         _fail(f"database {shown}", exc)
     try:
@@ -111,7 +113,7 @@ def seed_command(
 
     if not author.strip():
         raise click.BadParameter("must not be empty", param_hint="--author")
-    with _store(db) as (store, shown):
+    with _store(db, create=True) as (store, shown):
         result = seed(
             store,
             pulses=pulses,
@@ -165,7 +167,7 @@ def user_add(
             )
     if api_key is not None and not api_key.strip():
         raise click.BadParameter("must not be empty", param_hint="--api-key")
-    with _store(db) as (store, _shown):
+    with _store(db, create=True) as (store, _shown):
         before = _account(store, name.strip())
         user, generated = store.create_user(
             name, api_key=api_key, password=password, subscribe=authors
@@ -299,7 +301,7 @@ def pulse_import(file: str, db: str | None) -> None:
     still receive them.
     """
     items = _read_pulses(file)
-    with _store(db) as (store, shown):
+    with _store(db, create=True) as (store, shown):
         fresh = [p for p in items if store.get_pulse(p.id) is None]
         fresh_ids = {p.id for p in fresh}
         store.add_pulses(fresh, backdate=False)  # pollers' past windows must not hide them
@@ -332,7 +334,7 @@ def serve_command(host: str, port: int, page_size: int, db: str | None) -> None:
 
     from .app import create_app
 
-    with _store(db) as (store, shown):
+    with _store(db, create=True) as (store, shown):
         try:
             sock = bind(host, port)
         except OSError as exc:
