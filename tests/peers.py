@@ -475,6 +475,7 @@ class OpenTaxiiServer:
     discovery_path: str = "/services/discovery"
     collection_management_path: str = "/services/collection-management"
     inbox_path: str = "/services/inbox"
+    inbox_10_path: str = "/services/inbox-10"  # TAXII 1.0 pushes: into inbox-target only
     poll_path: str = "/services/poll"  # 2 blocks per part
     poll_page_size: int = 2
     poll_big_path: str = "/services/poll-big"  # 1000 blocks per part

@@ -27,6 +27,7 @@ from feedgate.feeds.poller import PollResult, poll_source, segments
 from feedgate.feeds.sources import Source, client_options
 from feedgate.feeds.store import FeedStore
 from feedgate.hub.app import create_app
+from feedgate.hub.model import Pulse
 from feedgate.hub.seed import generate
 from feedgate.hub.store import HubStore
 from feedgate.stix import read_observables
@@ -70,6 +71,13 @@ def messages(feeds: FeedStore, name: str) -> list[str]:
     return [f"{e.level}: {e.message}" for e in feeds.log_entries(name)]
 
 
+def hub_pulses() -> list[Pulse]:
+    """The pulses of the ``hub`` fixture (its subscriber polls the public ones)."""
+    return list(
+        generate(PULSES, 5, author="AlienVault", seed=3, until=datetime(2026, 11, 15), months=1)
+    )
+
+
 @dataclass
 class Hub:
     host: str
@@ -80,9 +88,7 @@ class Hub:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     store = HubStore(db.engine(str(tmp_path_factory.mktemp("hub") / "hub.db")))
-    store.add_pulses(
-        generate(PULSES, 5, author="AlienVault", seed=3, until=datetime(2026, 11, 15), months=1)
-    )
+    store.add_pulses(hub_pulses())
     store.set_default_author("AlienVault")
     _, key = store.create_user("gateway")
     with serving(create_app(store, page_size=2)) as url:

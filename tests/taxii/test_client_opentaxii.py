@@ -232,7 +232,7 @@ def test_taxii_10_services_are_usable(opentaxii: OpenTaxiiServer) -> None:
         taxii.push(
             '<stix:STIX_Package xmlns:stix="http://stix.mitre.org/stix-1" id="ex:p10"/>',
             tm.CB_STIX_XML_111,
-            uri=opentaxii.inbox_path,
+            uri=opentaxii.inbox_10_path,  # not the inbox feeding the collections counted here
         )
     assert tm.SVC_POLL in {s.service_type for s in services}
     assert opentaxii.collection_a in {f.collection_name for f in feeds}
