@@ -55,7 +55,7 @@ def test_a_wrong_token_is_told_it_is_wrong(base: str, given: str) -> None:
         trust_env=False,
     )
     assert answer.status_code == 401
-    assert "wrong" in answer.json()["detail"]
+    assert answer.json()["detail"].startswith("the API token is wrong: send the server's ")
     challenge = answer.headers["www-authenticate"]
     assert challenge.startswith("Bearer ") and 'error="invalid_token"' in challenge
 

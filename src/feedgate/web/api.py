@@ -155,7 +155,10 @@ def refusal(header: str | None, token: str) -> Response | None:
     if hmac.compare_digest(_digest(given.strip()), _digest(token)):
         return None
     return JSONResponse(
-        {"detail": "the API token is wrong: FEEDGATE_API_TOKEN, or the one in api-token, is"},
+        {
+            "detail": "the API token is wrong: send the server's FEEDGATE_API_TOKEN, or the one"
+            " it keeps in its data directory's api-token file"
+        },
         401,
         headers={
             "WWW-Authenticate": f'{challenge}, error="invalid_token", '
