@@ -12,16 +12,16 @@ from typing import Any
 
 import httpx
 import pytest
+from api_client import api_client
 
 from feedgate import db
-from feedgate.asgi_server import serving
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import PollResult
 from feedgate.feeds.scheduler import Scheduler
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
-from feedgate.web.api import MAX_BODY_BYTES, OPENAPI, create_api
+from feedgate.web.api import MAX_BODY_BYTES, OPENAPI
 from http_raw import declared_but_not_sent
 
 TOKEN = "robustness-token"
@@ -40,13 +40,7 @@ def not_polled(store: FeedStore, source: Source, log: ThreatFeedLog, **_: Any) -
 
 @pytest.fixture
 def api(store: FeedStore) -> Iterator[httpx.Client]:
-    app = create_api(store, ThreatFeedLog(store, write_file=False), TOKEN, poll=not_polled)
-    with (
-        serving(app) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False
-        ) as client,
-    ):
+    with api_client(store, TOKEN, poll=not_polled) as client:
         yield client
 
 

@@ -15,15 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
+from api_client import api_client
 
 from feedgate import db
-from feedgate.asgi_server import serving
 from feedgate.feeds import secrets
-from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
 from feedgate.observables import Kind, Observable
-from feedgate.web.api import create_api
 
 TOKEN = "filters-token"
 
@@ -47,13 +45,7 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FeedStore
 
 @pytest.fixture
 def api(store: FeedStore) -> Iterator[httpx.Client]:
-    app = create_api(store, ThreatFeedLog(store, write_file=False), TOKEN)
-    with (
-        serving(app) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False
-        ) as client,
-    ):
+    with api_client(store, TOKEN) as client:
         yield client
 
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
+from api_client import api_client
 
 from feedgate import db
-from feedgate.asgi_server import serving
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source
 from feedgate.feeds.sources import SECRET_SET, Source, SourceError, make_source
 from feedgate.feeds.store import FeedStore
-from feedgate.web.api import OPENAPI, create_api
+from feedgate.web.api import OPENAPI
 from http_raw import closed_port
 
 TOKEN = "secret-username-token"
@@ -50,13 +50,7 @@ def store(db_path: Path) -> Iterator[FeedStore]:
 
 @pytest.fixture
 def api(store: FeedStore) -> Iterator[httpx.Client]:
-    app = create_api(store, ThreatFeedLog(store, write_file=False), TOKEN)
-    with (
-        serving(app) as url,
-        httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, trust_env=False
-        ) as client,
-    ):
+    with api_client(store, TOKEN) as client:
         yield client
 
 
