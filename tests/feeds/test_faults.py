@@ -33,7 +33,10 @@ from feedgate.hub.store import HubStore
 from feedgate.stix import read_observables
 from feedgate.taxii.client import TaxiiClient
 
-NOW = datetime(2026, 11, 20, tzinfo=UTC)
+#: The tests' present: the real clock at the start (to the second), since the hub (its labels,
+#: its indicators' expiry) and the processes the tests start run on the real clock; every
+#: date below is relative to it, so no day of the calendar can overtake one.
+NOW = datetime.now(UTC).replace(microsecond=0)
 LATER = NOW + timedelta(hours=1)
 AGE = timedelta(days=60)
 SEGMENT = timedelta(days=7)
@@ -71,10 +74,17 @@ def messages(feeds: FeedStore, name: str) -> list[str]:
     return [f"{e.level}: {e.message}" for e in feeds.log_entries(name)]
 
 
+def _naive(moment: datetime) -> datetime:
+    """The hub's convention: naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 def hub_pulses() -> list[Pulse]:
     """The pulses of the ``hub`` fixture (its subscriber polls the public ones)."""
     return list(
-        generate(PULSES, 5, author="AlienVault", seed=3, until=datetime(2026, 11, 15), months=1)
+        generate(
+            PULSES, 5, author="AlienVault", seed=3, until=_naive(NOW - timedelta(days=5)), months=1
+        )
     )
 
 
