@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import click
 
 if TYPE_CHECKING:
+    import socket
+
     import sqlalchemy as sa
 
 S = TypeVar("S")
@@ -62,3 +64,18 @@ def open_store(name: str, store_class: Callable[[sa.Engine], S], *, create: bool
         return store_class(engine(name, create=create))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         database_failure(name, exc)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A server's listening socket on ``host:port``, or one line and exit 1 (a busy port says
+    "Address already in use" and what to do, not a bare ``[Errno 98]``)."""
+    from feedgate.asgi_server import bind
+
+    try:
+        return bind(host, port)
+    except OSError as exc:
+        fail(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(choose another with --port, or stop what is using it)",
+            exc,
+        )

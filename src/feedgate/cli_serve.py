@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from feedgate.cli_errors import fail, open_store
+from feedgate.cli_errors import fail, listen, open_store
 from feedgate.feeds.cli_sources import lease_option
 
 if TYPE_CHECKING:
@@ -43,20 +43,6 @@ def _token() -> ApiToken:
         fail(str(exc), exc)
     except OSError as exc:
         fail(f"API token file {path}: {exc.strerror or exc}", exc)
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """The API's listening socket, or one line and exit 1 (a busy port, say)."""
-    from feedgate.asgi_server import bind
-
-    try:
-        return bind(host, port)
-    except OSError as exc:
-        fail(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-            "(choose another with --port, or stop what is using it)",
-            exc,
-        )
 
 
 def _run_manager(
@@ -127,7 +113,7 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     from feedgate.feeds.store import FeedStore
 
     name = db or default_db()
-    sock = _listen(host, port)
+    sock = listen(host, port)
     store = open_store(name, FeedStore, create=True)
     token = _token()
     feed_log = ThreatFeedLog(store)
@@ -161,7 +147,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     from feedgate.hub.store import HubStore
 
     hub_db, feeds_db = default_hub_db(), default_db()
-    sock = _listen("127.0.0.1", port)  # first: a busy port is said before anything is done
+    sock = listen("127.0.0.1", port)  # first: a busy port is said before anything is done
     hub = open_store(hub_db, HubStore, create=True)
     token = _token()  # before the seeding and the poll: a short one is said at once
     author = hub.default_author() or "AlienVault"

@@ -330,19 +330,13 @@ def pulse_import(file: str, db: str | None) -> None:
 @_db_option
 def serve_command(host: str, port: int, page_size: int, db: str | None) -> None:
     """Serve TAXII 1.1 at /taxii/* and the OTX REST API at /api/v1/* until interrupted."""
-    from feedgate.asgi_server import base_url, bind, serve
+    from feedgate.asgi_server import base_url, serve
+    from feedgate.cli_errors import listen
 
     from .app import create_app
 
     with _store(db, create=True) as (store, shown):
-        try:
-            sock = bind(host, port)
-        except OSError as exc:
-            _fail(
-                f"cannot listen on {host}:{port}",
-                exc,
-                "choose another with --port, or stop what is using it",
-            )
+        sock = listen(host, port)
         url = base_url(sock)
 
         def ready() -> None:
