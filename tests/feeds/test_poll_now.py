@@ -397,8 +397,8 @@ def test_poll_now_shows_its_progress_when_stderr_is_a_terminal(
 
 
 def test_poll_and_serve_share_one_lease_option_whose_default_is_the_schedulers() -> None:
-    from feedgate.cli_serve import serve_command
-    from feedgate.feeds.cli_sources import poll_command
+    from feedgate.cli.serve import serve_command
+    from feedgate.cli.sources import poll_command
 
     for command in (poll_command, serve_command):
         (option,) = [p for p in command.params if p.name == "lease"]
