@@ -32,7 +32,8 @@ from feedgate.asgi_server import serving
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source, segments
-from feedgate.feeds.scheduler import DEFAULT_LEASE, FREE, LeaseHeld, Scheduler, leases
+from feedgate.feeds.scheduler import DEFAULT_LEASE, FREE, LeaseHeld, Scheduler
+from feedgate.feeds.schema import leases
 from feedgate.feeds.store import FeedStore
 from feedgate.web.api import OPENAPI, create_api
 from pgserver import Database
