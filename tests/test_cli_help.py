@@ -19,7 +19,7 @@ def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comm
     return found
 
 
-#: The commands of cli.py, cli_serve.py and cli_db.py.
+#: The commands of feedgate.cli, cli.stix, cli.serve and cli.db.
 OWN = ["feedgate", "stix", "stix extract", "serve", "up", "db", "db upgrade", "db current"]
 
 

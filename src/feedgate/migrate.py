@@ -191,17 +191,14 @@ def head(which: Schema) -> str:
 def target_metadata(which: Schema) -> sa.MetaData:
     """The tables the code expects at head: what autogenerate and the tests compare against.
 
-    The feeds schema is the store's tables plus the scheduler's ``leases``."""
-    md = sa.MetaData()
+    The feeds schema is the store's tables plus the scheduler's ``leases``. Read from the
+    schema modules, never the stores: they import this module to upgrade on open."""
     if which == "feeds":
-        from feedgate.feeds import scheduler, store
-
-        tables = [*store.metadata.tables.values(), scheduler.leases]
+        from feedgate.feeds.schema import metadata as tables
     else:
-        from feedgate.hub import store as hub_store
-
-        tables = list(hub_store.metadata.tables.values())
-    for table in tables:
+        from feedgate.hub.schema import metadata as tables
+    md = sa.MetaData()
+    for table in tables.tables.values():
         table.to_metadata(md)
     return md
 

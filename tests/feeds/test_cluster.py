@@ -37,7 +37,8 @@ from feedgate import db
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import PollResult, poll_source
-from feedgate.feeds.scheduler import FREE, Scheduler, leases
+from feedgate.feeds.scheduler import FREE, Scheduler
+from feedgate.feeds.schema import leases
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore
 

@@ -32,7 +32,8 @@ from feedgate.asgi_server import serving
 from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.poller import poll_source, segments
-from feedgate.feeds.scheduler import DEFAULT_LEASE, FREE, LeaseHeld, Scheduler, leases
+from feedgate.feeds.scheduler import DEFAULT_LEASE, FREE, LeaseHeld, Scheduler
+from feedgate.feeds.schema import leases
 from feedgate.feeds.store import FeedStore
 from feedgate.web.api import OPENAPI, create_api
 from pgserver import Database
@@ -397,8 +398,8 @@ def test_poll_now_shows_its_progress_when_stderr_is_a_terminal(
 
 
 def test_poll_and_serve_share_one_lease_option_whose_default_is_the_schedulers() -> None:
-    from feedgate.cli_serve import serve_command
-    from feedgate.feeds.cli_sources import poll_command
+    from feedgate.cli.serve import serve_command
+    from feedgate.cli.sources import poll_command
 
     for command in (poll_command, serve_command):
         (option,) = [p for p in command.params if p.name == "lease"]

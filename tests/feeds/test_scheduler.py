@@ -23,7 +23,8 @@ from feedgate.feeds import secrets
 from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.nodes import node_name
 from feedgate.feeds.poller import PollResult, poll_source
-from feedgate.feeds.scheduler import LeaseHeld, Scheduler, leases
+from feedgate.feeds.scheduler import LeaseHeld, Scheduler
+from feedgate.feeds.schema import leases
 from feedgate.feeds.sources import Source, client_options
 from feedgate.feeds.store import FeedStore
 from feedgate.taxii.client import TaxiiClient

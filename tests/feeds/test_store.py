@@ -15,16 +15,10 @@ import sqlalchemy as sa
 
 from feedgate.db import engine
 from feedgate.feeds import secrets
+from feedgate.feeds.schema import observables_table, shared_contexts
+from feedgate.feeds.schema import sources as sources_table
 from feedgate.feeds.sources import Source
-from feedgate.feeds.store import (
-    BATCH_SIZE,
-    FeedStore,
-    FeedStoreError,
-    SourceStatus,
-    observables_table,
-    shared_contexts,
-)
-from feedgate.feeds.store import sources as sources_table
+from feedgate.feeds.store import BATCH_SIZE, FeedStore, FeedStoreError, SourceStatus
 from feedgate.observables import Kind, LayeredContext, Observable
 from pgserver import Database
 

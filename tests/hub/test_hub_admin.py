@@ -17,7 +17,7 @@ import pytest
 from hub_helpers import make_pulse, open_store
 from test_hub_cli import one_error_line, run
 
-from feedgate.hub.cli import hub as hub_group
+from feedgate.cli.hub import hub as hub_group
 from feedgate.hub.passwords import api_key_digest
 from feedgate.hub.store import HubStore
 

@@ -16,6 +16,7 @@ from hub_helpers import T0, make_pulse, open_store
 
 import feedgate.hub.store as store_module
 from feedgate import db
+from feedgate.hub import schema
 from feedgate.hub.model import utcnow
 from feedgate.hub.store import HubError, HubStore, NotFoundError, PulsePage
 
@@ -153,9 +154,7 @@ def test_labels_unique_and_increasing_under_concurrent_writers(tmp_path: Path) -
     store = open_store(path)
     with store.engine.connect() as conn:
         rows = conn.execute(
-            sa.select(store_module.pulses.c.seq, store_module.pulses.c.label).order_by(
-                store_module.pulses.c.seq
-            )
+            sa.select(schema.pulses.c.seq, schema.pulses.c.label).order_by(schema.pulses.c.seq)
         ).all()
     assert len(rows) == 100
     labels = [r.label for r in rows]
@@ -211,10 +210,10 @@ def test_keyset_paging_on_a_snapshot(store: HubStore) -> None:
 def test_keyset_page_uses_the_index(store: HubStore) -> None:
     store.add_pulses([make_pulse(n) for n in range(1, 5)])
     query = (
-        sa.select(store_module.pulses.c.id)
-        .where(store_module.pulses.c.author_name == "AlienVault")
-        .where(store_module.pulses.c.label > 0)
-        .order_by(store_module.pulses.c.label)
+        sa.select(schema.pulses.c.id)
+        .where(schema.pulses.c.author_name == "AlienVault")
+        .where(schema.pulses.c.label > 0)
+        .order_by(schema.pulses.c.label)
         .limit(5)
     )
     with store.engine.connect() as conn:
@@ -326,7 +325,7 @@ def test_password_kdf_and_cache(store: HubStore, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(store_module, "verify_password", counting)
     store.create_user("alice", password="s3cret")
     with store.engine.connect() as conn:
-        stored = conn.execute(sa.select(store_module.users.c.password_hash)).scalar()
+        stored = conn.execute(sa.select(schema.users.c.password_hash)).scalar()
     assert stored is not None and stored.startswith("scrypt$32768$8$1$")
     assert "s3cret" not in stored
 
@@ -349,7 +348,7 @@ def test_password_kdf_and_cache(store: HubStore, monkeypatch: pytest.MonkeyPatch
     # Two users with the same password get different salts.
     store.create_user("bob", password="n3w")
     with store.engine.connect() as conn:
-        hashes = conn.execute(sa.select(store_module.users.c.password_hash)).scalars().all()
+        hashes = conn.execute(sa.select(schema.users.c.password_hash)).scalars().all()
     assert len({h for h in hashes if h}) == 2
     other = HubStore(store.engine)  # another process: no cache, same answer
     assert other.check_password("bob", "n3w")

@@ -44,6 +44,8 @@ from feedgate.observables import (
     observable_digest,
 )
 
+from .schema import observables_table, shared_contexts
+
 if TYPE_CHECKING:
     from .store import FeedStore
 
@@ -431,9 +433,7 @@ class Segment:
         # Imported here: a SQLite poll never needs it, and it costs ~25 ms of every start.
         from sqlalchemy.dialects import postgresql
 
-        from .store import observables_table as o
-        from .store import shared_contexts
-
+        o = observables_table
         if self._layers:
             layers = postgresql.insert(shared_contexts).on_conflict_do_nothing()
             sid = self._sid
@@ -490,8 +490,7 @@ class Segment:
         out: dict[bytes, tuple[bool, bytes | None]] = {}
         conn = self._conn
         if self._postgres:
-            from .store import observables_table as o
-
+            o = observables_table
             for start in range(0, len(keys), _LOOKUP_CHUNK):
                 query = sa.select(o.c.digest, o.c.expired, o.c.shared_digest).where(
                     o.c.source_id == self._sid,

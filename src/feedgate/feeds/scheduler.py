@@ -67,21 +67,11 @@ from feedgate.db import read_transaction, write_transaction
 from .log import ThreatFeedLog
 from .nodes import ended_here, node_name
 from .poller import PollResult, poll_source
+from .schema import leases, sources, status_table
 from .sources import Source
-from .store import FeedStore, FeedStoreError, SourceStatus, sources, status_table
+from .store import FeedStore, FeedStoreError, SourceStatus
 
 log = logging.getLogger("feedgate.feeds.scheduler")
-
-_metadata = sa.MetaData()
-#: Who is polling which source, until when (microseconds since the epoch, UTC). The table is the
-#: feeds schema's (its migrations make it); node ``FREE`` marks a released lease on PostgreSQL.
-leases = sa.Table(
-    "leases",
-    _metadata,
-    sa.Column("source", sa.String(200), primary_key=True),
-    sa.Column("node", sa.String(200), nullable=False),
-    sa.Column("expires", sa.BigInteger, nullable=False),
-)
 
 #: The node name of a lease row nobody holds (PostgreSQL keeps released rows for SKIP LOCKED).
 FREE: Final = ""

@@ -1,7 +1,8 @@
 """feedgate.hub: an OTX-compatible threat exchange (design.md "OTX pulses").
 
-``model`` holds the records and OTX JSON, ``store`` the database, ``seed`` demo data, ``cli`` the
-admin commands. The TAXII 1.1 services and the REST API are built on :class:`HubStore`.
+``model`` holds the records and OTX JSON, ``store`` the database (its tables in ``schema``),
+``seed`` demo data; the admin commands are ``feedgate hub ...`` in :mod:`feedgate.cli.hub`. The
+TAXII 1.1 services and the REST API are built on :class:`HubStore`.
 """
 
 from __future__ import annotations

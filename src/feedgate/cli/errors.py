@@ -32,12 +32,23 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def fail(message: str, exc: BaseException | None = None) -> NoReturn:
-    """Print ``feedgate: error: message`` (one line) and exit 1."""
-    click.echo(f"feedgate: error: {' '.join(message.split())}", err=True)
+def _exit_with(line: str, exc: BaseException | None) -> NoReturn:
+    click.echo(f"feedgate: error: {line}", err=True)
     if exc is not None and verbose():
         traceback.print_exception(exc, file=sys.stderr)
     sys.exit(1)
+
+
+def fail(message: str, exc: BaseException | None = None) -> NoReturn:
+    """Print ``feedgate: error: message`` (one line) and exit 1."""
+    _exit_with(" ".join(message.split()), exc)
+
+
+def fail_because(what: str, exc: BaseException, hint: str = "") -> NoReturn:
+    """Print ``feedgate: error: what: <why> (hint)`` and exit 1; the why is the first line of
+    ``exc`` (an OS error's own words: "Address already in use", not "[Errno 98] ...")."""
+    message = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+    _exit_with(f"{what}: {message}{f' ({hint})' if hint else ''}", exc)
 
 
 def database_failure(name: str, exc: BaseException) -> NoReturn:

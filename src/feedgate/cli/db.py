@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from feedgate.cli_errors import database_failure
+from .errors import database_failure
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -42,7 +42,7 @@ def _target(db: str | None, hub: bool) -> tuple[Schema, str]:
 @contextmanager
 def _engine(name: str, *, create: bool) -> Iterator[sa.Engine]:
     """An engine on ``name`` (a missing one made only if ``create``: see
-    :func:`feedgate.cli_errors.open_store`); any database or migration error becomes one line
+    :func:`feedgate.cli.errors.open_store`); any database or migration error becomes one line
     and exit 1."""
     import sqlalchemy.exc
 

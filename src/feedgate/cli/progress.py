@@ -14,7 +14,7 @@ from typing import TextIO
 
 import click
 
-from .poller import PollProgress
+from feedgate.feeds.poller import PollProgress
 
 #: The status line is redrawn at most this often (seconds): a batch is stored many times a second.
 REDRAW: float = 0.1

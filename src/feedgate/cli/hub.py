@@ -13,34 +13,19 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .errors import fail_because
+
 if TYPE_CHECKING:
-    from .store import HubStore
+    from feedgate.hub.store import HubStore
 
 _DB_HELP = "The hub's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_HUB_DB]."
-
-
-def _verbose() -> bool:
-    ctx = click.get_current_context(silent=True)
-    return bool(ctx and ctx.find_root().params.get("verbose"))
-
-
-def _fail(what: str, exc: BaseException, hint: str = "") -> NoReturn:
-    if isinstance(exc, OSError) and exc.strerror:  # "Address already in use", not "[Errno 98]"
-        message = exc.strerror
-    else:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    click.echo(f"feedgate: error: {what}: {message}{f' ({hint})' if hint else ''}", err=True)
-    if _verbose():
-        traceback.print_exception(exc, file=sys.stderr)
-    sys.exit(1)
 
 
 def _db_name(db: str | None) -> str:
@@ -59,22 +44,21 @@ def _store(db: str | None, *, create: bool = False) -> Iterator[tuple[HubStore, 
     import sqlalchemy.exc
 
     from feedgate.db import DatabaseConfigError, display_name, engine
-
-    from .model import OTXFormatError
-    from .store import HubError, HubStore
+    from feedgate.hub.model import OTXFormatError
+    from feedgate.hub.store import HubError, HubStore
 
     name = _db_name(db)
     shown = display_name(name)
     try:
         store = HubStore(engine(name, create=create))
     except (DatabaseConfigError, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        _fail(f"database {shown}", exc)
+        fail_because(f"database {shown}", exc)
     try:
         yield store, shown
     except (HubError, OTXFormatError, ValueError) as exc:
-        _fail(shown, exc)
+        fail_because(shown, exc)
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        _fail(f"database {shown}", exc)
+        fail_because(f"database {shown}", exc)
     finally:
         store.close()
 
@@ -109,7 +93,7 @@ def seed_command(
     pulses: int, indicators_per_pulse: int, author: str, seed_: int, db: str | None
 ) -> None:
     """Fill the hub with deterministic demo pulses (documentation IPs, reserved TLDs)."""
-    from .seed import seed
+    from feedgate.hub.seed import seed
 
     if not author.strip():
         raise click.BadParameter("must not be empty", param_hint="--author")
@@ -262,7 +246,7 @@ def pulse_group() -> None:
 
 
 def _read_pulses(path: str) -> list[Any]:
-    from .model import OTXFormatError, pulse_from_otx
+    from feedgate.hub.model import OTXFormatError, pulse_from_otx
 
     try:
         if path == "-":
@@ -271,9 +255,9 @@ def _read_pulses(path: str) -> list[Any]:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
     except OSError as exc:
-        _fail(path, OSError(exc.strerror or str(exc)))
+        fail_because(path, OSError(exc.strerror or str(exc)))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        _fail(path, ValueError(f"not JSON: {exc}"))
+        fail_because(path, ValueError(f"not JSON: {exc}"))
     if isinstance(data, dict) and isinstance(data.get("results"), list):
         data = data["results"]  # an OTX page: {count, next, previous, results}
     items = data if isinstance(data, list) else [data]
@@ -281,11 +265,13 @@ def _read_pulses(path: str) -> list[Any]:
     for n, item in enumerate(items):
         where = f"[{n}]" if isinstance(data, list) else ""
         if isinstance(item, dict) and "indicator" in item and "name" not in item:
-            _fail(path, ValueError(f"{where or 'item'}: an indicator, not a pulse (no 'name')"))
+            fail_because(
+                path, ValueError(f"{where or 'item'}: an indicator, not a pulse (no 'name')")
+            )
         try:
             out.append(pulse_from_otx(item, where=where))
         except OTXFormatError as exc:
-            _fail(path, exc)
+            fail_because(path, exc)
     return out
 
 
@@ -331,9 +317,9 @@ def pulse_import(file: str, db: str | None) -> None:
 def serve_command(host: str, port: int, page_size: int, db: str | None) -> None:
     """Serve TAXII 1.1 at /taxii/* and the OTX REST API at /api/v1/* until interrupted."""
     from feedgate.asgi_server import base_url, serve
-    from feedgate.cli_errors import listen
+    from feedgate.hub.app import create_app
 
-    from .app import create_app
+    from .errors import listen
 
     with _store(db, create=True) as (store, shown):
         sock = listen(host, port)

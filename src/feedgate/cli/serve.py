@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from feedgate.cli_errors import fail, listen, open_store
-from feedgate.feeds.cli_sources import lease_option
+from .errors import fail, listen, open_store
+from .sources import lease_option
 
 if TYPE_CHECKING:
     from feedgate.feeds.log import ThreatFeedLog
@@ -136,7 +136,6 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
     from feedgate.asgi_server import serving
     from feedgate.db import default_db, default_hub_db, display_name
-    from feedgate.feeds.cli_sources import poll_and_echo
     from feedgate.feeds.log import ThreatFeedLog
     from feedgate.feeds.scheduler import LeaseHeld
     from feedgate.feeds.sources import make_source
@@ -145,6 +144,8 @@ def up_command(port: int, pulses: int, lease: float) -> None:
     from feedgate.hub.passwords import new_api_key
     from feedgate.hub.seed import seed
     from feedgate.hub.store import HubStore
+
+    from .sources import poll_and_echo
 
     hub_db, feeds_db = default_hub_db(), default_db()
     sock = listen("127.0.0.1", port)  # first: a busy port is said before anything is done

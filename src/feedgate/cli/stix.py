@@ -1,7 +1,8 @@
-"""The ``feedgate`` command: parse arguments, call a library function, report in one line.
+"""``feedgate stix extract``: normalised observables from STIX/TAXII files, folders or stdin.
 
-Exit status: 0 success, 1 a failure the user must look at, 2 bad usage (click's own). Errors go
-to stderr as ``feedgate: error: ...``; ``-v`` adds the stack trace.
+Registered on the ``feedgate`` group by :func:`register`. An input that cannot be read is one
+``feedgate: error: ...`` line on stderr (the stack trace only with ``feedgate -v``) and the
+others are still read; exit status 1 then.
 """
 
 from __future__ import annotations
@@ -15,37 +16,21 @@ from typing import IO, Any
 
 import click
 
-from feedgate import __version__
-from feedgate.cli_db import register as register_db
-from feedgate.cli_serve import register as register_serve
-from feedgate.feeds.cli_observables import register as register_observables
-from feedgate.feeds.cli_sources import register as register_sources
-from feedgate.hub.cli import register as register_hub
 from feedgate.output import FORMATS, make_writer
 from feedgate.stix import ReadStats, read_observables
-from feedgate.taxii.cli._click import register as register_taxii
 from feedgate.xml import XMLParseError
 
-
-class _State:
-    verbose = False
+from .errors import verbose
 
 
 def _fail_line(what: str, exc: BaseException) -> None:
+    """Report one input that cannot be read (the run goes on with the others)."""
     click.echo(f"feedgate: error: {what}: {exc}", err=True)
-    if _State.verbose:
+    if verbose():
         traceback.print_exception(exc, file=sys.stderr)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Show stack traces with errors.")
-@click.version_option(__version__, prog_name="feedgate")
-def main(verbose: bool) -> None:
-    """feedgate: External Threat Feeds for email."""
-    _State.verbose = verbose
-
-
-@main.group()
+@click.group()
 def stix() -> None:
     """Read STIX 1.x / 2.x and TAXII content."""
 
@@ -200,12 +185,6 @@ def _extract_one(
             stream.close()
 
 
-register_taxii(main)  # feedgate taxii discovery|collections|poll|push|subscription|proxy
-register_hub(main)  # feedgate hub seed|user|pulse
-register_sources(main)  # feedgate source add|list|show|edit|delete|enable|disable
-register_observables(main)  # feedgate observables | log
-register_serve(main)  # feedgate serve | up
-register_db(main)  # feedgate db upgrade | current
-
-if __name__ == "__main__":  # pragma: no cover
-    main()
+def register(group: click.Group) -> None:
+    """Add ``stix`` (``stix extract``) to the ``feedgate`` command."""
+    group.add_command(stix)

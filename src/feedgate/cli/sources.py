@@ -4,9 +4,9 @@ Registered on the ``feedgate`` group by :func:`register`. The database is ``--db
 ``FEEDGATE_DB`` (default: ``feedgate.db`` under the user's data directory). Passwords never go
 on the command line: they come from an environment variable (``--password-env VAR``) or a hidden
 prompt (``--password-prompt``), and are shown as ``********``. A user name that is a secret (OTX's
-API key; see :func:`~.sources.secret_by_default`) comes best from ``--username-env VAR`` too, and
-is shown as ``(secret, set)``. ``add`` and ``edit`` build the source with
-:func:`~.sources.make_source`, as the REST API does.
+API key; see :func:`~feedgate.feeds.sources.secret_by_default`) comes best from
+``--username-env VAR`` too, and is shown as ``(secret, set)``. ``add`` and ``edit`` build the
+source with :func:`~feedgate.feeds.sources.make_source`, as the REST API does.
 
 Exit status 0 on success, 1 on a failure (one ``feedgate: error: ...`` line on stderr, naming the
 field and its option; the stack trace only with ``feedgate -v``), 2 on bad usage.
@@ -24,11 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from feedgate.cli_errors import database_failure, open_store
-from feedgate.cli_errors import fail as _fail
-from feedgate.cli_errors import first_line as _first_line
-
-from .sources import (
+from feedgate.feeds.sources import (
     ALL_ENFORCE,
     MASK,
     OPTION_OF,
@@ -42,11 +38,16 @@ from .sources import (
     shown_username,
 )
 
+from .errors import database_failure, open_store
+from .errors import fail as _fail
+from .errors import first_line as _first_line
+
 if TYPE_CHECKING:
-    from .cli_progress import PollDisplay
-    from .log import ThreatFeedLog
-    from .poller import PollResult
-    from .store import FeedStore
+    from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.poller import PollResult
+    from feedgate.feeds.store import FeedStore
+
+    from .progress import PollDisplay
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,8 +72,8 @@ def _store(db: str | None, *, create: bool = False) -> Iterator[FeedStore]:
     any database or store error becomes one line and exit 1."""
     import sqlalchemy.exc
 
-    from .secrets import SecretError
-    from .store import FeedStore, FeedStoreError
+    from feedgate.feeds.secrets import SecretError
+    from feedgate.feeds.store import FeedStore, FeedStoreError
 
     name = _db_name(db)
     store = open_store(name, FeedStore, create=create)
@@ -107,8 +108,8 @@ def _db_option(func: F) -> F:
 def lease_option(help_: str) -> Callable[[F], F]:
     """``--lease SECONDS`` (env ``FEEDGATE_LEASE``) for ``poll`` and ``serve``: one definition,
     so a cluster's Poll Now and scheduler read the same variable with the same default and
-    bounds. The default is :data:`~.scheduler.DEFAULT_LEASE`, written out because the scheduler
-    is imported only when a command runs (tests check they agree)."""
+    bounds. The default is :data:`~feedgate.feeds.scheduler.DEFAULT_LEASE`, written out because
+    the scheduler is imported only when a command runs (tests check they agree)."""
     return click.option(
         "--lease",
         type=click.FloatRange(0.5),
@@ -236,8 +237,8 @@ def _optional(text: str) -> str | None:
 
 
 def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
-    """The fields the options set, for :func:`~.sources.make_source` (durations as text);
-    ``current`` is the source being edited (None in add)."""
+    """The fields the options set, for :func:`~feedgate.feeds.sources.make_source` (durations
+    as text); ``current`` is the source being edited (None in add)."""
     if opts["password_env"] is not None and opts["password_prompt"]:
         raise click.UsageError("give --password-env or --password-prompt, not both")
     if opts["username"] is not None and opts["username_env"] is not None:
@@ -352,7 +353,7 @@ def add_command(
     except SourceError as exc:
         _source_error(exc)
     _warn_if_key_on_command_line(opts, source)
-    from .store import FeedStoreError
+    from feedgate.feeds.store import FeedStoreError
 
     with _store(db, create=True) as store:
         if store.get_source(source.name) is not None:
@@ -574,17 +575,18 @@ def poll_and_echo(
 ) -> PollResult:
     """Poll Now: poll ``source`` under its lease (the scheduler's, so no node polls it at the
     same time) and print each threat-feed log line the poll writes as it is written (and the
-    progress, on a terminal: :class:`~.cli_progress.PollDisplay`).
-    :class:`~.scheduler.LeaseHeld` (nothing polled) when another node holds the lease; a
-    ``KeyboardInterrupt`` (Ctrl-C) after the poll's "interrupted" line is printed and its
-    lease released."""
+    progress, on a terminal: :class:`~.progress.PollDisplay`).
+    :class:`~feedgate.feeds.scheduler.LeaseHeld` (nothing polled) when another node holds the
+    lease; a ``KeyboardInterrupt`` (Ctrl-C) after the poll's "interrupted" line is printed and
+    its lease released."""
     from functools import partial
 
-    from .cli_progress import PollDisplay
-    from .interrupts import deferred_interrupts
-    from .log import format_entry
-    from .poller import poll_source
-    from .scheduler import DEFAULT_LEASE, Scheduler
+    from feedgate.feeds.interrupts import deferred_interrupts
+    from feedgate.feeds.log import format_entry
+    from feedgate.feeds.poller import poll_source
+    from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
+
+    from .progress import PollDisplay
 
     shown = display or PollDisplay()
     last = store.last_log_id()
@@ -620,9 +622,10 @@ def poll_command(names: tuple[str, ...], all_: bool, lease: float, db: str | Non
     A source that another node (a scheduler, another Poll Now) is polling right now is not
     polled: one line says which node, and the exit status is 1. Ctrl-C stops the poll where it
     is, keeping the segments stored so far; the exit status is then 130."""
-    from .cli_progress import PollDisplay
-    from .log import ThreatFeedLog
-    from .scheduler import LeaseHeld
+    from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.scheduler import LeaseHeld
+
+    from .progress import PollDisplay
 
     if names and all_:
         raise click.UsageError("name the sources to poll or give --all, not both")

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import click
 
-from feedgate.cli_errors import database_failure, open_store
-from feedgate.cli_errors import fail as _fail
-from feedgate.cli_errors import first_line as _first_line
 from feedgate.observables import Kind
 
+from .errors import database_failure, open_store
+from .errors import fail as _fail
+from .errors import first_line as _first_line
+
 if TYPE_CHECKING:
-    from .store import ExportRow, FeedStore, StoredObservable
+    from feedgate.feeds.store import ExportRow, FeedStore, StoredObservable
 
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
 FORMATS: Final = ("jsonl", "table", "csv", "stix2")
@@ -68,8 +69,7 @@ def _store(db: str | None) -> Iterator[FeedStore]:
     import sqlalchemy.exc
 
     from feedgate.db import default_db
-
-    from .store import FeedStore, FeedStoreError
+    from feedgate.feeds.store import FeedStore, FeedStoreError
 
     name = db or default_db()
     store = open_store(name, FeedStore)
@@ -191,7 +191,7 @@ def _check_search(_ctx: click.Context, _param: click.Parameter, value: str | Non
 
 
 def _check_kind(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    from .store import kind_filter
+    from feedgate.feeds.store import kind_filter
 
     try:
         return None if value is None else kind_filter(value)
@@ -236,7 +236,7 @@ def observables_command(
     db: str | None,
 ) -> None:
     """List stored observables (live ones unless --all)."""
-    from .export import row_writer
+    from feedgate.feeds.export import row_writer
 
     out = sys.stdout
     if isinstance(out, io.TextIOWrapper):
@@ -283,7 +283,7 @@ def _table_on_screen(rows: Iterator[ExportRow], out: TextIO) -> None:
     """A table on a terminal: as it is when it fits the screen, else through the pager
     (``$PAGER``, else less or more), streamed: a million rows scrolled past are of no use, and
     the pager reads them only as fast as it shows them."""
-    from .export import row_writer
+    from feedgate.feeds.export import row_writer
 
     screen = shutil.get_terminal_size().lines
     ahead = list(itertools.islice(rows, max(1, screen - 2)))  # the header and the prompt
@@ -341,7 +341,7 @@ def log_command(
     """Print the threat-feed log (oldest first unless --order desc).
 
     The same rows as the REST API's GET /api/v1/log with the same source, limit and order."""
-    from .log import format_entry
+    from feedgate.feeds.log import format_entry
 
     if follow and (order == "desc" or limit is not None):
         raise click.UsageError(
@@ -384,7 +384,7 @@ def log_command(
 def _no_rows(store: FeedStore, source: str) -> None:
     """No log rows for ``source``: fine for a source that has not polled yet, an error (a typo,
     most likely) when no source has that name either. A deleted source's rows stay readable."""
-    from .store import FeedStoreError
+    from feedgate.feeds.store import FeedStoreError
 
     try:
         store.status(source)
