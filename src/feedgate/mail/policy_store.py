@@ -213,9 +213,7 @@ class PolicyStore:
     @staticmethod
     def _renumber(conn: sa.Connection, names: list[str]) -> None:
         """Store ``names`` at positions 1, 2, ... (only the rows whose position changes)."""
-        current = dict(
-            conn.execute(sa.select(rules_table.c.name, rules_table.c.position)).tuples().all()
-        )
+        current = dict(conn.execute(sa.select(rules_table.c.name, rules_table.c.position)).all())
         for index, name in enumerate(names, start=1):
             if current.get(name) != index:
                 conn.execute(
@@ -285,7 +283,7 @@ class PolicyStore:
             self._bump(conn)
             return next(r for r in self._rules(conn) if r.name == rule.name)
 
-    def edit_rule(self, name: str, **changes: Any) -> Rule:
+    def edit_rule(self, name: str, /, **changes: Any) -> Rule:
         """Change a rule's fields (``name`` renames it, ``position`` moves it); return it as
         stored. Fields not given stay; a rule that stops being a tag rule drops its prefix."""
         unknown = set(changes) - _EDITABLE
