@@ -256,22 +256,24 @@ def test_exceptions_of_each_kind_are_classified_and_normalised(store: PolicyStor
 
 
 @pytest.mark.parametrize(
-    ("value", "note", "message"),
+    ("value", "note", "field", "message"),
     [
-        ("", "n", "empty exception: give a domain, e-mail address, IP address or network, URL"),
-        ("not a value!", "n", "'not a value!' is not a domain, e-mail address, IP address or"),
-        ("10.0.0.1/8", "n", "'10.0.0.1/8' is not a domain, e-mail address, IP address or"),
-        ("*.example.com", "n", "'*.example.com': a domain exception covers its subdomains"),
-        ("example.com", "  ", "an exception needs a note saying why it is trusted"),
-        ("x" * 3000 + ".com", "n", "exception of 3004 characters: at most 2048 are taken"),
+        ("", "n", "value", "empty exception: give a domain, e-mail address, IP address or"),
+        ("not a value!", "n", "value", "'not a value!' is not a domain, e-mail address, IP"),
+        ("10.0.0.1/8", "n", "value", "'10.0.0.1/8' is not a domain, e-mail address, IP"),
+        ("*.example.com", "n", "value", "'*.example.com': a domain exception covers its"),
+        ("example.com", "  ", "note", "an exception needs a note saying why it is trusted"),
+        ("example.com", "a\nb", "note", "the note contains control characters"),
+        ("x" * 3000 + ".com", "n", "value", "exception of 3004 characters: at most 2048"),
     ],
 )
 def test_exception_validation_messages(
-    store: PolicyStore, value: str, note: str, message: str
+    store: PolicyStore, value: str, note: str, field: str, message: str
 ) -> None:
     with pytest.raises(PolicyError) as caught:
         store.add_exception(value, note)
     assert str(caught.value).startswith(message)
+    assert caught.value.field == field
     assert store.list_exceptions() == []
 
 

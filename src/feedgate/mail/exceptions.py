@@ -58,7 +58,12 @@ _Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ExceptionValueError(ValueError):
-    """An exception value or note that cannot be used; the message says what to give instead."""
+    """An exception value or note that cannot be used; the message says what to give instead,
+    ``field`` which of the two it is."""
+
+    def __init__(self, message: str, field: str = "value") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,15 +126,18 @@ def parse_exception(value: str, note: str) -> ExceptionEntry:
     kind, normal = classify(value)
     if not isinstance(note, str) or not note.strip():
         raise ExceptionValueError(
-            "an exception needs a note saying why it is trusted (who asked, a ticket number)"
+            "an exception needs a note saying why it is trusted (who asked, a ticket number)",
+            "note",
         )
     note = note.strip()
     if len(note) > MAX_NOTE_LENGTH:
         raise ExceptionValueError(
-            f"note of {len(note)} characters: at most {MAX_NOTE_LENGTH} are taken"
+            f"note of {len(note)} characters: at most {MAX_NOTE_LENGTH} are taken", "note"
         )
     if any(not c.isprintable() for c in note):
-        raise ExceptionValueError("the note contains control characters: give one line of text")
+        raise ExceptionValueError(
+            "the note contains control characters: give one line of text", "note"
+        )
     return ExceptionEntry(str(kind), normal, note)
 
 

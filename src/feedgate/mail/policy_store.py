@@ -358,7 +358,7 @@ class PolicyStore:
         try:
             entry = parse_exception(value, note)
         except ExceptionValueError as exc:
-            raise PolicyError(str(exc), "value" if "note" not in str(exc) else "note") from None
+            raise PolicyError(str(exc), exc.field) from None
         digest = observable_digest(entry.kind, entry.value)
         with self._write() as conn:
             t = exceptions_table

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from feedgate.observables import ENFORCEABLE_KINDS
+from feedgate.observables import ENFORCEABLE_KINDS, Kind
 
 from .model import ACTION_SEVERITY, PARTS, Action, Match, Part
 
@@ -31,8 +31,7 @@ __all__ = [
 ]
 
 #: The observable kinds a rule can name, in the order they are listed.
-KINDS: Final = ("ipv4", "ipv6", "cidr", "domain", "url", "email", "md5", "sha1", "sha256")
-assert frozenset(KINDS) == {str(k) for k in ENFORCEABLE_KINDS}
+KINDS: Final = tuple(str(kind) for kind in Kind if kind in ENFORCEABLE_KINDS)
 #: What a rule can do (``deliver`` is what happens when no rule matches, not a rule's action).
 RULE_ACTIONS: Final = tuple(a for a in Action if a is not Action.DELIVER)
 DEFAULT_SUBJECT_PREFIX: Final = "[THREAT]"
