@@ -494,3 +494,16 @@ def test_the_whole_policy_on_both_databases(any_db: Database) -> None:
     feeds, store = open_stores(any_db.url)
     assert names(store) == [(1, "first")]
     feeds.close()
+
+
+def test_matches_no_rule_decides_are_logged_as_delivered(store: PolicyStore) -> None:
+    """All rules off: the feed still hit, and feedgate hits shows it (rule NULL, deliver)."""
+    store.set_enabled("threat-feeds", False)
+    now = datetime.now(UTC)
+    found = Match(Part.REPLY_TO, "email", "x@evil.example", "x@evil.example", "otx", 8)
+    verdict = evaluate([found], Inspection(()), store.load())
+    assert store.record(verdict, None, now) == 1
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.text("SELECT parts, rule, action FROM mail_match_log")).one()
+    assert tuple(row) == ("reply-to", None, "deliver")
+    assert [(s.source, s.hits, s.messages) for s in store.hits().sources] == [("otx", 1, 0)]
