@@ -84,7 +84,7 @@ VERSION_TABLES: Final[dict[Schema, str]] = {
 #: Each schema's head revision, known without Alembic: an open compares the database's version
 #: with it and, when they are equal, is done (module doc "Cheap opens"). When you add a revision,
 #: set it here too; ``tests/test_migrate_head.py`` fails until it equals Alembic's head.
-HEADS: Final[dict[Schema, str]] = {"feeds": "feeds_0003", "hub": "hub_0001"}
+HEADS: Final[dict[Schema, str]] = {"feeds": "feeds_0004", "hub": "hub_0001"}
 
 #: The revision a database made by ``create_all`` is stamped at, and the tables it must have.
 #: Frozen: these are the tables as the code before migrations created them.
@@ -191,15 +191,23 @@ def head(which: Schema) -> str:
 def target_metadata(which: Schema) -> sa.MetaData:
     """The tables the code expects at head: what autogenerate and the tests compare against.
 
-    The feeds schema is the store's tables plus the scheduler's ``leases``. Read from the
-    schema modules, never the stores: they import this module to upgrade on open."""
+    The feeds schema is the store's tables plus the scheduler's ``leases`` and the mail
+    policy's tables (rules, exceptions, match log: shared by a cluster like the feeds). Read from
+    the schema modules, never the stores: they import this module to upgrade on open."""
+    schemas: list[sa.MetaData]
     if which == "feeds":
-        from feedgate.feeds.schema import metadata as tables
+        from feedgate.feeds.schema import metadata as feeds_tables
+        from feedgate.mail.schema import metadata as mail_tables
+
+        schemas = [feeds_tables, mail_tables]
     else:
-        from feedgate.hub.schema import metadata as tables
+        from feedgate.hub.schema import metadata as hub_tables
+
+        schemas = [hub_tables]
     md = sa.MetaData()
-    for table in tables.tables.values():
-        table.to_metadata(md)
+    for tables in schemas:
+        for table in tables.tables.values():
+            table.to_metadata(md)
     return md
 
 

@@ -57,6 +57,7 @@ sources = sa.Table(
     sa.Column("max_retries", sa.Integer, nullable=False),
     sa.Column("timeout_us", sa.BigInteger, nullable=False, server_default="60000000"),
     sa.Column("enforce", sa.Text, nullable=False),  # JSON list, sorted
+    sa.Column("fp_gate", sa.Boolean, nullable=False, server_default=sa.true()),  # feeds_0004
 )
 
 status_table = sa.Table(

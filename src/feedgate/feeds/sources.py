@@ -121,6 +121,10 @@ class Source:
     #: Per request: to connect, and for each read of the answer (a silent server fails then).
     timeout: timedelta = timedelta(seconds=60)
     enforce: frozenset[str] = field(default=ALL_ENFORCE)
+    #: The false-positive gate (feedgate.mail.gate): this source's observables that would block
+    #: the world (google.com, 10.0.0.0/8, the empty file's hash) are never enforced. On unless
+    #: the admin trusts the feed with them.
+    fp_gate: bool = True
     #: Secret fields stored encrypted under a key this process does not have (the key changed,
     #: or the database moved without it): None here, kept as stored by an update that does not
     #: set them, and a poll of the source fails saying so (not the whole schedule). Read from
@@ -175,6 +179,7 @@ OPTION_OF: Final[dict[str, str]] = {
     "max_retries": "--retries",
     "timeout": "--timeout",
     "enforce": "--enforce/--no-enforce",
+    "fp_gate": "--fp-gate/--no-fp-gate",
 }
 
 #: The fields a source is written with (CLI options, REST API bodies): all but what the store

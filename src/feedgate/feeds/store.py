@@ -415,6 +415,7 @@ class FeedStore:
             "max_retries": int(source.max_retries),
             "timeout_us": _micros(source.timeout),
             "enforce": json.dumps(sorted(str(k) for k in source.enforce)),
+            "fp_gate": bool(source.fp_gate),
         }
 
     @staticmethod
@@ -460,6 +461,7 @@ class FeedStore:
             max_retries=int(row.max_retries),
             timeout=timedelta(microseconds=row.timeout_us),
             enforce=frozenset(json.loads(row.enforce)),
+            fp_gate=bool(row.fp_gate),
             unreadable_secrets=frozenset(unreadable),
         )
 
@@ -516,6 +518,11 @@ class FeedStore:
         with self._read() as conn:
             row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
         return None if row is None else self._source(row)
+
+    def source_names(self) -> list[str]:
+        """The sources' names, by name (without reading, or decrypting, the rest)."""
+        with self._read() as conn:
+            return list(conn.execute(sa.select(sources.c.name).order_by(sources.c.name)).scalars())
 
     def list_sources(self) -> list[Source]:
         """All sources, by name."""

@@ -497,6 +497,10 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
         f" {format_duration(MIN_TIMEOUT)}, at most {format_duration(MAX_TIMEOUT)}",
     },
     "enforce": {"type": "array", "items": {"type": "string", "enum": _KINDS}},
+    "fp_gate": {
+        "type": "boolean",
+        "description": "false-positive gate: never enforce what would block the world",
+    },
 }
 _SOURCE_OUT: Final[dict[str, Any]] = {
     **{k: v for k, v in _SOURCE_FIELDS.items() if k not in SECRET_FIELDS},

@@ -1,0 +1,230 @@
+"""A message's verdict: which matches count, which rules they meet, and what is done.
+
+:func:`evaluate` takes what the matcher found in a message and decides, in this order for each
+match:
+
+1. **excepted**: the message's value (or the observable) is on the exception list; it never
+   counts, whatever the feed says (design.md "Mail": the exception list always wins);
+2. **suppressed**: the observable would block the world (:func:`feedgate.mail.gate.gate_reason`)
+   and its source has the false-positive gate on (the default);
+3. **enforced**: every other match; the enabled rules that apply to it are reported.
+
+The message's action is the most severe of its matching rules' actions (``ACTION_SEVERITY``);
+``deliver`` when no enabled rule matches. Tag and header rank alike and both apply: the Subject
+prefix is the first matching tag rule's, the header names what the header rules matched. Among
+rules of equal severity the first in order names the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from .exceptions import ExceptionList
+from .gate import gate_reason
+from .model import ACTION_SEVERITY, Action, Inspection, Match, Offer, Skipped
+from .rules import Rule
+
+__all__ = [
+    "HEADER_NAME",
+    "MAX_HEADER_ENTRIES",
+    "Excepted",
+    "Policy",
+    "Suppressed",
+    "Verdict",
+    "evaluate",
+]
+
+#: The header a header rule adds, naming the source and observable of each match.
+HEADER_NAME: Final = "X-Feedgate-Threat"
+#: Matches named in the header at most (the rest are counted): a header line stays short.
+MAX_HEADER_ENTRIES: Final = 10
+_MAX_HEADER_VALUE: Final = 180  # characters of one observable's value in the header
+_MAX_REPLY: Final = 400  # SMTP limits a reply line to 512 octets
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The rules (in order) and exceptions a gateway decides with, and the counter it was read
+    at (``feed_counters.policy_version``) to know when to read it again."""
+
+    rules: tuple[Rule, ...] = ()
+    exceptions: ExceptionList = field(default_factory=ExceptionList)
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """A match the false-positive gate kept from counting, and why."""
+
+    match: Match
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.match.to_dict(), "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Excepted:
+    """A match the exception list kept from counting, with the exception's value."""
+
+    match: Match
+    exception: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.match.to_dict(), "exception": self.exception}
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What is done to one message, and everything that led there.
+
+    ``rules`` names the matching rules in order; ``match_rules[i]`` the rules that apply to
+    ``matches[i]``, the most severe first (in order among equals): the first decided for it.
+    ``subject_prefix`` (tag), ``header`` (header: the value of :data:`HEADER_NAME`) and
+    ``smtp_reply`` (reject: the whole reply, ``550 5.7.1 ...``) are set when the action does
+    that.
+    """
+
+    message: str | None
+    action: Action
+    rules: tuple[str, ...] = ()
+    matches: tuple[Match, ...] = ()
+    match_rules: tuple[tuple[str, ...], ...] = ()
+    suppressed: tuple[Suppressed, ...] = ()
+    excepted: tuple[Excepted, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    subject_prefix: str | None = None
+    header: str | None = None
+    smtp_reply: str | None = None
+    #: Each matching rule's action, by name (the match log records the rule that decided).
+    rule_actions: Mapping[str, Action] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``feedgate scan --json`` for this message."""
+        return {
+            "message": self.message,
+            "action": str(self.action),
+            "rules": list(self.rules),
+            "matches": [m.to_dict() for m in self.matches],
+            "suppressed": [s.to_dict() for s in self.suppressed],
+            "excepted": [e.to_dict() for e in self.excepted],
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+
+def _offers_by_place(offers: Sequence[Offer]) -> dict[tuple[str, str], list[Offer]]:
+    found: dict[tuple[str, str], list[Offer]] = {}
+    for offer in offers:
+        found.setdefault((str(offer.part), offer.seen), []).append(offer)
+    return found
+
+
+def _exception_for(
+    match: Match, places: Mapping[tuple[str, str], list[Offer]], exceptions: ExceptionList
+) -> str | None:
+    """The exception covering what the message offered where ``match`` was found (or the
+    observable itself), or None."""
+    for offer in places.get((str(match.part), match.seen), ()):
+        entry = exceptions.covering(str(offer.lookup), offer.value)
+        if entry is not None:
+            return entry.value
+    entry = exceptions.covering(match.kind, match.value)
+    return None if entry is None else entry.value
+
+
+def _clean(text: str, limit: int) -> str:
+    """Text fit for one header or reply line: no control characters, at most ``limit``."""
+    out = "".join(c if c.isprintable() and c.isascii() else "?" for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _header(matches: Sequence[Match]) -> str:
+    entries: list[str] = []
+    for m in matches:
+        entry = f"{m.source} {m.kind} {_clean(m.value, _MAX_HEADER_VALUE)}"
+        if entry not in entries:
+            entries.append(entry)
+    shown = entries[:MAX_HEADER_ENTRIES]
+    more = len(entries) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more else "")
+
+
+def _reply(matches: Sequence[Match]) -> str:
+    """The reject reply: the source names and observable kinds only (no value: it may be what
+    a partner shared under TLP, and the sender learns nothing to work around)."""
+    by_source: dict[str, list[str]] = {}
+    for m in matches:
+        kinds = by_source.setdefault(m.source, [])
+        if m.kind not in kinds:
+            kinds.append(m.kind)
+    listed = "; ".join(
+        f"{' and '.join(kinds)} listed by threat feed {source}"
+        for source, kinds in by_source.items()
+    )
+    return "550 5.7.1 " + _clean(f"Message refused: it contains a {listed}", _MAX_REPLY)
+
+
+def evaluate(
+    matches: Sequence[Match],
+    inspection: Inspection,
+    policy: Policy,
+    *,
+    fp_gates: Mapping[str, bool] | None = None,
+) -> Verdict:
+    """The verdict on the message ``inspection`` describes, given the ``matches`` the matcher
+    found in it. ``fp_gates`` holds each source's false-positive gate switch (a source not in
+    it has the gate on, the default)."""
+    gates = fp_gates or {}
+    places = _offers_by_place(inspection.offers)
+    enforced: list[Match] = []
+    suppressed: list[Suppressed] = []
+    excepted: list[Excepted] = []
+    for match in matches:
+        exception = _exception_for(match, places, policy.exceptions)
+        if exception is not None:
+            excepted.append(Excepted(match, exception))
+            continue
+        if gates.get(match.source, True):
+            reason = gate_reason(match.kind, match.value)
+            if reason is not None:
+                suppressed.append(Suppressed(match, reason))
+                continue
+        enforced.append(match)
+
+    rules = sorted((r for r in policy.rules if r.enabled), key=lambda r: r.position)
+    per_match = [tuple(r for r in rules if r.matches(m)) for m in enforced]
+    matching = [r for r in rules if any(r in applied for applied in per_match)]
+    action = Action.DELIVER
+    if matching:
+        top = max(r.severity for r in matching)
+        action = next(r.action for r in matching if r.severity == top)
+    applies = ACTION_SEVERITY[action] == ACTION_SEVERITY[Action.TAG]
+
+    def matched_by(wanted: Action) -> list[Match]:
+        return [
+            m
+            for m, applied in zip(enforced, per_match, strict=True)
+            if any(r.action is wanted for r in applied)
+        ]
+
+    prefix = next((r.subject_prefix for r in matching if r.action is Action.TAG), None)
+    header_matches = matched_by(Action.HEADER)
+    return Verdict(
+        message=inspection.message_id,
+        action=action,
+        rules=tuple(r.name for r in matching),
+        matches=tuple(enforced),
+        match_rules=tuple(
+            tuple(r.name for r in sorted(applied, key=lambda r: -r.severity))  # stable: in order
+            for applied in per_match
+        ),
+        suppressed=tuple(suppressed),
+        excepted=tuple(excepted),
+        skipped=tuple(inspection.skipped),
+        subject_prefix=prefix if applies else None,
+        header=_header(header_matches) if applies and header_matches else None,
+        smtp_reply=_reply(matched_by(Action.REJECT)) if action is Action.REJECT else None,
+        rule_actions={r.name: r.action for r in matching},
+    )

@@ -1,0 +1,478 @@
+"""The mail policy in the manager's database: rules, exceptions and the match log.
+
+The one place rules and exceptions are written (the CLI, the REST API and the console call
+these methods), so each is checked by one rule (:func:`feedgate.mail.rules.make_rule`,
+:func:`feedgate.mail.exceptions.parse_exception`) and every refusal is a
+:class:`~feedgate.mail.rules.PolicyError` with an actionable message. Rules are kept at positions
+1, 2, ... without gaps; adding at a position or moving a rule shifts the others.
+
+Every change of rules or exceptions bumps ``feed_counters.policy_version`` in its transaction:
+a gateway compares :meth:`PolicyStore.version` with the :class:`~feedgate.mail.policy.Policy` it
+holds and reloads only when they differ, so every node of a cluster follows within a check.
+
+The match log (:meth:`PolicyStore.record`, :meth:`PolicyStore.hits`) keeps one row per observable
+enforced in a message (the parts it was in joined), for ``feedgate hits``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from feedgate.db import read_transaction, write_transaction
+from feedgate.observables import observable_digest
+
+from .exceptions import (
+    ExceptionEntry,
+    ExceptionList,
+    ExceptionValueError,
+    classify,
+    parse_exception,
+)
+from .model import ACTION_SEVERITY, PARTS, Action, Part
+from .policy import Policy, Verdict
+from .rules import PolicyError, Rule, check_sources, make_rule
+from .schema import POLICY_COUNTER, exceptions_table, match_log, rules_table
+
+__all__ = ["Hits", "ObservableHits", "PolicyStore", "SourceHits"]
+
+_counters = sa.table(
+    "feed_counters", sa.column("name", sa.String), sa.column("value", sa.BigInteger)
+)
+#: What :meth:`PolicyStore.edit_rule` can change.
+_EDITABLE: Final = frozenset(
+    {"name", "parts", "sources", "kinds", "action", "position", "enabled", "subject_prefix"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHits:
+    """How often one source's observables were enforced in messages."""
+
+    source: str
+    hits: int  # log rows: one per observable per message
+    messages: int  # distinct message ids among them
+    last: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "hits": self.hits,
+            "messages": self.messages,
+            "last": self.last.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ObservableHits:
+    """One observable's hits."""
+
+    source: str
+    kind: str
+    value: str
+    hits: int
+    last: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "kind": self.kind,
+            "value": self.value,
+            "hits": self.hits,
+            "last": self.last.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Hits:
+    """What ``feedgate hits`` shows: counts per source (most hits first) and the observables
+    hit most (most first)."""
+
+    sources: tuple[SourceHits, ...]
+    top: tuple[ObservableHits, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sources": [s.to_dict() for s in self.sources],
+            "top": [t.to_dict() for t in self.top],
+        }
+
+
+def _to_db(moment: datetime) -> datetime:
+    if not isinstance(moment, datetime):
+        raise PolicyError(f"expected a datetime, got {type(moment).__name__}")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _from_db(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC)
+
+
+def _rule(row: Any) -> Rule:
+    return Rule(
+        name=row.name,
+        action=Action(row.action),
+        parts=tuple(Part(p) for p in json.loads(row.parts)),
+        sources=tuple(json.loads(row.sources)),
+        kinds=tuple(json.loads(row.kinds)),
+        enabled=bool(row.enabled),
+        position=int(row.position),
+        subject_prefix=row.subject_prefix,
+    )
+
+
+def _rule_row(rule: Rule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "enabled": rule.enabled,
+        "position": rule.position,
+        "parts": json.dumps([str(p) for p in rule.parts]),
+        "sources": json.dumps(list(rule.sources)),
+        "kinds": json.dumps(list(rule.kinds)),
+        "action": str(rule.action),
+        "subject_prefix": rule.subject_prefix,
+    }
+
+
+class PolicyStore:
+    """Rules, exceptions and the match log over an engine from :func:`feedgate.db.engine`.
+
+    ``source_names`` gives the names of the feed sources, which a rule's ``sources`` must be
+    (``FeedStore.source_names``: mail reads feeds only through what feeds offers). Methods are
+    thread-safe; several processes may share one database.
+    """
+
+    def __init__(self, engine: sa.Engine, source_names: Callable[[], Collection[str]]) -> None:
+        from feedgate.migrate import upgrade
+
+        self.engine = engine
+        self._source_names = source_names
+        upgrade(engine, "feeds")  # revision feeds_0004 made the tables, the counter row, the rule
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with write_transaction(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with read_transaction(self.engine) as conn:
+            yield conn
+
+    @staticmethod
+    def _bump(conn: sa.Connection) -> None:
+        done = conn.execute(
+            _counters.update()
+            .where(_counters.c.name == POLICY_COUNTER)
+            .values(value=_counters.c.value + 1)
+        )
+        if done.rowcount == 0:  # a database whose counter row was deleted by hand
+            conn.execute(_counters.insert().values(name=POLICY_COUNTER, value=1))
+
+    def version(self) -> int:
+        """The policy's change counter (see the module doc)."""
+        with self._read() as conn:
+            value = conn.execute(
+                sa.select(_counters.c.value).where(_counters.c.name == POLICY_COUNTER)
+            ).scalar()
+        return int(value or 0)
+
+    def load(self) -> Policy:
+        """The rules and exceptions as of one moment, with the counter they go with."""
+        with self._read() as conn:
+            version = conn.execute(
+                sa.select(_counters.c.value).where(_counters.c.name == POLICY_COUNTER)
+            ).scalar()
+            rules = self._rules(conn)
+            entries = self._exceptions(conn)
+        return Policy(tuple(rules), ExceptionList(entries), int(version or 0))
+
+    # --- rules ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _rules(conn: sa.Connection) -> list[Rule]:
+        query = sa.select(rules_table).order_by(rules_table.c.position, rules_table.c.id)
+        return [_rule(row) for row in conn.execute(query)]
+
+    @staticmethod
+    def _unknown(name: str, rules: Iterable[Rule]) -> PolicyError:
+        names = [r.name for r in rules]
+        there = f"the rules are {', '.join(names)}" if names else "there are no rules"
+        return PolicyError(f"no rule named {name!r}: {there}", "name")
+
+    @staticmethod
+    def _renumber(conn: sa.Connection, names: list[str]) -> None:
+        """Store ``names`` at positions 1, 2, ... (only the rows whose position changes)."""
+        current = dict(conn.execute(sa.select(rules_table.c.name, rules_table.c.position)).all())
+        for index, name in enumerate(names, start=1):
+            if current.get(name) != index:
+                conn.execute(
+                    rules_table.update().where(rules_table.c.name == name).values(position=index)
+                )
+
+    @staticmethod
+    def _place(names: list[str], name: str, position: object) -> list[str]:
+        """``names`` with ``name`` put at ``position`` (1 = first; past the end: last)."""
+        if position is None:
+            return [*names, name]
+        if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+            raise PolicyError(
+                f"position: {position!r} cannot be used: give 1 for the first rule, 2 for the"
+                " second, ... (none: after the last)",
+                "position",
+            )
+        index = min(position, len(names) + 1) - 1
+        return [*names[:index], name, *names[index:]]
+
+    def list_rules(self) -> list[Rule]:
+        """Every rule, in order."""
+        with self._read() as conn:
+            return self._rules(conn)
+
+    def get_rule(self, name: str) -> Rule:
+        """The rule named ``name``; :class:`PolicyError` naming the rules there are if none."""
+        with self._read() as conn:
+            rules = self._rules(conn)
+        for rule in rules:
+            if rule.name == name:
+                return rule
+        raise self._unknown(name, rules)
+
+    def add_rule(
+        self,
+        name: str,
+        parts: object = (),
+        sources: object = (),
+        kinds: object = (),
+        action: object = Action.QUARANTINE,
+        position: int | None = None,
+        enabled: bool = True,
+        subject_prefix: str | None = None,
+    ) -> Rule:
+        """Store a new rule at ``position`` (None: last) and return it as stored."""
+        rule = make_rule(
+            name,
+            action=action,
+            parts=parts,
+            sources=sources,
+            kinds=kinds,
+            enabled=enabled,
+            subject_prefix=subject_prefix,
+            known_sources=self._source_names(),
+        )
+        with self._write() as conn:
+            rules = self._rules(conn)
+            if any(r.name == rule.name for r in rules):
+                raise PolicyError(
+                    f"a rule named {rule.name!r} exists: choose another name, or edit that rule",
+                    "name",
+                )
+            order = self._place([r.name for r in rules], rule.name, position)
+            conn.execute(rules_table.insert().values(**_rule_row(replace(rule, position=0))))
+            self._renumber(conn, order)
+            self._bump(conn)
+            return next(r for r in self._rules(conn) if r.name == rule.name)
+
+    def edit_rule(self, name: str, /, **changes: Any) -> Rule:
+        """Change a rule's fields (``name`` renames it, ``position`` moves it); return it as
+        stored. Fields not given stay; a rule that stops being a tag rule drops its prefix."""
+        unknown = set(changes) - _EDITABLE
+        if unknown:
+            raise PolicyError(
+                f"unknown field {', '.join(sorted(unknown))}: a rule's fields are "
+                f"{', '.join(sorted(_EDITABLE))}",
+                sorted(unknown)[0],
+            )
+        with self._write() as conn:
+            rules = self._rules(conn)
+            old = next((r for r in rules if r.name == name), None)
+            if old is None:
+                raise self._unknown(name, rules)
+            action = changes.get("action", old.action)
+            if "subject_prefix" in changes:
+                prefix = changes["subject_prefix"]
+            else:  # kept while the rule tags (None: the default prefix), dropped otherwise
+                prefix = old.subject_prefix if _action_is_tag(action) else None
+            new = make_rule(
+                changes.get("name", old.name),
+                action=action,
+                parts=changes.get("parts", old.parts),
+                sources=changes.get("sources", old.sources),
+                kinds=changes.get("kinds", old.kinds),
+                enabled=changes.get("enabled", old.enabled),
+                subject_prefix=prefix,
+                position=old.position,
+            )
+            if "sources" in changes:  # a rule naming a source deleted since may still be edited
+                check_sources(new.sources, self._source_names())
+            if new.name != old.name and any(r.name == new.name for r in rules):
+                raise PolicyError(f"a rule named {new.name!r} exists: choose another name", "name")
+            conn.execute(
+                rules_table.update().where(rules_table.c.name == old.name).values(**_rule_row(new))
+            )
+            if "position" in changes:
+                others = [r.name for r in rules if r.name != old.name]
+                self._renumber(conn, self._place(others, new.name, changes["position"]))
+            self._bump(conn)
+            return next(r for r in self._rules(conn) if r.name == new.name)
+
+    def set_enabled(self, name: str, enabled: bool) -> Rule:
+        """Enable or disable a rule (a disabled rule matches nothing)."""
+        return self.edit_rule(name, enabled=enabled)
+
+    def delete_rule(self, name: str) -> None:
+        """Delete a rule (the default rule too: it is not made again)."""
+        with self._write() as conn:
+            rules = self._rules(conn)
+            if not any(r.name == name for r in rules):
+                raise self._unknown(name, rules)
+            conn.execute(rules_table.delete().where(rules_table.c.name == name))
+            self._renumber(conn, [r.name for r in rules if r.name != name])
+            self._bump(conn)
+
+    # --- exceptions -------------------------------------------------------------------------
+
+    @staticmethod
+    def _exceptions(conn: sa.Connection) -> list[ExceptionEntry]:
+        t = exceptions_table
+        query = sa.select(t.c.kind, t.c.value, t.c.note).order_by(t.c.kind, t.c.value)
+        return [ExceptionEntry(kind, value, note) for kind, value, note in conn.execute(query)]
+
+    def list_exceptions(self) -> list[ExceptionEntry]:
+        """Every exception, by kind and value."""
+        with self._read() as conn:
+            return self._exceptions(conn)
+
+    def add_exception(self, value: str, note: str) -> ExceptionEntry:
+        """Store an exception (its kind read from the value) and return it as stored."""
+        try:
+            entry = parse_exception(value, note)
+        except ExceptionValueError as exc:
+            raise PolicyError(str(exc), exc.field) from None
+        digest = observable_digest(entry.kind, entry.value)
+        with self._write() as conn:
+            t = exceptions_table
+            there = conn.execute(sa.select(t.c.note).where(t.c.digest == digest)).first()
+            if there is not None:
+                raise PolicyError(
+                    f"{entry.value} is on the exception list already (note: {there[0]})", "value"
+                )
+            conn.execute(
+                t.insert().values(
+                    digest=digest, kind=entry.kind, value=entry.value, note=entry.note
+                )
+            )
+            self._bump(conn)
+        return entry
+
+    def delete_exception(self, value: str) -> None:
+        """Delete the exception ``value`` names (spelt any way that normalises the same)."""
+        try:
+            kind, normal = classify(value)
+        except ExceptionValueError as exc:
+            raise PolicyError(str(exc), "value") from None
+        with self._write() as conn:
+            t = exceptions_table
+            done = conn.execute(t.delete().where(t.c.digest == observable_digest(kind, normal)))
+            if done.rowcount == 0:
+                raise PolicyError(
+                    f"{normal} is not on the exception list (feedgate exception list shows it)",
+                    "value",
+                )
+            self._bump(conn)
+
+    # --- the match log ----------------------------------------------------------------------
+
+    def record(self, verdict: Verdict, message_id: str | None, at: datetime) -> int:
+        """Log the observables ``verdict`` enforced (one row per observable, with the parts of
+        the message it was in), at ``at``; returns the rows written."""
+        rows: dict[tuple[str, int, str, str], dict[str, Any]] = {}
+        for match, applied in zip(verdict.matches, verdict.match_rules, strict=True):
+            key = (match.source, match.observable_id, match.kind, match.value)
+            row = rows.get(key)
+            if row is None:
+                row = rows[key] = {
+                    "at": _to_db(at),
+                    "message_id": message_id,
+                    "parts": set(),
+                    "rule": None,
+                    "action": str(verdict.action),
+                    "observable_id": match.observable_id,
+                    "kind": match.kind,
+                    "value": match.value,
+                    "source": match.source,
+                    "_severity": (-1, 0),
+                }
+            row["parts"].add(match.part)
+            if applied and self._rank(verdict, applied[0]) > row["_severity"]:
+                row["rule"], row["_severity"] = applied[0], self._rank(verdict, applied[0])
+        if not rows:
+            return 0
+        values = []
+        for row in rows.values():
+            parts = row.pop("parts")
+            row.pop("_severity")
+            row["parts"] = ",".join(str(p) for p in PARTS if p in parts)
+            values.append(row)
+        with self._write() as conn:
+            conn.execute(match_log.insert(), values)
+        return len(values)
+
+    @staticmethod
+    def _rank(verdict: Verdict, rule: str) -> tuple[int, int]:
+        """Which rule decides for an observable: the most severe, the first in order on ties."""
+        action = verdict.rule_actions.get(rule, Action.DELIVER)
+        return ACTION_SEVERITY[action], -verdict.rules.index(rule)
+
+    def hits(self, source: str | None = None, since: datetime | None = None, top: int = 10) -> Hits:
+        """Per-source counts and the ``top`` observables hit most, from ``since`` on (None: the
+        whole log), for one source or all."""
+        m = match_log
+        where: list[sa.ColumnElement[bool]] = []
+        if source is not None:
+            where.append(m.c.source == source)
+        if since is not None:
+            where.append(m.c.at >= _to_db(since))
+        per_source = (
+            sa.select(
+                m.c.source,
+                sa.func.count(),
+                sa.func.count(sa.distinct(m.c.message_id)),
+                sa.func.max(m.c.at),
+            )
+            .where(*where)
+            .group_by(m.c.source)
+            .order_by(sa.func.count().desc(), m.c.source)
+        )
+        count = sa.func.count().label("n")
+        most = (
+            sa.select(m.c.source, m.c.kind, m.c.value, count, sa.func.max(m.c.at))
+            .where(*where)
+            .group_by(m.c.source, m.c.kind, m.c.value)
+            .order_by(count.desc(), m.c.source, m.c.kind, m.c.value)
+            .limit(max(0, int(top)))
+        )
+        with self._read() as conn:
+            sources = tuple(
+                SourceHits(name, int(n), int(msgs), _from_db(last))
+                for name, n, msgs, last in conn.execute(per_source)
+            )
+            tops = tuple(
+                ObservableHits(src, kind, value, int(n), _from_db(last))
+                for src, kind, value, n, last in conn.execute(most)
+            )
+        return Hits(sources, tops)
+
+
+def _action_is_tag(action: object) -> bool:
+    return (action.strip().lower() if isinstance(action, str) else action) == Action.TAG.value

@@ -1,0 +1,65 @@
+"""The mail policy's tables in the manager's database (schema ``feeds``, revision ``feeds_0004``).
+
+They live beside the feeds' tables so that every node of a cluster shares one policy and one
+match log; :func:`feedgate.migrate.target_metadata` collects them with the feeds' tables. Times
+are stored as naive UTC, as in :mod:`feedgate.feeds.store`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import sqlalchemy as sa
+
+__all__ = ["POLICY_COUNTER", "exceptions_table", "match_log", "metadata", "rules_table"]
+
+metadata = sa.MetaData()
+
+_BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: a rowid alias
+
+#: The row of ``feed_counters`` bumped by every change of rules or exceptions: a gateway reads
+#: it to know when to reload its policy, without reading the rules.
+POLICY_COUNTER: Final = "policy_version"
+
+rules_table = sa.Table(
+    "mail_rules",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),  # 1, 2, ...: the order rules are listed
+    sa.Column("parts", sa.Text, nullable=False),  # JSON list of model.Part; [] = every part
+    sa.Column("sources", sa.Text, nullable=False),  # JSON list of source names; [] = any
+    sa.Column("kinds", sa.Text, nullable=False),  # JSON list of observable kinds; [] = any
+    sa.Column("action", sa.String(16), nullable=False),  # model.Action, never deliver
+    sa.Column("subject_prefix", sa.Text, nullable=True),  # tag rules only
+)
+
+exceptions_table = sa.Table(
+    "mail_exceptions",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    # sha256(kind NUL value) (feedgate.observables.observable_digest): a URL may be long
+    sa.Column("digest", sa.LargeBinary(32), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
+
+match_log = sa.Table(
+    "mail_match_log",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("parts", sa.String(200), nullable=False),  # comma-separated model.Part values
+    sa.Column("rule", sa.String(64), nullable=True),  # the rule that decided; NULL: none did
+    sa.Column("action", sa.String(16), nullable=False),  # what was done to the message
+    # The observable as it was: the log outlives observables and sources (no foreign keys).
+    sa.Column("observable_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Index("ix_mail_match_log_at", "at"),
+    sa.Index("ix_mail_match_log_source_at", "source", "at"),
+)
