@@ -99,7 +99,16 @@ def _member(
                 sha256.update(chunk)
                 if nested and depth < limits.MAX_ARCHIVE_DEPTH:
                     kept.append(chunk)
-    except Exception as exc:  # zlib/bz2/lzma errors, bad CRC (a lying size), unsupported methods
+    except zipfile.BadZipFile as exc:
+        # zipfile stops at the declared size, so a member that expands further than it says
+        # ends here, as a CRC mismatch (as does a damaged one).
+        out.skip(
+            label,
+            f"zip member does not expand to what it declares ({_reason(exc)}): a zip bomb or "
+            "damaged; not hashed",
+        )
+        return
+    except Exception as exc:  # zlib/bz2/lzma errors, unsupported methods, truncated data
         out.skip(label, f"zip member could not be expanded: {_reason(exc)}")
         return
     out.add_digests(md5.hexdigest(), sha1.hexdigest(), sha256.hexdigest(), label)
