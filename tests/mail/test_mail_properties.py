@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import html
 from email.message import EmailMessage
+from email.utils import getaddresses
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from mail_helpers import SAMPLES, values
 
+from feedgate.mail._headers import _ONE_ADDRESS
 from feedgate.mail.inspect import inspect_message
 from feedgate.mail.model import Inspection, Lookup, Part
 from feedgate.observables import InvalidValue, normalise_url, url_host
@@ -139,3 +141,21 @@ def test_no_body_or_subject_crashes_the_inspector(body: str, subject: str, chars
         f"Subject: {subject}\r\nContent-Type: text/html; charset={charset}\r\n\r\n{body}"
     ).encode("utf-8", "surrogatepass")
     assert isinstance(inspect_message(raw), Inspection)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet='ab@.<> ",;:()[]\\=?xyz\t', max_size=30)
+    | st.builds(
+        lambda name, local, host: f"{name} <{local}@{host}>",
+        st.text(alphabet='ab ",=?', max_size=8),
+        st.text(alphabet="ab.+-", min_size=1, max_size=6),
+        st.text(alphabet="ab.-", min_size=1, max_size=6),
+    )
+)
+def test_the_one_address_fast_path_agrees_with_the_standard_parser(header: str) -> None:
+    """The inspector reads a plain one-address header without ``getaddresses``; where it
+    does, it must find what ``getaddresses`` finds."""
+    match = _ONE_ADDRESS.fullmatch(header)
+    if match is not None:
+        assert [a for _, a in getaddresses([header]) if a] == [match.group(1) or match.group(2)]

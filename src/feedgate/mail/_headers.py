@@ -33,6 +33,11 @@ _LINE_BREAK: Final = re.compile(r"[\r\n]+")
 _LITERAL: Final = re.compile(r"\[(?i:IPv6:)?([0-9A-Fa-f:.]{2,45})\]")
 #: A bare IPv4 address in a comment (qmail writes ``(192.0.2.1)``).
 _BARE_IPV4: Final = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:\.[0-9]{1,3}){3}(?![0-9.])")
+#: The common one-address header: ``a@b.example`` or ``Name <a@b.example>`` (quoted name too),
+#: without comments, groups or a second address; anything else takes the full parser.
+_ADDR: Final = r'[^\s<>@,;:"()\\\[\]]++@[^\s<>@,;:"()\\\[\]]++'
+_NAME: Final = r'(?:"[^"\\]*+"\s*+|[^<>@,;:"()\\\[\]]*+)'
+_ONE_ADDRESS: Final = re.compile(rf"\s*+(?:({_ADDR})|{_NAME}<({_ADDR})>)\s*+")
 #: Where the ``from`` clause of a Received header ends.
 _CLAUSE_END: Final = re.compile(r"\s(?:by|with|id|for|via)\s|;", re.IGNORECASE)
 
@@ -96,7 +101,10 @@ def _is_ip(text: str) -> bool:
 def offer_addresses(values: Iterable[str], part: Part, out: Collector) -> None:
     """Offer each address of an address header (all its occurrences) and its domain."""
     count = 0
-    for _, address in getaddresses(list(values)):
+    texts = list(values)
+    simple = _ONE_ADDRESS.fullmatch(texts[0]) if len(texts) == 1 else None
+    pairs = [("", simple.group(1) or simple.group(2))] if simple else getaddresses(texts)
+    for _, address in pairs:
         if not address:
             continue
         count += 1
