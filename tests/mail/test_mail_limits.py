@@ -138,3 +138,16 @@ def test_too_many_addresses() -> None:
     emails = [o for o in result.offers if o.part is Part.FROM and o.lookup is Lookup.EMAIL]
     assert len(emails) == limits.MAX_ADDRESSES
     assert f"more than {limits.MAX_ADDRESSES} addresses" in skipped_text(result)
+
+
+def test_urls_inside_a_url_are_capped() -> None:
+    chain = "".join(f"http://r{i}.example/?u=" for i in range(limits.MAX_EMBEDDED_URLS + 5))
+    result = inspect_message(_plain(chain + "http://end.example/"))
+    assert len(urls(result)) == limits.MAX_EMBEDDED_URLS + 1  # the outer URL and 32 inside
+    assert f"a URL holds more than {limits.MAX_EMBEDDED_URLS} URLs" in skipped_text(result)
+
+
+def test_one_endless_token_is_reported_not_copied() -> None:
+    result = inspect_message(_plain("http://" * 200_000 + " https://after.example.com/"))
+    assert urls(result) == ["https://after.example.com/"]
+    assert f"a URL longer than {limits.MAX_URL_CHARS} characters" in skipped_text(result)

@@ -94,10 +94,19 @@ class UrlFinder:
                 return
             # URLs inside this one's query (a redirector's target), each to the same end;
             # every scheme separator holds "//", so a URL with one "//" holds no other URL.
+            # Only within a URL short enough to be taken, and only so many: each one is a copy
+            # of the rest of the outer URL.
             start, end = match.span()
             first = text.find("//", start, end)
-            if text.find("//", first + 2, end) >= 0:
-                for inner in _EMBEDDED.finditer(text, start + 1, end):
+            if end - start <= limits.MAX_URL_CHARS and text.find("//", first + 2, end) >= 0:
+                for count, inner in enumerate(_EMBEDDED.finditer(text, start + 1, end)):
+                    if count == limits.MAX_EMBEDDED_URLS:
+                        self._out.skip(
+                            "url",
+                            f"a URL holds more than {limits.MAX_EMBEDDED_URLS} URLs: "
+                            "the rest of them not looked at",
+                        )
+                        break
                     if not take(text[inner.start() : end]):
                         return
         if ("[" in text) and _DEFANG_MARK.search(text):
@@ -124,15 +133,15 @@ class UrlFinder:
             candidate = _trim(candidate)
             if not candidate:
                 return True
-        done = self._done
-        if candidate in done:
-            return True
-        done.add(candidate)
         if len(candidate) > limits.MAX_URL_CHARS:
             self._out.skip(
                 "url", f"a URL longer than {limits.MAX_URL_CHARS} characters was not looked at"
             )
             return True
+        done = self._done
+        if candidate in done:
+            return True
+        done.add(candidate)
         self._attempts += 1
         if self._attempts > limits.MAX_URL_CANDIDATES:
             return self._stop(f"more than {limits.MAX_URL_CANDIDATES} distinct URL candidates")

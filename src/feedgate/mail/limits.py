@@ -16,6 +16,8 @@ MiB: Final = 1024 * 1024
 MAX_URLS: Final = 10_000
 #: Distinct candidates normalised per message (most prose "URLs" that are none cost a try).
 MAX_URL_CANDIDATES: Final = 2 * MAX_URLS
+#: URLs taken from inside one URL (a redirector's ``?u=http://...``, chained).
+MAX_EMBEDDED_URLS: Final = 32
 #: Longest URL taken (characters); longer candidates are reported, not normalised.
 MAX_URL_CHARS: Final = 8192
 
