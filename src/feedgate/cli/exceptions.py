@@ -70,9 +70,16 @@ def add_command(value: str, note: str, db: str | None) -> None:
 @db_option
 def delete_command(value: str, db: str | None) -> None:
     """Stop trusting VALUE (spelt any way that means the same: EXAMPLE.com is example.com)."""
+    from feedgate.mail.exceptions import ExceptionValueError, classify
+
     with policy_store(db) as store:
         store.delete_exception(value)
-    click.echo(f"deleted exception {value.strip()}")
+    try:
+        kind, normal = classify(value)  # it was deleted: it classifies
+        shown = f"{kind} {normal}"
+    except ExceptionValueError:
+        shown = value.strip()
+    click.echo(f"deleted exception {shown}")
 
 
 def register(group: click.Group) -> None:

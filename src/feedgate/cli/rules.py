@@ -31,18 +31,18 @@ if TYPE_CHECKING:
 ANY: Final = ("any", "all")
 
 
-def _any(values: list[str]) -> str:
-    return ", ".join(values) if values else "any"
+def _any(values: list[str], what: str = "") -> str:
+    return ", ".join(values) if values else ("any" + (f" {what}" if what else ""))
 
 
 def describe(rule: Rule) -> str:
-    """``#2 block-phish: url, from from otx (domain, url) -> reject``, one line."""
+    """``#2 block-phish: if url, from matches otx (domain, url) then reject``, one line."""
     data = rule.to_dict()
     action = data["action"] + (f" {data['subject_prefix']}" if data["subject_prefix"] else "")
     return (
-        f"#{rule.position} {rule.name}: {_any(data['parts'])} matching "
-        f"{_any(data['sources'])} ({_any(data['kinds'])}) -> {action}"
-        + ("" if rule.enabled else ", disabled")
+        f"#{rule.position} {rule.name}: if {_any(data['parts'], 'part')} matches "
+        f"{_any(data['sources'], 'source')} ({_any(data['kinds'], 'kind')}) then {action}"
+        + ("" if rule.enabled else " (disabled)")
     )
 
 
