@@ -19,8 +19,13 @@ def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comm
     return found
 
 
-#: The commands of feedgate.cli, cli.stix, cli.serve and cli.db.
-OWN = ["feedgate", "stix", "stix extract", "serve", "up", "db", "db upgrade", "db current"]
+#: The commands of feedgate.cli, cli.stix, cli.serve, cli.db and the policy's (cli.rules,
+#: cli.exceptions, cli.hits).
+OWN = [
+    "feedgate", "stix", "stix extract", "serve", "up", "db", "db upgrade", "db current",
+    "rule", "rule list", "rule show", "rule add", "rule edit", "rule delete", "rule enable",
+    "rule disable", "exception", "exception list", "exception add", "exception delete", "hits",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", OWN)

@@ -17,8 +17,11 @@ from feedgate import __version__
 from feedgate.taxii.cli._click import register as register_taxii
 
 from .db import register as register_db
+from .exceptions import register as register_exceptions
+from .hits import register as register_hits
 from .hub import register as register_hub
 from .observables import register as register_observables
+from .rules import register as register_rules
 from .serve import register as register_serve
 from .sources import register as register_sources
 from .stix import register as register_stix
@@ -39,5 +42,8 @@ register_taxii(main)  # feedgate taxii discovery|collections|poll|push|subscript
 register_hub(main)  # feedgate hub serve|seed|user|key|pulse
 register_sources(main)  # feedgate source add|list|show|edit|delete|enable|disable | poll
 register_observables(main)  # feedgate observables | log
+register_rules(main)  # feedgate rule list|show|add|edit|delete|enable|disable
+register_exceptions(main)  # feedgate exception list|add|delete
+register_hits(main)  # feedgate hits
 register_serve(main)  # feedgate serve | up
 register_db(main)  # feedgate db upgrade | current

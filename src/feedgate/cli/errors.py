@@ -1,6 +1,7 @@
 """How every ``feedgate`` command reports a failure: one line on stderr, exit 1.
 
-``feedgate: error: <what went wrong>``; the stack trace only with ``feedgate -v``.
+``feedgate: error: <what went wrong>``; the stack trace only with ``feedgate -v``. Input the
+command cannot use (a rule field, a duration) may exit 2 instead, as click's usage errors do.
 """
 
 from __future__ import annotations
@@ -32,16 +33,17 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _exit_with(line: str, exc: BaseException | None) -> NoReturn:
+def _exit_with(line: str, exc: BaseException | None, status: int = 1) -> NoReturn:
     click.echo(f"feedgate: error: {line}", err=True)
     if exc is not None and verbose():
         traceback.print_exception(exc, file=sys.stderr)
-    sys.exit(1)
+    sys.exit(status)
 
 
-def fail(message: str, exc: BaseException | None = None) -> NoReturn:
-    """Print ``feedgate: error: message`` (one line) and exit 1."""
-    _exit_with(" ".join(message.split()), exc)
+def fail(message: str, exc: BaseException | None = None, *, status: int = 1) -> NoReturn:
+    """Print ``feedgate: error: message`` (one line) and exit ``status`` (1; 2 for bad
+    input)."""
+    _exit_with(" ".join(message.split()), exc, status)
 
 
 def fail_because(what: str, exc: BaseException, hint: str = "") -> NoReturn:

@@ -202,6 +202,13 @@ def _common_options(func: F) -> F:
         click.option(
             "--no-enforce", multiple=True, metavar="KIND", help="Do not enforce KIND (or 'all')."
         ),
+        click.option(
+            "--fp-gate/--no-fp-gate",
+            "fp_gate",
+            default=None,
+            help="False-positive gate: never enforce this source's observables that would block"
+            " the world (google.com, 10.0.0.0/8, the empty file's hash) [add: yes].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -244,7 +251,7 @@ def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
     if opts["username"] is not None and opts["username_env"] is not None:
         raise click.UsageError("give --username or --username-env, not both")
     changes: dict[str, Any] = {}
-    for key in ("description", "port", "use_https", "taxii_version", "verify_ssl"):
+    for key in ("description", "port", "use_https", "taxii_version", "verify_ssl", "fp_gate"):
         if opts[key] is not None:
             changes[key] = opts[key]
     if opts["username_secret"] is not None:

@@ -37,7 +37,7 @@ from .exceptions import (
 )
 from .model import ACTION_SEVERITY, PARTS, Action, Part
 from .policy import Policy, Verdict
-from .rules import PolicyError, Rule, check_sources, make_rule
+from .rules import PolicyConflict, PolicyError, PolicyNotFound, Rule, check_sources, make_rule
 from .schema import POLICY_COUNTER, exceptions_table, match_log, rules_table
 
 __all__ = ["Hits", "ObservableHits", "PolicyStore", "SourceHits"]
@@ -205,10 +205,10 @@ class PolicyStore:
         return [_rule(row) for row in conn.execute(query)]
 
     @staticmethod
-    def _unknown(name: str, rules: Iterable[Rule]) -> PolicyError:
+    def _unknown(name: str, rules: Iterable[Rule]) -> PolicyNotFound:
         names = [r.name for r in rules]
         there = f"the rules are {', '.join(names)}" if names else "there are no rules"
-        return PolicyError(f"no rule named {name!r}: {there}", "name")
+        return PolicyNotFound(f"no rule named {name!r}: {there}", "name")
 
     @staticmethod
     def _renumber(conn: sa.Connection, names: list[str]) -> None:
@@ -273,7 +273,7 @@ class PolicyStore:
         with self._write() as conn:
             rules = self._rules(conn)
             if any(r.name == rule.name for r in rules):
-                raise PolicyError(
+                raise PolicyConflict(
                     f"a rule named {rule.name!r} exists: choose another name, or edit that rule",
                     "name",
                 )
@@ -316,7 +316,9 @@ class PolicyStore:
             if "sources" in changes:  # a rule naming a source deleted since may still be edited
                 check_sources(new.sources, self._source_names())
             if new.name != old.name and any(r.name == new.name for r in rules):
-                raise PolicyError(f"a rule named {new.name!r} exists: choose another name", "name")
+                raise PolicyConflict(
+                    f"a rule named {new.name!r} exists: choose another name", "name"
+                )
             conn.execute(
                 rules_table.update().where(rules_table.c.name == old.name).values(**_rule_row(new))
             )
@@ -364,7 +366,7 @@ class PolicyStore:
             t = exceptions_table
             there = conn.execute(sa.select(t.c.note).where(t.c.digest == digest)).first()
             if there is not None:
-                raise PolicyError(
+                raise PolicyConflict(
                     f"{entry.value} is on the exception list already (note: {there[0]})", "value"
                 )
             conn.execute(
@@ -385,7 +387,7 @@ class PolicyStore:
             t = exceptions_table
             done = conn.execute(t.delete().where(t.c.digest == observable_digest(kind, normal)))
             if done.rowcount == 0:
-                raise PolicyError(
+                raise PolicyNotFound(
                     f"{normal} is not on the exception list (feedgate exception list shows it)",
                     "value",
                 )

@@ -24,7 +24,9 @@ __all__ = [
     "KINDS",
     "MAX_RULE_NAME_LENGTH",
     "RULE_ACTIONS",
+    "PolicyConflict",
     "PolicyError",
+    "PolicyNotFound",
     "Rule",
     "check_sources",
     "make_rule",
@@ -49,6 +51,14 @@ class PolicyError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class PolicyNotFound(PolicyError):
+    """No rule or exception by the name or value given (the REST API's 404)."""
+
+
+class PolicyConflict(PolicyError):
+    """A rule name or exception value that is taken already (the REST API's 409)."""
 
 
 @dataclass(frozen=True, slots=True)

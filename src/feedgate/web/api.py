@@ -1,4 +1,5 @@
-"""The feed manager's JSON REST API: sources, Poll Now, observables, the threat-feed log.
+"""The feed manager's JSON REST API: sources, Poll Now, observables, the threat-feed log, and
+the mail policy's rules, exceptions and hits (:mod:`.api_policy`).
 
 Thin over :mod:`feedgate.feeds` (design.md: the web layer holds no logic of its own): it turns
 JSON into a validated :class:`~feedgate.feeds.sources.Source` and results into JSON. Every
@@ -45,7 +46,20 @@ from feedgate.feeds.sources import (
     shown_username,
 )
 from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus, kind_filter
+from feedgate.mail.exceptions import MAX_EXCEPTION_LENGTH, MAX_NOTE_LENGTH
+from feedgate.mail.model import PARTS
+from feedgate.mail.policy_store import PolicyStore
+from feedgate.mail.rules import (
+    DEFAULT_RULE,
+    DEFAULT_SUBJECT_PREFIX,
+    KINDS,
+    MAX_RULE_NAME_LENGTH,
+    RULE_ACTIONS,
+    PolicyError,
+)
 from feedgate.observables import ENFORCEABLE_KINDS
+
+from .api_policy import DEFAULT_SINCE, DEFAULT_TOP, MAX_TOP, policy_error_response, policy_routes
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
 
@@ -184,6 +198,9 @@ INDEX: Final[dict[str, Any]] = {
         "sources": "/api/v1/sources",
         "observables": "/api/v1/observables",
         "log": "/api/v1/log",
+        "rules": "/api/v1/rules",
+        "exceptions": "/api/v1/exceptions",
+        "hits": "/api/v1/hits",
     },
 }
 
@@ -195,10 +212,15 @@ def create_api(
     *,
     poll: Callable[..., PollResult] = poll_source,
     lease: timedelta = DEFAULT_LEASE,
+    policy: PolicyStore | None = None,
+    now: Callable[[], datetime] | None = None,
 ) -> Starlette:
     """The REST API over ``store``; requests must carry ``token``. Poll Now takes the source's
     lease (``lease`` long, renewed while it polls) as a node of its own; 409 when another node
-    holds it."""
+    holds it. The mail policy is ``policy`` (default: the one in ``store``'s database, its
+    rules naming ``store``'s sources); ``now`` is the clock the hits window counts back from."""
+    if policy is None:
+        policy = PolicyStore(store.engine, store.source_names)
 
     def guard(handler: Callable[[Request], Response]) -> Callable[[Request], Response]:
         def wrapped(request: Request) -> Response:
@@ -209,6 +231,8 @@ def create_api(
                 return handler(request)
             except (SourceError, ParameterError) as exc:
                 return JSONResponse({"detail": exc.message, "field": exc.field}, 400)
+            except PolicyError as exc:
+                return policy_error_response(exc)
             except BodyTooLarge:
                 detail = f"the request body is over {MAX_BODY_BYTES} bytes"
                 return JSONResponse({"detail": detail, "field": "body"}, 413)
@@ -372,6 +396,7 @@ def create_api(
             Route("/api/v1/sources/{name}/poll", guard(poll_now), methods=["POST"]),
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
+            *policy_routes(policy, guard, body, **({"now": now} if now else {})),
         ],
     )
 
@@ -536,6 +561,68 @@ _NEW_EXAMPLE: Final[dict[str, Any]] = {
 #: ... and as the API answers: made and shown by the code that answers, so the key is masked.
 _SOURCE_EXAMPLE: Final = _source_json(make_source(_NEW_EXAMPLE), SourceStatus())
 
+_NAME_SCHEMA: Final = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$",
+    "maxLength": MAX_RULE_NAME_LENGTH,
+}
+_WORDS: Final = {
+    "type": "array",
+    "description": 'empty (or ["any"]): every one; a comma-separated string is taken too',
+}
+#: What a rule is written with (POST, PATCH): mail.rules.make_rule's rules.
+_RULE_FIELDS: Final[dict[str, Any]] = {
+    "name": _NAME_SCHEMA,
+    "parts": {**_WORDS, "items": {"type": "string", "enum": [str(p) for p in PARTS]}},
+    "sources": {
+        **_WORDS,
+        "items": {"type": "string"},
+        "description": "feed source names; empty: every source",
+    },
+    "kinds": {**_WORDS, "items": {"type": "string", "enum": list(KINDS)}},
+    "action": {"type": "string", "enum": [str(a) for a in RULE_ACTIONS]},
+    "position": {
+        "type": "integer",
+        "minimum": 1,
+        "description": "1: first; past the end, or absent in a POST: last",
+    },
+    "enabled": {"type": "boolean"},
+    "subject_prefix": _nullable(
+        "string",
+        maxLength=64,
+        description=f"tag rules only; null: {DEFAULT_SUBJECT_PREFIX}",
+    ),
+}
+_RULE_OUT: Final[dict[str, Any]] = {
+    **_RULE_FIELDS,
+    "parts": {"type": "array", "items": _RULE_FIELDS["parts"]["items"]},
+    "sources": {"type": "array", "items": {"type": "string"}},
+    "kinds": {"type": "array", "items": _RULE_FIELDS["kinds"]["items"]},
+}
+_EXCEPTION_FIELDS: Final[dict[str, Any]] = {
+    "value": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_EXCEPTION_LENGTH,
+        "description": "a domain (covers its subdomains), e-mail address, IP address or"
+        " network, URL or hash; the kind is read from it",
+    },
+    "note": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_NOTE_LENGTH,
+        "description": "why it is trusted",
+    },
+}
+_HITS_ROW: Final[dict[str, Any]] = {
+    "source": _TEXT,
+    "hits": _COUNT,
+    "last": {"type": "string", "format": "date-time"},
+}
+_POLICY_400: Final = 'a field that cannot be used: {"detail", "field"}'
+_NAME_PATH: Final = [{"name": "name", "in": "path", "required": True, "schema": _TEXT}]
+
+
 #: The API's OpenAPI 3.0 description (what `schemathesis` or any client generator reads).
 OPENAPI: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
@@ -600,6 +687,70 @@ OPENAPI: Final[dict[str, Any]] = {
                     "valid_until": _WHEN,
                     "expired": {"type": "boolean"},
                     "context": {"type": "object"},
+                },
+            },
+            "NewRule": {
+                "type": "object",
+                "required": ["name", "action"],
+                "properties": _RULE_FIELDS,
+                "additionalProperties": False,
+                "example": {
+                    "name": "reject-phish",
+                    "parts": ["url", "from"],
+                    "kinds": ["url", "domain"],
+                    "action": "reject",
+                    "position": 1,
+                },
+            },
+            "RuleChanges": {
+                "type": "object",
+                "properties": _RULE_FIELDS,
+                "additionalProperties": False,
+                "description": "the fields to change: name renames, position moves",
+            },
+            "Rule": {
+                "type": "object",
+                "required": sorted(_RULE_OUT),
+                "properties": _RULE_OUT,
+                "example": DEFAULT_RULE.to_dict(),
+            },
+            "NewException": {
+                "type": "object",
+                "required": ["value", "note"],
+                "properties": _EXCEPTION_FIELDS,
+                "additionalProperties": False,
+                "example": {"value": "partner.example", "note": "ticket 4711"},
+            },
+            "Exception": {
+                "type": "object",
+                "required": ["kind", "value", "note"],
+                "properties": {
+                    "kind": {"type": "string", "enum": list(KINDS)},
+                    **_EXCEPTION_FIELDS,
+                },
+            },
+            "Hits": {
+                "type": "object",
+                "required": ["sources", "top"],
+                "properties": {
+                    "sources": {
+                        "type": "array",
+                        "description": "per source, most hits first",
+                        "items": {
+                            "type": "object",
+                            "required": ["source", "hits", "messages", "last"],
+                            "properties": {**_HITS_ROW, "messages": _COUNT},
+                        },
+                    },
+                    "top": {
+                        "type": "array",
+                        "description": "the observables hit most, most first",
+                        "items": {
+                            "type": "object",
+                            "required": ["source", "kind", "value", "hits", "last"],
+                            "properties": {**_HITS_ROW, "kind": _TEXT, "value": _TEXT},
+                        },
+                    },
                 },
             },
             "LogEntry": {
@@ -709,6 +860,95 @@ OPENAPI: Final[dict[str, Any]] = {
                         "order",
                         {"type": "string", "enum": ["asc", "desc"], "default": "asc"},
                         "asc: oldest first; desc: newest first (the newest rows)",
+                    ),
+                ),
+                _400='a parameter that cannot be used: {"detail", "field"}',
+            )
+        },
+        "/api/v1/rules": {
+            "get": _op(
+                "The mail policy's rules, in order", schema={"type": "array", "items": _ref("Rule")}
+            ),
+            "post": _op(
+                "Add a rule (last, or at position; the rules from there move down)",
+                "201",
+                _ref("Rule"),
+                body="NewRule",
+                _400=_POLICY_400,
+                _409="a rule of that name exists",
+            ),
+        },
+        "/api/v1/rules/{name}": {
+            "parameters": _NAME_PATH,
+            "get": _op("One rule", schema=_ref("Rule"), _404="no such rule"),
+            "patch": _op(
+                "Change a rule: rename, move (position), enable or disable, or its match",
+                schema=_ref("Rule"),
+                body="RuleChanges",
+                _400=_POLICY_400,
+                _404="no such rule",
+                _409="a rule of the new name exists",
+            ),
+            "delete": _op("Delete a rule (those after it move up)", "204", _404="no such rule"),
+        },
+        "/api/v1/exceptions": {
+            "get": _op(
+                "The exception list, by kind and value",
+                schema={"type": "array", "items": _ref("Exception")},
+            ),
+            "post": _op(
+                "Trust a value whatever a feed says (its kind read from it)",
+                "201",
+                _ref("Exception"),
+                body="NewException",
+                _400=_POLICY_400,
+                _409="the value is on the list already",
+            ),
+            "delete": _op(
+                "Delete the exception ?value= names (for values with slashes: URLs, networks)",
+                "204",
+                query=(
+                    {
+                        **_param(
+                            "value", _TEXT, "the exception, spelt any way that means the same"
+                        ),
+                        "required": True,
+                    },
+                ),
+                _400=_POLICY_400,
+                _404="not on the exception list",
+            ),
+        },
+        "/api/v1/exceptions/{value}": {
+            "parameters": [
+                {
+                    "name": "value",
+                    "in": "path",
+                    "required": True,
+                    "schema": _TEXT,
+                    "description": "URL-encoded; slashes may stay as they are",
+                }
+            ],
+            "delete": _op(
+                "Delete an exception", "204", _400=_POLICY_400, _404="not on the exception list"
+            ),
+        },
+        "/api/v1/hits": {
+            "get": _op(
+                "How often each source's observables were enforced in mail, and the observables"
+                " hit most",
+                schema=_ref("Hits"),
+                query=(
+                    _param("source", _TEXT, "only this source's"),
+                    _param(
+                        "since",
+                        {"type": "string", "default": DEFAULT_SINCE},
+                        "a duration back from now (12h, 7d, 2w), or all",
+                    ),
+                    _param(
+                        "top",
+                        {"type": "integer", "minimum": 0, "default": DEFAULT_TOP},
+                        f"how many observables to list ({MAX_TOP} at most)",
                     ),
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
