@@ -155,7 +155,8 @@ def test_sqlite_foreign_keys_are_on_again_after_an_upgrade() -> None:
 def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     """Make the stores open as the code before migrations did: ``create_all``, no version
     table (Scheduler's leases only when it ran): today's metadata less what later revisions
-    added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts)."""
+    added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts;
+    feeds_0005: observables' changed_version)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -165,6 +166,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
         if which == "feeds":
             with e.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE shared_contexts")
+                conn.exec_driver_sql("DROP INDEX ix_observables_changed")
+                conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN changed_version")
                 conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN shared_digest")
                 for column in ("username_enc", "username_secret", "timeout_us"):
                     conn.exec_driver_sql(f"ALTER TABLE feed_sources DROP COLUMN {column}")
@@ -369,11 +372,12 @@ def test_cli_upgrade_and_current(tmp_path: Path) -> None:
 
     code, out, _ = run("db", "upgrade", "--db", db)
     assert code == 0
-    assert out == f"feeds schema of {db}: upgraded from nothing to feeds_0003 (head)\n"
+    head = migrate.HEADS["feeds"]
+    assert out == f"feeds schema of {db}: upgraded from nothing to {head} (head)\n"
     assert run("db", "upgrade", "--db", db)[1] == (
-        f"feeds schema of {db}: already at feeds_0003 (head)\n"
+        f"feeds schema of {db}: already at {head} (head)\n"
     )
-    assert run("db", "current", "--db", db)[1] == "feeds_0003 (head)\n"
+    assert run("db", "current", "--db", db)[1] == f"{head} (head)\n"
 
     # --hub: the hub's schema, in the same file here; the feeds schema is not it.
     assert run("db", "current", "--hub", "--db", db)[1].startswith("none (no hub schema")
@@ -400,8 +404,8 @@ def test_cli_adopts_and_refuses_newer_in_one_line(
     code, out, _ = run("db", "upgrade", "--db", db)
     assert (code, out) == (
         0,
-        f"feeds schema of {db}: adopted (tables made before migrations), now at feeds_0003 "
-        "(head)\n",
+        f"feeds schema of {db}: adopted (tables made before migrations), now at"
+        f" {migrate.HEADS['feeds']} (head)\n",
     )
     with engine(db).begin() as conn:
         conn.execute(sa.text("UPDATE feedgate_feeds_version SET version_num = 'feeds_0042'"))
@@ -492,7 +496,7 @@ def test_upgrade_from_0002_encrypts_plain_user_names_that_are_keys(eng: sa.Engin
         )  # fmt: skip
 
     store = FeedStore(eng)
-    assert migrate.current(eng, "feeds") == migrate.head("feeds") == "feeds_0003"
+    assert migrate.current(eng, "feeds") == migrate.head("feeds") == migrate.HEADS["feeds"]
     assert migrate.differences(eng, "feeds") == []
     with eng.connect() as conn:
         raw = {

@@ -179,10 +179,12 @@ def _network(row_id: int, source_id: int, value: str) -> Network | None:
 def _read(store: FeedStore, where: sa.ColumnElement[bool]) -> Rows:
     o = observables_table
     prefix = sa.func.substr(o.c.digest, 1, 8, type_=sa.LargeBinary)
-    side = sa.case((o.c.kind.in_(_SIDE_KINDS), o.c.value), else_=sa.null())
+    # Plain comparisons, not IN: an IN list is an "expanding" parameter that the SQLite path
+    # of FeedStore._chunks (the driver's own cursor) cannot send.
+    side = sa.case((sa.or_(*(o.c.kind == k for k in _SIDE_KINDS)), o.c.value), else_=sa.null())
     query = (
         sa.select(o.c.id, o.c.source_id, o.c.kind, prefix, o.c.expired, side)
-        .where(o.c.kind.in_(KINDS), where)
+        .where(sa.or_(*(o.c.kind == k for k in KINDS)), where)
         .order_by(o.c.id)
     )
     codes = KIND_CODES
