@@ -176,17 +176,17 @@ def _network(row_id: int, source_id: int, value: str) -> Network | None:
     )
 
 
-def _read(store: FeedStore, where: sa.ColumnElement[bool]) -> Rows:
+def _read(store: FeedStore, where: sa.ColumnElement[bool], *, by_id: bool) -> Rows:
     o = observables_table
     prefix = sa.func.substr(o.c.digest, 1, 8, type_=sa.LargeBinary)
     # Plain comparisons, not IN: an IN list is an "expanding" parameter that the SQLite path
     # of FeedStore._chunks (the driver's own cursor) cannot send.
     side = sa.case((sa.or_(*(o.c.kind == k for k in _SIDE_KINDS)), o.c.value), else_=sa.null())
-    query = (
-        sa.select(o.c.id, o.c.source_id, o.c.kind, prefix, o.c.expired, side)
-        .where(sa.or_(*(o.c.kind == k for k in KINDS)), where)
-        .order_by(o.c.id)
+    query = sa.select(o.c.id, o.c.source_id, o.c.kind, prefix, o.c.expired, side).where(
+        sa.or_(*(o.c.kind == k for k in KINDS)), where
     )
+    if by_id:  # the table's own order; for the changes it would lead SQLite past the index
+        query = query.order_by(o.c.id)
     codes = KIND_CODES
     parts: list[tuple[Any, ...]] = []
     emails: list[tuple[int, str]] = []
@@ -227,13 +227,13 @@ def _read(store: FeedStore, where: sa.ColumnElement[bool]) -> Rows:
 def live_rows(store: FeedStore) -> Rows:
     """Every live observable of a kind a matcher can match, whatever its source's switches,
     in id order."""
-    return _read(store, _live_by_id())
+    return _read(store, _live_by_id(), by_id=True)
 
 
 def changes_since(store: FeedStore, version: int) -> Rows:
     """The observables made live or expired by commits after ``version``, as they are now
-    (``live``), in id order: one range of the ``changed_version`` index."""
-    return _read(store, observables_table.c.changed_version > int(version))
+    (``live``): one range of the ``changed_version`` index."""
+    return _read(store, observables_table.c.changed_version > int(version), by_id=False)
 
 
 def observables_by_ids(store: FeedStore, ids: Iterable[int]) -> dict[int, HitRow]:
