@@ -156,7 +156,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     """Make the stores open as the code before migrations did: ``create_all``, no version
     table (Scheduler's leases only when it ran): today's metadata less what later revisions
     added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts;
-    feeds_0004: the mail policy's tables, the sources' false-positive gate)."""
+    feeds_0004: the mail policy's tables, the sources' false-positive gate; feeds_0005:
+    observables' changed_version)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -169,6 +170,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
         if which == "feeds":
             with e.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE shared_contexts")
+                conn.exec_driver_sql("DROP INDEX ix_observables_changed")
+                conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN changed_version")
                 conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN shared_digest")
                 for column in ("username_enc", "username_secret", "timeout_us", "fp_gate"):
                     conn.exec_driver_sql(f"ALTER TABLE feed_sources DROP COLUMN {column}")
@@ -497,7 +500,7 @@ def test_upgrade_from_0002_encrypts_plain_user_names_that_are_keys(eng: sa.Engin
         )  # fmt: skip
 
     store = FeedStore(eng)
-    assert migrate.current(eng, "feeds") == migrate.head("feeds")
+    assert migrate.current(eng, "feeds") == migrate.head("feeds") == migrate.HEADS["feeds"]
     assert migrate.differences(eng, "feeds") == []
     with eng.connect() as conn:
         raw = {

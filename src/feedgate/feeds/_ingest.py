@@ -21,6 +21,23 @@ Why it looks like this (the ingest rate is what a gateway admin waits on after "
 Counting: :meth:`Segment.upsert` returns (new, updated) for distinct observables of the segment
 as they compare with what is stored when it is called: absent or expired counts as new (the
 matcher gains it), live as updated. Repeats within one segment are counted once.
+
+Versions: a row's ``changed_version`` is the store's version (:meth:`FeedStore.version`) of the
+commit that last made it live or expired, so that a matcher can read "what changed since the
+version I hold" (``changed_version > V``) in one index range. It must be the number the commit
+makes, and commits must make their numbers in commit order, or a reader that saw version V could
+miss a row committed later with a number ≤ V:
+
+* SQLite: one writer; the segment's write transaction reads the counter (the number it will
+  bump it to is that plus one) and writes it into the upsert's text.
+* PostgreSQL: the counter's row is locked (``FOR UPDATE``) at commit, before the final flush, so
+  the bumps, and so the numbers, go in commit order. Rows a segment flushed earlier (a spill)
+  carry a marker of their own (a negative number) that the commit rewrites to the version once
+  it has the lock. Expiry locks the counter's row first and then expires only rows no one else
+  holds (``SKIP LOCKED``): it never waits for a row while holding the counter, so a segment
+  waiting at its commit for the counter cannot deadlock with it. (Two segments of one source
+  at once, a node that lost its lease mid-segment, can still wait on each other's rows; the
+  database then aborts one and its poll runs again.)
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from secrets import randbits
 from typing import TYPE_CHECKING, Any, Final
 
 import sqlalchemy as sa
@@ -64,17 +82,24 @@ _ROW_OVERHEAD: Final = 400
 _SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's DateTime storage format on SQLite
 _COLUMNS: Final = (
     "source_id, digest, kind, value, original_type, first_seen, last_seen, valid_until,"
-    " expired, context, shared_digest"
+    " expired, context, shared_digest, changed_version"
 )
+# changed_version (see "Versions" in the module doc): the commit's version for a new row and for
+# one whose liveness flips (``observables.expired`` is the stored row's value: SET expressions
+# read the row as it was), the stored number for a row merely seen again.
 _ON_CONFLICT_SQLITE: Final = (
     "ON CONFLICT (source_id, digest) DO UPDATE SET"
     " last_seen = max(observables.last_seen, excluded.last_seen),"
     " valid_until = excluded.valid_until, original_type = excluded.original_type,"
     " context = excluded.context, expired = excluded.expired,"
-    " shared_digest = excluded.shared_digest"
+    " shared_digest = excluded.shared_digest,"
+    " changed_version = CASE WHEN observables.expired = excluded.expired"
+    " THEN observables.changed_version ELSE excluded.changed_version END"
 )
+# {version}: the commit's version, an int written into the text (one statement per commit; a
+# parameter would have to be appended to every row's tuple).
 _UPSERT_SQLITE: Final = (
-    f"INSERT INTO observables ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO observables ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {{version}}) "
     + _ON_CONFLICT_SQLITE
 )
 _LAYERS_SQLITE: Final = (
@@ -110,9 +135,10 @@ _STAGE_LAYERS_MERGE: Final = (
 )
 _STAGE_MERGE: Final = (
     f"INSERT INTO observables ({_COLUMNS}) SELECT ?, digest, kind, value, original_type,"
-    " seen_at, seen_at, valid_until, expired, context, shared_digest FROM temp.feed_stage"
+    " seen_at, seen_at, valid_until, expired, context, shared_digest, ? FROM temp.feed_stage"
     " WHERE true ORDER BY digest " + _ON_CONFLICT_SQLITE
 )
+_VERSION_SQL: Final = "SELECT value FROM feed_counters WHERE name = 'version'"
 
 # Buffered row, already the upsert's parameters (_COLUMNS): (source_id, digest, kind, value,
 # original_type, first_seen, last_seen, valid_until, expired, context, shared_digest); the
@@ -173,6 +199,10 @@ class Segment:
         self._watermark: datetime | None = None
         self._closed = False
         self._txn: sa.RootTransaction | None = None
+        #: PostgreSQL: the changed_version of rows flushed before the commit knows its version
+        #: (see "Versions" in the module doc); unique to the segment, negative like no version.
+        self._marker = -1 - randbits(62)
+        self._marked = False
 
     # --- lifecycle (called by FeedStore.segment) --------------------------------------------
 
@@ -198,7 +228,16 @@ class Segment:
         conn = self._conn
         if self._postgres:
             assert self._txn is not None
-            self._flush_postgres()
+            version = int(conn.exec_driver_sql(_VERSION_SQL + " FOR UPDATE").scalar_one()) + 1
+            self._flush_postgres(version)
+            if self._marked:
+                from .schema import observables_table as o
+
+                conn.execute(
+                    o.update()
+                    .where(o.c.changed_version == self._marker)
+                    .values(changed_version=version)
+                )
             self._finish_in(conn)
             self._txn.commit()
             return
@@ -206,15 +245,16 @@ class Segment:
             self._spill_sqlite()
         conn.execution_options(sqlite_immediate=True)
         with conn.begin():
+            version = int(conn.exec_driver_sql(_VERSION_SQL).scalar_one()) + 1
             if self._layers:
                 sid = self._sid
                 rows = [(sid, key, text) for key, text in sorted(self._layers.items())]
                 conn.exec_driver_sql(_LAYERS_SQLITE, rows)
             if self._spilled:
                 conn.exec_driver_sql(_STAGE_LAYERS_MERGE, (self._sid,))
-                conn.exec_driver_sql(_STAGE_MERGE, (self._sid,))
+                conn.exec_driver_sql(_STAGE_MERGE, (self._sid, version))
             elif self._buffer:
-                self._upsert_sqlite(conn)
+                self._upsert_sqlite(conn, version)
             self._finish_in(conn)
         self._buffer.clear()
         self._layers.clear()
@@ -319,7 +359,7 @@ class Segment:
         self._moved_layers = self._moved_layers or moved
         if self._buffered_bytes >= self._store.segment_memory_budget:
             if self._postgres:
-                self._flush_postgres()
+                self._flush_postgres(self._marker)
             else:
                 self._spill_sqlite()
         return new, updated
@@ -401,10 +441,11 @@ class Segment:
         self._buffered_bytes = 0
         return rows
 
-    def _upsert_sqlite(self, conn: sa.Connection) -> None:
+    def _upsert_sqlite(self, conn: sa.Connection, version: int) -> None:
         rows = self._sorted_rows()
+        sql = _UPSERT_SQLITE.format(version=int(version))
         for start in range(0, len(rows), BATCH_SIZE):
-            conn.exec_driver_sql(_UPSERT_SQLITE, rows[start : start + BATCH_SIZE])
+            conn.exec_driver_sql(sql, rows[start : start + BATCH_SIZE])
 
     def _spill_sqlite(self) -> None:
         """Move the buffer and the layers into TEMP staging tables (no lock on the database
@@ -428,8 +469,10 @@ class Segment:
                 staged = [row[1:5] + row[6:] for row in rows[start : start + BATCH_SIZE]]
                 conn.exec_driver_sql(_STAGE_UPSERT, staged)
 
-    def _flush_postgres(self) -> None:
-        """Upsert the buffer into ``observables`` inside the segment's transaction."""
+    def _flush_postgres(self, version: int) -> None:
+        """Upsert the buffer into ``observables`` inside the segment's transaction, new rows
+        and rows whose liveness flips with ``changed_version`` ``version`` (the commit's, or
+        the segment's marker)."""
         # Imported here: a SQLite poll never needs it, and it costs ~25 ms of every start.
         from sqlalchemy.dialects import postgresql
 
@@ -448,6 +491,7 @@ class Segment:
         rows = self._sorted_rows()
         if not rows:
             return
+        self._marked = self._marked or version == self._marker
         stmt = postgresql.insert(o)
         stmt = stmt.on_conflict_do_update(
             index_elements=[o.c.source_id, o.c.digest],
@@ -458,6 +502,10 @@ class Segment:
                 "context": stmt.excluded.context,
                 "expired": stmt.excluded.expired,
                 "shared_digest": stmt.excluded.shared_digest,
+                "changed_version": sa.case(
+                    (o.c.expired == stmt.excluded.expired, o.c.changed_version),
+                    else_=stmt.excluded.changed_version,
+                ),
             },
         )
         sid = self._sid
@@ -477,6 +525,7 @@ class Segment:
                         "expired": expired,
                         "context": text,
                         "shared_digest": layer,
+                        "changed_version": version,
                     }
                     for _, key, kind, value, otype, _, seen, until, expired, text, layer in rows[
                         start : start + BATCH_SIZE

@@ -103,9 +103,13 @@ observables_table = sa.Table(
     # The layer of context shared with the package's other indicators (shared_contexts), or
     # NULL: the whole context is then in ``context`` (rows written before feeds_0002, STIX 2).
     sa.Column("shared_digest", sa.LargeBinary(32), nullable=True),
+    # The store's version (FeedStore.version) whose commit last made the row live or expired
+    # (feeds_0005): what a matcher reads to learn what changed since the version it holds.
+    sa.Column("changed_version", sa.BigInteger, nullable=False, server_default="0"),
     sa.UniqueConstraint("source_id", "digest", name="uq_observables_key"),
     sa.Index("ix_observables_live", "expired", "kind"),
     sa.Index("ix_observables_source_seen", "source_id", "last_seen"),
+    sa.Index("ix_observables_changed", "changed_version"),
 )
 
 #: Context layers shared by many observables (a pulse's id, title, description, TLP), stored

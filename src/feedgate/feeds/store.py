@@ -616,24 +616,36 @@ class FeedStore:
                 raise FeedStoreError(f"no source named {name}")
             sid, age_us = int(row[0]), int(row[1])
             cutoff = moment - timedelta(microseconds=age_us)
-            done = conn.execute(
-                o.update()
-                .where(
-                    o.c.source_id == sid,
-                    o.c.expired.is_(False),
-                    sa.or_(
-                        o.c.last_seen < cutoff,
-                        sa.and_(o.c.valid_until.is_not(None), o.c.valid_until <= moment),
-                    ),
-                )
-                .values(expired=True)
+            version = self._next_version(conn)
+            due = sa.and_(
+                o.c.source_id == sid,
+                o.c.expired.is_(False),
+                sa.or_(
+                    o.c.last_seen < cutoff,
+                    sa.and_(o.c.valid_until.is_not(None), o.c.valid_until <= moment),
+                ),
             )
+            if self._postgres:
+                # Holding the version counter's row, wait for no row lock: a segment of the
+                # source in progress may hold one and wait, at its commit, for the counter's
+                # row. Its rows are left for the next expiry (see "Versions" in _ingest).
+                due = o.c.id.in_(sa.select(o.c.id).where(due).with_for_update(skip_locked=True))
+            done = conn.execute(o.update().where(due).values(expired=True, changed_version=version))
             count = int(done.rowcount or 0)
             if count:
                 self._bump(conn)
             if sid not in self._layers_clean and self._drop_unused_layers(conn, sid):
                 self._layers_clean.add(sid)
         return count
+
+    def _next_version(self, conn: sa.Connection) -> int:
+        """The version the write transaction on ``conn`` will bump the counter to, the
+        counter's row locked on PostgreSQL until the commit (see "Versions" in
+        :mod:`feedgate.feeds._ingest`; SQLite's writer lock is the whole database's)."""
+        query = sa.select(counters.c.value).where(counters.c.name == "version")
+        if self._postgres:
+            query = query.with_for_update()
+        return int(conn.execute(query).scalar_one()) + 1
 
     def _drop_unused_layers(self, conn: sa.Connection, sid: int) -> bool:
         """Delete the source's shared context layers that no observable refers to any more
