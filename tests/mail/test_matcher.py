@@ -24,7 +24,7 @@ from feedgate.mail.model import Lookup, Match, Offer, Part
 from feedgate.observables import Kind, LayeredContext, Observable
 from pgserver import Database
 
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)  # the real clock: any day
 PULSE = {"package_id": "pkg-1", "package_title": "Bad pulse"}
 
 

@@ -22,6 +22,7 @@ from .hits import register as register_hits
 from .hub import register as register_hub
 from .observables import register as register_observables
 from .rules import register as register_rules
+from .scan import register as register_scan
 from .serve import register as register_serve
 from .sources import register as register_sources
 from .stix import register as register_stix
@@ -47,3 +48,4 @@ register_exceptions(main)  # feedgate exception list|add|delete
 register_hits(main)  # feedgate hits
 register_serve(main)  # feedgate serve | up
 register_db(main)  # feedgate db upgrade | current
+register_scan(main)  # feedgate scan

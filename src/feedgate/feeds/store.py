@@ -524,6 +524,13 @@ class FeedStore:
         with self._read() as conn:
             return list(conn.execute(sa.select(sources.c.name).order_by(sources.c.name)).scalars())
 
+    def fp_gates(self) -> dict[str, bool]:
+        """Each source's false-positive gate switch, by name: what a scanner needs of the
+        sources besides the matcher's snapshot (nothing decrypted, no secret key needed)."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(sources.c.name, sources.c.fp_gate)).all()
+        return {name: bool(gate) for name, gate in rows}
+
     def list_sources(self) -> list[Source]:
         """All sources, by name."""
         with self._read() as conn:
