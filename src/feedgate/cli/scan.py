@@ -13,12 +13,16 @@ scanned), 2 on bad usage.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
+
+from feedgate.mail.limits import MAX_MESSAGE_BYTES
+from feedgate.mail.policy import HEADER_NAME
 
 from .errors import database_failure, fail, open_store
 
@@ -28,19 +32,54 @@ if TYPE_CHECKING:
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
 
 
-def _messages(paths: tuple[str, ...]) -> Iterator[Path | None]:
-    """Each message file named or under a named folder, in order; None for stdin."""
+class _Unreadable(NamedTuple):
+    """A folder that could not be listed: reported like a file that could not be read."""
+
+    path: str
+    reason: str
+
+
+def _messages(paths: tuple[str, ...]) -> Iterator[Path | _Unreadable | None]:
+    """Each message file named or under a named folder, in order; None for stdin; a folder
+    that cannot be listed as :class:`_Unreadable` (``Path.rglob`` would skip it silently)."""
     for name in paths:
         if name == "-":
             yield None
             continue
         path = Path(name)
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                if found.is_file() and found.suffix.lower() in ("", ".eml"):
-                    yield found
-        else:
+        if not path.is_dir():
             yield path  # a missing file is reported when it is read
+            continue
+        unreadable: list[_Unreadable] = []
+
+        def note(exc: OSError, into: list[_Unreadable] = unreadable) -> None:
+            into.append(_Unreadable(str(exc.filename), exc.strerror or str(exc)))
+
+        for folder, folders, files in os.walk(path, onerror=note):
+            yield from unreadable
+            unreadable.clear()
+            folders.sort()
+            for file in sorted(files):
+                found = Path(folder, file)
+                if found.suffix.lower() in ("", ".eml") and found.is_file():
+                    yield found
+        yield from unreadable
+
+
+def _read(path: Path | None) -> bytes:
+    """The message's bytes, at most ``MAX_MESSAGE_BYTES`` (``ValueError`` beyond: a file such
+    as ``/dev/zero`` must not fill the memory before any limit applies)."""
+    if path is None:
+        raw = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
+    else:
+        with path.open("rb") as file:
+            raw = file.read(MAX_MESSAGE_BYTES + 1)
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise ValueError(
+            f"over {MAX_MESSAGE_BYTES // 2**20} MiB, the largest message feedgate scans"
+            " (feedgate.mail.limits.MAX_MESSAGE_BYTES); not scanned"
+        )
+    return raw
 
 
 def _title(context: dict[str, object]) -> str:
@@ -52,11 +91,12 @@ def _title(context: dict[str, object]) -> str:
 
 
 def line(verdict: Verdict) -> str:
-    """The plain one-line report of a verdict."""
-    found = [
-        f"{m.part} {m.kind} {m.value} ({m.source}: {_title(dict(m.context))})"
-        for m in verdict.matches
-    ]
+    """The plain one-line report of a verdict: each distinct match once (with a count when
+    the message carries it in several places), then what a tag or header rule adds."""
+    found: dict[str, int] = {}
+    for m in verdict.matches:
+        entry = f"{m.part} {m.kind} {m.value} ({m.source}: {_title(dict(m.context))})"
+        found[entry] = found.get(entry, 0) + 1
     notes = []
     for what, items in (
         ("suppressed", verdict.suppressed),
@@ -69,7 +109,11 @@ def line(verdict: Verdict) -> str:
     if verdict.rules:
         text += f" [{', '.join(verdict.rules)}]"
     if found:
-        text += ": " + "; ".join(found)
+        text += ": " + "; ".join(f"{e} x{n}" if n > 1 else e for e, n in found.items())
+    if verdict.subject_prefix:
+        text += f"; subject prefix {verdict.subject_prefix!r}"
+    if verdict.header:
+        text += f"; adds {HEADER_NAME}: {verdict.header}"
     if notes:
         text += f" ({', '.join(notes)})"
     return text
@@ -83,7 +127,22 @@ def _check_ip(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     try:
         return normalise_ip(value)[1]
     except InvalidValue as exc:
-        raise click.BadParameter(f"{value!r} is not an IP address ({exc})") from None
+        raise click.BadParameter(str(exc)) from None
+
+
+def _check_sender(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An address, or ``<>``/empty: the null sender of bounces (which offers nothing)."""
+    if value is None or value.strip() in ("", "<>"):
+        return value
+    from feedgate.observables import InvalidValue, normalise_email
+
+    try:
+        normalise_email(value.strip().removeprefix("<").removesuffix(">"))
+    except InvalidValue as exc:
+        raise click.BadParameter(
+            f"{exc}; give an address such as bounce@example.org, or <>"
+        ) from None
+    return value
 
 
 @click.command("scan")
@@ -94,7 +153,12 @@ def _check_ip(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     callback=_check_ip,
     help="The connecting IP (default: the topmost Received header's).",
 )
-@click.option("--envelope-from", metavar="ADDR", help="The SMTP MAIL FROM (default: Return-Path).")
+@click.option(
+    "--envelope-from",
+    metavar="ADDR",
+    callback=_check_sender,
+    help="The SMTP MAIL FROM, <> for none (default: Return-Path).",
+)
 @click.option("--no-log", is_flag=True, help="Write nothing to the match log.")
 @click.option("--db", envvar="FEEDGATE_DB", help=_DB_HELP)
 def scan(
@@ -114,16 +178,27 @@ def scan(
     from feedgate.mail.policy_store import PolicyStore
     from feedgate.mail.scanner import Scanner
 
+    if paths.count("-") > 1:
+        raise click.UsageError("stdin (-) can be named once: it holds one message")
     name = db or default_db()
     store = open_store(name, FeedStore)
     failed = False
     try:
         scanner = Scanner(store, PolicyStore(store.engine, store.source_names), log=not no_log)
         for path in _messages(paths):
+            if isinstance(path, _Unreadable):
+                click.echo(f"feedgate: error: cannot read {path.path}: {path.reason}", err=True)
+                failed = True
+                continue
             try:
-                raw = sys.stdin.buffer.read() if path is None else path.read_bytes()
+                raw = _read(path)
             except OSError as exc:
-                click.echo(f"feedgate: error: cannot read {path}: {exc.strerror}", err=True)
+                reason = exc.strerror or str(exc)
+                click.echo(f"feedgate: error: cannot read {path or '-'}: {reason}", err=True)
+                failed = True
+                continue
+            except ValueError as exc:
+                click.echo(f"feedgate: error: {path or '-'}: {exc}", err=True)
                 failed = True
                 continue
             verdict = scanner.scan(
@@ -139,7 +214,7 @@ def scan(
     except sqlalchemy.exc.SQLAlchemyError as exc:
         database_failure(name, exc)
     except MemoryError:
-        fail("out of memory while scanning; scan fewer or smaller messages at once")
+        fail("out of memory while scanning a message; lower the memory it may take (ulimit -v)?")
     if failed:
         sys.exit(1)
 

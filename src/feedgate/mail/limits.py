@@ -53,3 +53,7 @@ MAX_COMPRESSION_RATIO: Final = 200
 BOMB_MIN_BYTES: Final = 1 * MiB
 #: Chunk in which members are decompressed and hashed (never a whole member at once).
 ARCHIVE_CHUNK_BYTES: Final = 256 * 1024
+
+#: The largest message feedgate scans at all: a file or an SMTP message past it is refused
+#: before it is parsed (the stdlib parser holds several copies of a message while it works).
+MAX_MESSAGE_BYTES: Final = 64 * MiB
