@@ -706,7 +706,8 @@ OPENAPI: Final[dict[str, Any]] = {
                 "type": "object",
                 "properties": _RULE_FIELDS,
                 "additionalProperties": False,
-                "description": "the fields to change: name renames, position moves",
+                "minProperties": 1,
+                "description": "the fields to change (one at least): name renames, position moves",
             },
             "Rule": {
                 "type": "object",
@@ -947,7 +948,12 @@ OPENAPI: Final[dict[str, Any]] = {
                     ),
                     _param(
                         "top",
-                        {"type": "integer", "minimum": 0, "default": DEFAULT_TOP},
+                        {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": MAX_TOP,
+                            "default": DEFAULT_TOP,
+                        },
                         f"how many observables to list ({MAX_TOP} at most)",
                     ),
                 ),
