@@ -670,6 +670,11 @@ OPENAPI: Final[dict[str, Any]] = {
                         for k in ("segments", "blocks", "read", "new", "updated", "expired")
                     },
                     "skipped_blocks": _COUNT,
+                    "skipped": {
+                        "type": "object",
+                        "additionalProperties": _COUNT,
+                        "description": "values left out of the feed, by reason",
+                    },
                     "error": _nullable("string"),
                     "seconds": {"type": "number", "minimum": 0},
                 },
