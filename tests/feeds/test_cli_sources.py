@@ -175,7 +175,10 @@ def test_edit_enable_disable_delete(env: Env) -> None:
         "source", "edit", "otx", "--interval", "2h", "--no-enforce", "ipv4",
         "--proxy-url", "http://proxy.example:3128", "--port", "8443", "--description", "d",
     )  # fmt: skip
-    assert out.strip().startswith("updated source otx: https://otx.alienvault.com:8443/taxii/poll")
+    assert out.strip() == (
+        "updated source otx: description - -> d; port 443 -> 8443; proxy_url - ->"
+        " http://proxy.example:3128; polling_interval 1h -> 2h; enforce -ipv4"
+    )  # what changed, in source show's words
     source = env.store().get_source("otx")
     assert source is not None
     assert source.polling_interval == timedelta(hours=2)
@@ -183,14 +186,25 @@ def test_edit_enable_disable_delete(env: Env) -> None:
     assert source.proxy_url == "http://proxy.example:3128" and source.port == 8443
     assert source.password == PASSWORD and source.collection == "user_AlienVault"  # kept
 
-    env.ok("source", "edit", "otx", "--enforce", "ipv4", "--proxy-url", "")
+    out = env.ok("source", "edit", "otx", "--enforce", "ipv4", "--proxy-url", "")
+    assert out.strip() == (
+        "updated source otx: proxy_url http://proxy.example:3128 -> -; enforce +ipv4"
+    )
     source = env.store().get_source("otx")
     assert source is not None and "ipv4" in source.enforce and source.proxy_url is None
     assert env.ok("source", "edit", "otx").strip() == "source otx: nothing changed"
 
-    env.ok("source", "edit", "otx", "--no-password")
+    out = env.ok("source", "edit", "otx", "--no-fp-gate", "--username-env", "NEW_KEY",
+                 env={"NEW_KEY": "new-api-key-0123"})  # fmt: skip
+    assert out.strip() == "updated source otx: username (secret, changed); fp_gate yes -> no"
+    assert "new-api-key-0123" not in out and "apikey" not in out
+    out = env.ok("source", "edit", "otx", "--password-env", "OTHER_PW", env={"OTHER_PW": "p2"})
+    assert out.strip() == "updated source otx: password (secret, changed)"
+    out = env.ok("source", "edit", "otx", "--no-password")
+    assert out.strip() == "updated source otx: password (secret, removed)"
     source = env.store().get_source("otx")
-    assert source is not None and source.password is None and source.username == "apikey"
+    assert source is not None and source.password is None
+    assert source.username == "new-api-key-0123" and source.fp_gate is False
 
     assert env.ok("source", "disable", "otx").strip() == "source otx disabled"
     assert env.ok("source", "list").splitlines()[1].split()[1] == "no"

@@ -175,3 +175,39 @@ def test_a_cancelled_poll_stops_before_the_next_segment_keeping_the_ones_before(
     assert any("not polled: this node lost the source's lease" in line for line in lines)
     again = poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
     assert again.ok and again.segments == 6  # the rest of the window, from the watermark
+
+
+def test_values_the_reader_leaves_out_are_counted_with_their_reasons(setup: Setup) -> None:
+    """A pulse of four indicators, one of them the domain ``com`` (no domain): the segment's
+    line and the poll-done line say it was skipped and why, as ``feedgate stix extract`` does,
+    and the observables read stay the three stored."""
+    from feedgate.hub.model import Indicator, Pulse
+
+    made = NOW - timedelta(days=2)
+    values = ("skip-a.example", "skip-b.example", "com", "skip-c.example")
+    pulse = Pulse(
+        id="5f0c0ffee0000000000000aa",
+        name="one value no domain",
+        author_name="gateway",
+        created=made.replace(tzinfo=None),
+        modified=made.replace(tzinfo=None),
+        indicators=tuple(
+            Indicator(indicator=v, type="domain", created=made.replace(tzinfo=None)) for v in values
+        ),
+    )
+    setup.hub.add_pulses([pulse])
+    source = replace(setup.source, name="mine", collection="user_gateway", age=timedelta(days=7))
+    setup.feeds.add_source(source)
+    result = poll_source(setup.feeds, source, setup.log, now=lambda: NOW)
+    assert result.ok, result.error
+    assert (result.read, result.new) == (3, 3)
+    assert result.skipped == {"invalid domain value": 1}
+    lines = [e.message for e in setup.feeds.log_entries("mine")]
+    segment = [line for line in lines if line.startswith("segment ") and "3 observables" in line]
+    assert len(segment) == 1
+    assert segment[0].endswith(
+        ": 1 blocks, 3 observables read, 3 new, 0 updated; 1 skipped: 1 × invalid domain value"
+    )
+    done = next(line for line in lines if line.startswith("poll done:"))
+    assert "3 observables read, 3 new, 0 updated, 0 expired in " in done
+    assert done.endswith(" s; 1 skipped: 1 × invalid domain value")

@@ -110,7 +110,24 @@ def test_rules_crud(api: httpx.Client) -> None:
         ("POST", "/api/v1/rules", {"name": "x", "action": "log", "sources": ["gone"]}, 400,
          "sources", "sources: no source named 'gone': the sources are otx, partner"),
         ("POST", "/api/v1/rules", {"name": "x", "action": "log", "position": "1"}, 400,
-         "position", "position: '1' cannot be used"),
+         "position", "position: expected a whole number, got '1': give 1 for the first rule"),
+        ("POST", "/api/v1/rules", {"name": "x", "action": "log", "position": True}, 400,
+         "position", "position: expected a whole number, got true: give 1 for the first rule"),
+        ("PATCH", "/api/v1/rules/threat-feeds", {"position": False}, 400, "position",
+         "position: expected a whole number, got false"),
+        ("PATCH", "/api/v1/rules/threat-feeds", {"enabled": None}, 400, "enabled",
+         "enabled: null: give true or false"),
+        ("PATCH", "/api/v1/rules/threat-feeds", {"sources": [None]}, 400, "sources",
+         "sources: null is not a name: give text"),
+        ("PATCH", "/api/v1/rules/threat-feeds", {"name": ["a"]}, 400, "name",
+         'name: expected text, got ["a"]'),
+        ("PATCH", "/api/v1/rules/threat-feeds", {}, 400, None,
+         "nothing to change: give one or more of the rule's fields name, parts, sources,"
+         " kinds, action, position, enabled, subject_prefix"),
+        ("POST", "/api/v1/exceptions", {"value": True, "note": "n"}, 400, "value",
+         "expected text, got true: give a domain"),
+        ("POST", "/api/v1/exceptions", {"value": "x.example", "note": 5}, 400, "note",
+         "expected text, got 5: give the note"),
         ("POST", "/api/v1/rules", {"name": "x", "action": "log", "colour": 1}, 400, "colour",
          "colour: unknown field: the fields are name, parts"),
         ("POST", "/api/v1/rules", ["x"], 400, "body", "body: expected a JSON object"),
@@ -130,14 +147,24 @@ def test_rules_crud(api: httpx.Client) -> None:
         ("POST", "/api/v1/exceptions", {"value": "*.x.example", "note": "n"}, 400, "value",
          "'*.x.example': a domain exception covers its subdomains already"),
         ("DELETE", "/api/v1/exceptions/nothere.example", None, 404, "value",
-         "nothere.example is not on the exception list"),
+         "nothere.example is not on the exception list; 'feedgate exception list --format"
+         " jsonl' shows the values exactly"),
         ("DELETE", "/api/v1/exceptions", None, 400, "value", "value: missing"),
         ("GET", "/api/v1/hits?since=7days", None, 400, "since", "'7days' is not a duration"),
-        ("GET", "/api/v1/hits?top=-1", None, 400, "top", "'-1' is not a whole number"),
+        ("GET", "/api/v1/hits?top=-1", None, 400, "top",
+         "top: '-1' cannot be used: give a whole number from 0 to 1000"),
+        ("GET", "/api/v1/hits?top=5000", None, 400, "top",
+         "top: '5000' cannot be used: give a whole number from 0 to 1000"),
     ],
 )  # fmt: skip
 def test_refusals(
-    api: httpx.Client, method: str, path: str, body: Any, status: int, field: str, detail: str
+    api: httpx.Client,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    field: str | None,
+    detail: str,
 ) -> None:
     answer = api.request(method, path, json=body) if body is not None else api.request(method, path)
     assert answer.status_code == status, answer.text
@@ -168,6 +195,15 @@ def test_exceptions_crud_and_deleting_values_with_slashes(api: httpx.Client) -> 
     assert api.get("/api/v1/exceptions").json() == []
 
 
+def test_an_email_exception_is_one_entry_whatever_its_case(api: httpx.Client) -> None:
+    made = api.post("/api/v1/exceptions", json={"value": "CEO@Example.com", "note": "the CEO"})
+    assert made.status_code == 201 and made.json()["value"] == "ceo@example.com"
+    again = api.post("/api/v1/exceptions", json={"value": "ceo@example.com", "note": "again"})
+    assert again.status_code == 409
+    assert api.delete("/api/v1/exceptions/Ceo@EXAMPLE.com").status_code == 204
+    assert api.get("/api/v1/exceptions").json() == []
+
+
 def test_hits(api: httpx.Client, stores: tuple[FeedStore, PolicyStore]) -> None:
     assert api.get("/api/v1/hits").json() == {"sources": [], "top": []}
     fill_match_log(stores[1], datetime.now(UTC))
@@ -179,6 +215,8 @@ def test_hits(api: httpx.Client, stores: tuple[FeedStore, PolicyStore]) -> None:
     assert api.get("/api/v1/hits?since=all").json()["sources"][0]["hits"] == 4
     one = api.get("/api/v1/hits", params={"source": "partner", "top": "1"}).json()
     assert [t["value"] for t in one["top"]] == ["198.51.100.7"]
+    assert api.get("/api/v1/hits", params={"top": "1000"}).status_code == 200
+    assert api.get("/api/v1/hits", params={"top": "0"}).json()["top"] == []
 
 
 def test_the_index_and_openapi_document_name_the_policy_paths(api: httpx.Client) -> None:

@@ -130,8 +130,10 @@ def test_edit_renames_moves_and_goes_back_to_any(sources: Cli) -> None:
     assert cli.jsonl("rule", "list")[2]["subject_prefix"] == "[THREAT]"
     cli.ok("rule", "edit", "t1", "--action", "log")  # not a tag rule: the prefix goes
     assert cli.jsonl("rule", "list")[2]["subject_prefix"] is None
-    result = cli.run("rule", "edit", "t1")
-    assert result.returncode == 2 and "give what to change" in result.stderr
+    assert cli.error("rule", "edit", "t1", status=2) == (
+        "nothing to change: give one or more of --name, --part, --source, --kind, --action,"
+        " --position, --subject-prefix (enabled: feedgate rule enable or disable)"
+    )  # the library's refusal, as PATCH /api/v1/rules/t1 {} is 400
 
 
 def test_enable_disable_delete(sources: Cli) -> None:
@@ -242,7 +244,8 @@ def test_exceptions_add_list_delete(cli: Cli) -> None:
          " domain, e-mail address, IP address or network, URL or hash"),
         (("add", "PARTNER.example", "--note", "again"), 2, "value (VALUE): partner.example is"
          " on the exception list already (note: first)"),
-        (("delete", "other.example"), 1, "other.example is not on the exception list"),
+        (("delete", "other.example"), 1, "other.example is not on the exception list;"
+         " 'feedgate exception list --format jsonl' shows the values exactly"),
     ],
 )  # fmt: skip
 def test_a_refused_exception_is_one_line(
@@ -251,6 +254,42 @@ def test_a_refused_exception_is_one_line(
     cli.ok("exception", "add", "partner.example", "--note", "first")
     assert cli.error("exception", *args, status=status).startswith(line)
     assert len(cli.jsonl("exception", "list")) == 1
+
+
+def test_an_email_exception_is_one_entry_whatever_its_case(cli: Cli) -> None:
+    out = cli.ok("exception", "add", "CEO@Example.com", "--note", "the CEO")
+    assert out.strip() == "added exception email ceo@example.com: covers this address"
+    assert cli.error("exception", "add", "ceo@example.com", "--note", "again") == (
+        "value (VALUE): ceo@example.com is on the exception list already (note: the CEO)"
+    )
+    assert cli.ok("exception", "delete", "Ceo@EXAMPLE.com").strip() == (
+        "deleted exception email ceo@example.com"
+    )
+    assert cli.jsonl("exception", "list") == []
+
+
+def test_the_exception_table_shows_long_values_whole(cli: Cli) -> None:
+    """An admin copies a value from the table into ``exception delete``: it is never cut."""
+    url = "https://files.example/" + "/".join(f"folder-{i}" for i in range(12)) + "/report.pdf"
+    digest = "ab" * 32
+    cli.ok("exception", "add", url, "--note", "the shared drive")
+    cli.ok("exception", "add", digest, "--note", "a known-good installer")
+    rows = table(cli.ok("exception", "list"))
+    assert rows[1:] == [
+        ["sha256", digest, "a known-good installer"],
+        ["url", url, "the shared drive"],
+    ]
+    assert "…" not in cli.ok("exception", "list")
+    cli.ok("exception", "delete", rows[2][1])  # copied from the table
+    assert [e["value"] for e in cli.jsonl("exception", "list")] == [digest]
+
+
+def test_the_rule_table_shows_long_names_whole(cli: Cli) -> None:
+    name = "quarantine-everything-the-partner-feed-lists-" + "x" * 19
+    assert len(name) == 64
+    cli.ok("rule", "add", name, "--action", "quarantine")
+    assert table(cli.ok("rule", "list"))[2][1] == name
+    cli.ok("rule", "disable", name)  # copied from the table, it names the rule
 
 
 def test_hits_table_and_json(sources: Cli) -> None:
@@ -288,7 +327,11 @@ def test_hits_table_and_json(sources: Cli) -> None:
 def test_hits_refuses_a_bad_duration_with_the_source_options_words(sources: Cli) -> None:
     line = sources.error("hits", "--since", "7 days")
     assert line.startswith("since (--since): '7 days' is not a duration: give a number and a unit")
-    assert sources.run("hits", "--top", "-1").returncode == 2
+    for top, shown in (("-1", "'-1'"), ("5000", "'5000'"), ("ten", "'ten'")):
+        assert sources.error("hits", "--top", top) == (
+            f"top (--top): {shown} cannot be used: give a whole number from 0 to 1000"
+        )  # the library's limit and words, as GET /api/v1/hits?top= says them
+    assert sources.ok("hits", "--top", "1000").startswith("no hits")
 
 
 def test_db_option_on_the_group_and_the_command(tmp_path: Path, cli: Cli) -> None:

@@ -235,7 +235,7 @@ def test_email_exception_is_case_insensitive() -> None:
         [hit], pol, [offer(Part.FROM, Lookup.EMAIL, "Ceo@example.org", "Ceo@EXAMPLE.org")]
     )
     assert verdict.action == Action.DELIVER
-    assert verdict.excepted[0].exception == "CEO@example.org"
+    assert verdict.excepted[0].exception == "ceo@example.org"  # one exception, lower-cased
     other = match(part=Part.FROM, kind="email", value="cfo@example.org")
     assert run([other], pol).action == Action.QUARANTINE
 

@@ -188,6 +188,23 @@ def test_words_in_any_case_and_any_means_all(store: PolicyStore) -> None:
             "subject_prefix: 'a\\r\\nBcc: x' cannot be used",
         ),
         ({"name": "x", "position": 0}, "position: 0 cannot be used: give 1 for the first rule"),
+        # what a REST client sends is quoted as JSON spells it, not as Python does
+        ({"name": "x", "position": True}, "position: expected a whole number, got true: give 1"),
+        ({"name": "x", "position": "1"}, "position: expected a whole number, got '1': give 1"),
+        ({"name": "x", "position": 1.5}, "position: expected a whole number, got 1.5: give 1"),
+        ({"name": 7}, "name: expected text, got 7: give the rule a name"),
+        ({"name": "x", "enabled": None}, "enabled: null: give true or false"),
+        ({"name": "x", "enabled": 1}, "enabled: 1: give true or false"),
+        ({"name": "x", "action": None}, "action: unknown action null: choose from"),
+        ({"name": "x", "action": ["log"]}, 'action: unknown action ["log"]: choose from'),
+        ({"name": "x", "parts": True}, "parts: give a list of names, not true"),
+        ({"name": "x", "kinds": {"url": 1}}, 'kinds: give a list of names, not {"url": 1}'),
+        ({"name": "x", "sources": [None]}, "sources: null is not a name: give text"),
+        ({"name": "x", "sources": [["otx"]]}, 'sources: ["otx"] is not a name: give text'),
+        (
+            {"name": "x", "action": "tag", "subject_prefix": False},
+            "subject_prefix: expected text, got false: give the text to put before",
+        ),
     ],
 )
 def test_rule_validation_messages(
@@ -211,7 +228,7 @@ def test_edit_validation(store: PolicyStore) -> None:
     store.add_rule("other", action="log")
     with pytest.raises(PolicyError, match="a rule named 'other' exists"):
         store.edit_rule("threat-feeds", name="other")
-    with pytest.raises(PolicyError, match="unknown field colour: a rule's fields are action,"):
+    with pytest.raises(PolicyError, match="unknown field colour: a rule's fields are name, parts,"):
         store.edit_rule("threat-feeds", colour="red")
     with pytest.raises(
         PolicyError, match="no rule named 'nope': the rules are threat-feeds, other"
@@ -219,6 +236,19 @@ def test_edit_validation(store: PolicyStore) -> None:
         store.edit_rule("nope", enabled=False)
     with pytest.raises(PolicyError, match="no rule named 'nope'"):
         store.delete_rule("nope")
+
+
+def test_an_edit_that_changes_nothing_is_refused_naming_what_can_change(
+    store: PolicyStore,
+) -> None:
+    before = store.version()
+    with pytest.raises(PolicyError) as caught:
+        store.edit_rule("threat-feeds")
+    assert caught.value.message == (
+        "nothing to change: give one or more of the rule's fields name, parts, sources, kinds,"
+        " action, position, enabled, subject_prefix"
+    )
+    assert store.version() == before  # nothing was written, no gateway reloads
 
 
 def test_a_rule_naming_a_deleted_source_can_still_be_edited(
@@ -242,7 +272,7 @@ def test_exceptions_of_each_kind_are_classified_and_normalised(store: PolicyStor
         "2001:DB8::7": ("ipv6", "2001:db8::7"),
         "198.51.100.0/24": ("cidr", "198.51.100.0/24"),
         "198.51.100.9/32": ("ipv4", "198.51.100.9"),
-        "Boss@Example.NET": ("email", "Boss@example.net"),
+        "Boss@Example.NET": ("email", "boss@example.net"),
         "HTTPS://Example.org:443/a": ("url", "https://example.org/a"),
         "D41D8CD98F00B204E9800998ECF8427F": ("md5", "d41d8cd98f00b204e9800998ecf8427f"),
         "a" * 40: ("sha1", "a" * 40),
@@ -265,10 +295,15 @@ def test_exceptions_of_each_kind_are_classified_and_normalised(store: PolicyStor
         ("example.com", "  ", "note", "an exception needs a note saying why it is trusted"),
         ("example.com", "a\nb", "note", "the note contains control characters"),
         ("x" * 3000 + ".com", "n", "value", "exception of 3004 characters: at most 2048"),
+        (None, "n", "value", "empty exception: give a domain"),
+        (True, "n", "value", "expected text, got true: give a domain, e-mail address"),
+        (["a.example"], "n", "value", 'expected text, got ["a.example"]: give a domain'),
+        ("example.com", None, "note", "an exception needs a note saying why it is trusted"),
+        ("example.com", 42, "note", "expected text, got 42: give the note saying why"),
     ],
 )
 def test_exception_validation_messages(
-    store: PolicyStore, value: str, note: str, field: str, message: str
+    store: PolicyStore, value: object, note: object, field: str, message: str
 ) -> None:
     with pytest.raises(PolicyError) as caught:
         store.add_exception(value, note)
@@ -283,8 +318,58 @@ def test_exception_duplicates_and_deletion_by_any_spelling(store: PolicyStore) -
         store.add_exception("EXAMPLE.com.", "again")
     store.delete_exception("Example.Com")
     assert store.list_exceptions() == []
-    with pytest.raises(PolicyError, match=r"example\.com is not on the exception list"):
+    with pytest.raises(PolicyError) as caught:
         store.delete_exception("example.com")
+    assert caught.value.message == (
+        "example.com is not on the exception list; 'feedgate exception list --format jsonl'"
+        " shows the values exactly"
+    )
+
+
+def test_an_email_exception_is_one_entry_whatever_the_case(store: PolicyStore) -> None:
+    entry = store.add_exception("CEO@Example.com", "the CEO")
+    assert (entry.kind, entry.value) == ("email", "ceo@example.com")
+    with pytest.raises(PolicyError, match=r"ceo@example\.com is on the exception list already"):
+        store.add_exception("ceo@example.com", "again")
+    store.delete_exception("Ceo@EXAMPLE.com")
+    assert store.list_exceptions() == []
+
+
+def test_a_mixed_case_email_row_from_before_is_found_and_deleted(store: PolicyStore) -> None:
+    """A row stored as typed (before addresses were lower-cased): a duplicate of it is refused
+    and one delete, spelt any way, removes it."""
+    from feedgate.mail.schema import exceptions_table
+    from feedgate.observables import observable_digest
+
+    with store.engine.begin() as conn:
+        conn.execute(
+            exceptions_table.insert().values(
+                digest=observable_digest("email", "CEO@example.com"),
+                kind="email",
+                value="CEO@example.com",
+                note="old row",
+            )
+        )
+    with pytest.raises(PolicyError, match=r"CEO@example\.com is on the exception list already"):
+        store.add_exception("ceo@EXAMPLE.com", "again")
+    before = store.version()
+    store.delete_exception("ceo@example.com")
+    assert store.list_exceptions() == []
+    assert store.version() == before + 1
+
+
+def test_hits_top_is_checked_once_for_both_faces(store: PolicyStore) -> None:
+    from feedgate.mail.policy_store import MAX_TOP, check_top
+
+    assert (check_top(0), check_top(MAX_TOP), check_top("25")) == (0, MAX_TOP, 25)
+    for bad, shown in ((MAX_TOP + 1, "1001"), (-1, "-1"), ("5000", "'5000'"), (True, "true"),
+                       ("1e3", "'1e3'"), ("9" * 30, "'" + "9" * 30 + "'")):  # fmt: skip
+        with pytest.raises(PolicyError) as caught:
+            store.hits(top=bad)  # type: ignore[arg-type]
+        assert caught.value.field == "top"
+        assert caught.value.message == (
+            f"top: {shown} cannot be used: give a whole number from 0 to {MAX_TOP}"
+        )
 
 
 def test_stored_exceptions_apply(store: PolicyStore) -> None:

@@ -10,7 +10,7 @@ source show`` says of a missing source) and for database failures.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final, NoReturn, TypeVar
 
@@ -42,6 +42,7 @@ OPTION_OF: Final[dict[str, str]] = {
     "value": "VALUE",
     "note": "--note",
     "since": "--since",
+    "top": "--top",
 }
 
 
@@ -125,10 +126,17 @@ def _cut(cell: str) -> str:
     return cell if len(cell) <= _MAX_CELL else cell[: _MAX_CELL - 1] + "…"
 
 
-def print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def print_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], whole: Collection[int] = ()
+) -> None:
     """Columns as ``feedgate source list`` prints them: padded, two spaces apart, the last
-    column whole (a note, a value) and every other cut at 40 characters."""
-    cut = [[_cut(cell) for cell in row[:-1]] + list(row[-1:]) for row in rows]
+    column and the columns ``whole`` names (by index) whole, every other cut at 40 characters.
+    What an admin copies into another command (an exception's value, a rule's name) is whole:
+    a cut one names nothing."""
+    cut = [
+        [cell if i in whole else _cut(cell) for i, cell in enumerate(row[:-1])] + list(row[-1:])
+        for row in rows
+    ]
     widths = [max(len(row[i]) for row in [list(header), *cut]) for i in range(len(header) - 1)]
     for row in [list(header), *cut]:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]

@@ -44,7 +44,7 @@ def list_command(format_: str, db: str | None) -> None:
     if not entries:
         click.echo("no exceptions (add one with: feedgate exception add VALUE --note WHY)")
         return
-    print_table(["KIND", "VALUE", "NOTE"], [[e.kind, e.value, e.note] for e in entries])
+    print_table(["KIND", "VALUE", "NOTE"], [[e.kind, e.value, e.note] for e in entries], whole={1})
 
 
 @exception_group.command("add")

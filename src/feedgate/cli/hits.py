@@ -30,25 +30,30 @@ def _when(moment: datetime) -> str:
 )
 @click.option(
     "--top",
-    type=click.IntRange(0, 1000),
-    default=10,
-    show_default=True,
+    default=None,
     metavar="N",
-    help="How many of the observables hit most to list.",
+    help="How many of the observables hit most to list [10] (the most: see the refusal).",
 )
 @format_option("table", "json", default="table")
 @db_option
-def hits_command(source: str | None, since: str, top: int, format_: str, db: str | None) -> None:
+def hits_command(
+    source: str | None, since: str, top: str | None, format_: str, db: str | None
+) -> None:
     """Hits per source and the observables hit most."""
     from feedgate.feeds.sources import SourceError
+    from feedgate.mail.policy_store import DEFAULT_TOP, check_top
+    from feedgate.mail.rules import PolicyError
     from feedgate.web.api_policy import since_moment
 
     try:
         start = since_moment(since, datetime.now(UTC))
-    except SourceError as exc:
+        count = check_top(
+            DEFAULT_TOP if top is None else top
+        )  # before the database is opened: bad input is said first
+    except (SourceError, PolicyError) as exc:
         refused(exc)
     with policy_store(db) as store:
-        hits = store.hits(source, start, top)
+        hits = store.hits(source, start, count)
     if format_ == "json":
         click.echo(json.dumps(hits.to_dict(), ensure_ascii=False, indent=2))
         return

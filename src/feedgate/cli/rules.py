@@ -23,6 +23,7 @@ from ._policy import (
     refused,
     words,
 )
+from .errors import fail
 
 if TYPE_CHECKING:
     from feedgate.mail.rules import Rule
@@ -62,6 +63,9 @@ _KIND_HELP: Final = (
     " comma-separate; none: every kind"
 )
 _ACTION_HELP: Final = "reject, drop, quarantine, tag, header or log"
+#: What ``rule edit`` can change (``enabled`` has ``rule enable`` and ``rule disable``).
+EDIT_OPTIONS: Final = "--name, --part, --source, --kind, --action, --position, --subject-prefix"
+ENABLE_HINT: Final = "enabled: feedgate rule enable or disable"
 
 
 @click.group(name="rule")
@@ -101,7 +105,7 @@ def list_command(format_: str, db: str | None) -> None:
                 action,
             ]
         )
-    print_table(["POS", "NAME", "ENABLED", "PARTS", "SOURCES", "KINDS", "ACTION"], rows)
+    print_table(["POS", "NAME", "ENABLED", "PARTS", "SOURCES", "KINDS", "ACTION"], rows, whole={1})
 
 
 @rule_group.command("show")
@@ -220,17 +224,15 @@ def edit_command(
         changes["position"] = position
     if subject_prefix is not None:
         changes["subject_prefix"] = subject_prefix if subject_prefix.strip() else None
-    if not changes:
-        raise click.UsageError(
-            "give what to change: --name, --part, --source, --kind, --action, --position or"
-            " --subject-prefix"
-        )
     from feedgate.mail.rules import PolicyConflict, PolicyError, PolicyNotFound
 
     with policy_store(db) as store:
         try:
-            rule = store.edit_rule(name, **changes)
+            rule = store.edit_rule(name, **changes)  # no changes: the library refuses, as PATCH {}
         except PolicyError as exc:
+            if not changes:
+                said = exc.message.partition(":")[0]  # "nothing to change", in the options' words
+                fail(f"{said}: give one or more of {EDIT_OPTIONS} ({ENABLE_HINT})", exc, status=2)
             renaming = exc.field == "name" and not isinstance(exc, PolicyNotFound)
             if renaming or isinstance(exc, PolicyConflict):
                 refused(exc, "--name")  # the new name is at fault, not NAME

@@ -411,7 +411,35 @@ def edit_command(
             click.echo(f"source {name}: nothing changed")
             return
         store.update_source(source)
-    click.echo(f"updated source {source.name}: {_describe(source)}")
+    click.echo(f"updated source {source.name}: {'; '.join(_changed(current, source))}")
+
+
+def _changed(old: Source, new: Source) -> list[str]:
+    """What an edit changed, one item a field, in ``source show``'s words: ``fp_gate yes ->
+    no``, ``enforce -ipv4 +url``; a secret (a password, a secret user name) only as ``(secret,
+    changed)`` or ``(secret, removed)``, never its value."""
+    said: list[str] = []
+    for item in dataclasses.fields(new):
+        name = item.name
+        if name == "unreadable_secrets":
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        unreadable = (name in old.unreadable_secrets) != (name in new.unreadable_secrets)
+        if before == after and not unreadable:
+            continue
+        # a user name that is or was a secret: its value is said by neither side
+        was_secret = name == "username" and (old.username_secret or new.username_secret)
+        secret = name in SECRET_FIELDS or was_secret
+        if secret:
+            said.append(f"{name} (secret, {'removed' if after is None else 'changed'})")
+        elif isinstance(after, frozenset):
+            moves = [f"-{k}" for k in sorted(before - after)] + [
+                f"+{k}" for k in sorted(after - before)
+            ]
+            said.append(f"{name} {' '.join(moves)}")
+        else:
+            said.append(f"{name} {_shown(name, before, old)} -> {_shown(name, after, new)}")
+    return said
 
 
 def _set_enabled(name: str, db: str | None, enabled: bool) -> None:

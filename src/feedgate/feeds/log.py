@@ -20,6 +20,7 @@ import logging
 import logging.handlers
 import re
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -30,7 +31,14 @@ from feedgate.redaction import hide_url_credentials
 if TYPE_CHECKING:
     from .store import FeedStore, LogEntry
 
-__all__ = ["ThreatFeedLog", "default_log_path", "format_line", "read_figures", "redact"]
+__all__ = [
+    "ThreatFeedLog",
+    "default_log_path",
+    "format_line",
+    "read_figures",
+    "redact",
+    "skipped_figures",
+]
 
 #: Rotation: files of at most this size, this many old ones kept.
 MAX_BYTES: Final = 10 * 1024**2
@@ -103,6 +111,29 @@ def read_figures(read: int, new: int, updated: int) -> str:
     repeats = read - new - updated
     said = f" ({repeats} repeat{'' if repeats == 1 else 's'} within a segment)" if repeats else ""
     return f"{read} observables read{said}, {new} new, {updated} updated"
+
+
+#: How many reasons a skipped figure names (the most common first); the rest are counted.
+SKIP_REASONS_SHOWN: Final = 3
+
+
+def skipped_figures(skipped: Mapping[str, int]) -> str:
+    """What a segment (or a poll) left out of a feed, and why, for the end of its line:
+    ``; 1 skipped: 1 × invalid domain value`` (empty when nothing was). The reasons are the
+    reader's (:class:`feedgate.stix.ReadStats`), as ``feedgate stix extract`` says them, the
+    most common first; a value left out is not among the observables read."""
+    counts = sorted(((n, reason) for reason, n in skipped.items() if n > 0), key=_most_first)
+    if not counts:
+        return ""
+    said = [f"{n} × {reason}" for n, reason in counts[:SKIP_REASONS_SHOWN]]
+    rest = len(counts) - SKIP_REASONS_SHOWN
+    if rest > 0:
+        said.append(f"{rest} more reason{'' if rest == 1 else 's'}")
+    return f"; {sum(n for n, _ in counts)} skipped: {'; '.join(said)}"
+
+
+def _most_first(item: tuple[int, str]) -> tuple[int, str]:
+    return -item[0], item[1]
 
 
 def stamp(moment: datetime) -> str:

@@ -15,15 +15,17 @@ The next segments are polled and parsed ahead, on a thread of their own
 or a network round trip. "Poll Now" and the scheduler run this same function. Every step is
 written to the threat-feed log in the gateway style
 (``segment …: 12 blocks, 480 observables read (2 repeats within a segment), 468 new,
-10 updated``; see :func:`feedgate.feeds.log.read_figures`).
+10 updated; 1 skipped: 1 × invalid domain value``; see :func:`feedgate.feeds.log.read_figures`
+and :func:`~feedgate.feeds.log.skipped_figures`).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -34,7 +36,7 @@ from feedgate.xml import XMLParseError
 
 from ._prefetch import Prefetcher
 from .interrupts import interruptible, interruptible_items
-from .log import ThreatFeedLog, read_figures
+from .log import ThreatFeedLog, read_figures, skipped_figures
 from .secrets import key_origin
 from .sources import Source, client_options, endpoint, unreadable_secrets_problem
 from .store import FeedStore
@@ -60,6 +62,8 @@ class PollResult:
     updated: int = 0
     expired: int = 0
     skipped_blocks: int = 0
+    #: Values the reader left out, by reason (``ReadStats.skipped``): said in the log lines.
+    skipped: dict[str, int] = field(default_factory=dict)
     error: str | None = None
     seconds: float = 0.0
 
@@ -240,7 +244,7 @@ def poll_source(
     summary = (
         f"{result.segments} segment(s), {result.blocks} blocks,"
         f" {read_figures(result.read, result.new, result.updated)}, {result.expired} expired"
-        f" in {result.seconds:.1f} s"
+        f" in {result.seconds:.1f} s{skipped_figures(result.skipped)}"
     )
     if result.ok:
         log.info(name, f"poll done: {summary}")
@@ -382,7 +386,9 @@ class _Counts:
     read: int = 0
     new: int = 0
     updated: int = 0
-    skipped: int = 0
+    skipped: int = 0  # unreadable text content blocks
+    #: Values left out, by reason (the reader's stats of every part).
+    left_out: Counter[str] = field(default_factory=Counter)
 
 
 def _stored(name: str, counts: _Counts, result: PollResult, log: _Log) -> None:
@@ -393,10 +399,13 @@ def _stored(name: str, counts: _Counts, result: PollResult, log: _Log) -> None:
     result.new += counts.new
     result.updated += counts.updated
     result.skipped_blocks += counts.skipped
+    for reason, n in counts.left_out.items():
+        result.skipped[reason] = result.skipped.get(reason, 0) + n
     log.info(
         name,
         f"{counts.window}: {counts.blocks} blocks,"
-        f" {read_figures(counts.read, counts.new, counts.updated)}",
+        f" {read_figures(counts.read, counts.new, counts.updated)}"
+        f"{skipped_figures(counts.left_out)}",
     )
 
 
@@ -416,6 +425,7 @@ def _segment(
     feedgate saw them, not the segment's end, which may be weeks ago), so each lives ``age``
     after its last poll brought it."""
     blocks = read = new = updated = skipped = 0
+    left_out: Counter[str] = Counter()
     with store.segment(name) as segment:
         # Ctrl-C stops the waits for the server's answer, never a write (see .interrupts)
         for part in interruptible_items(prefetch.segment(index)):
@@ -433,6 +443,7 @@ def _segment(
             blocks += stats.content_blocks
             read += stats.observables
             skipped += stats.skipped.get("unreadable text content block", 0)
+            left_out.update(stats.skipped)
         segment.finish(end)
         counts.blocks, counts.read, counts.new = blocks, read, new
-        counts.updated, counts.skipped = updated, skipped
+        counts.updated, counts.skipped, counts.left_out = updated, skipped, left_out

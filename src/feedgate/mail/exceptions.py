@@ -9,7 +9,8 @@ offer and feeds list. What each kind covers:
   them (``example.com`` covers ``mail.example.com`` but not ``notexample.com``);
 * an IP network: every address in it (also a URL's IP host) and every network inside it;
   an IP address: itself;
-* an e-mail address: itself, case-insensitively (local part included, as the matcher compares);
+* an e-mail address: itself, case-insensitively (local part included, as the matcher compares):
+  it is stored lower-cased, so ``CEO@Example.com`` and ``ceo@example.com`` are one exception;
 * a URL: itself, exactly as normalised;
 * a hash: itself.
 
@@ -36,6 +37,8 @@ from feedgate.observables import (
     normalise_url,
     url_host,
 )
+
+from ._shown import shown
 
 __all__ = [
     "MAX_EXCEPTION_LENGTH",
@@ -78,16 +81,16 @@ class ExceptionEntry:
         return {"kind": self.kind, "value": self.value, "note": self.note}
 
 
-def _show(value: str, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def classify(value: str) -> tuple[Kind, str]:
+def classify(value: object) -> tuple[Kind, str]:
     """The kind and normal form of an exception value, read from the value (module doc);
     :class:`ExceptionValueError` saying what is accepted when it is none of them."""
-    text = value.strip() if isinstance(value, str) else value
-    if not isinstance(text, str) or not text:
+    if value is not None and not isinstance(value, str):
+        raise ExceptionValueError(
+            f"expected text, got {shown(value)}: give a domain, e-mail address, IP address or"
+            " network, URL or hash"
+        )
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
         raise ExceptionValueError(
             "empty exception: give a domain, e-mail address, IP address or network, URL or hash"
         )
@@ -98,8 +101,9 @@ def classify(value: str) -> tuple[Kind, str]:
     try:
         if "://" in text:
             return normalise_url(text)
-        if "@" in text:
-            return normalise_email(text)
+        if "@" in text:  # one exception per address, however its local part is cased
+            kind, address = normalise_email(text)
+            return kind, address.lower()
         if "/" in text:
             return normalise_cidr(text)
         if len(text) in _HASH_LENGTHS and set(text) <= _HEX:
@@ -110,20 +114,24 @@ def classify(value: str) -> tuple[Kind, str]:
             pass
         if text.startswith("*."):
             raise ExceptionValueError(
-                f"{_show(text)}: a domain exception covers its subdomains already; give"
-                f" {_show(text[2:])}"
+                f"{shown(text)}: a domain exception covers its subdomains already; give"
+                f" {shown(text[2:])}"
             )
         return normalise_domain(text)
     except InvalidValue as exc:
         raise ExceptionValueError(
-            f"{_show(text)} is not a domain, e-mail address, IP address or network, URL or"
+            f"{shown(text)} is not a domain, e-mail address, IP address or network, URL or"
             f" hash: {exc}"
         ) from None
 
 
-def parse_exception(value: str, note: str) -> ExceptionEntry:
+def parse_exception(value: object, note: object) -> ExceptionEntry:
     """A checked :class:`ExceptionEntry` (:class:`ExceptionValueError` otherwise)."""
     kind, normal = classify(value)
+    if note is not None and not isinstance(note, str):
+        raise ExceptionValueError(
+            f"expected text, got {shown(note)}: give the note saying why it is trusted", "note"
+        )
     if not isinstance(note, str) or not note.strip():
         raise ExceptionValueError(
             "an exception needs a note saying why it is trusted (who asked, a ticket number)",

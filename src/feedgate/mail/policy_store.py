@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from feedgate.db import read_transaction, write_transaction
 from feedgate.observables import observable_digest
 
+from ._shown import shown
 from .exceptions import (
     ExceptionEntry,
     ExceptionList,
@@ -40,15 +41,35 @@ from .policy import Policy, Verdict
 from .rules import PolicyConflict, PolicyError, PolicyNotFound, Rule, check_sources, make_rule
 from .schema import POLICY_COUNTER, exceptions_table, match_log, rules_table
 
-__all__ = ["Hits", "ObservableHits", "PolicyStore", "SourceHits"]
+__all__ = [
+    "DEFAULT_TOP",
+    "EDITABLE",
+    "MAX_TOP",
+    "Hits",
+    "ObservableHits",
+    "PolicyStore",
+    "SourceHits",
+    "check_top",
+]
 
 _counters = sa.table(
     "feed_counters", sa.column("name", sa.String), sa.column("value", sa.BigInteger)
 )
-#: What :meth:`PolicyStore.edit_rule` can change.
-_EDITABLE: Final = frozenset(
-    {"name", "parts", "sources", "kinds", "action", "position", "enabled", "subject_prefix"}
+#: What :meth:`PolicyStore.edit_rule` can change (an edit changes one of them at least).
+EDITABLE: Final = (
+    "name",
+    "parts",
+    "sources",
+    "kinds",
+    "action",
+    "position",
+    "enabled",
+    "subject_prefix",
 )
+#: How many observables :meth:`PolicyStore.hits` lists, by default and at most (``feedgate hits
+#: --top``, ``GET /api/v1/hits?top=``: one limit for both faces).
+DEFAULT_TOP: Final = 10
+MAX_TOP: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +123,21 @@ class Hits:
             "sources": [s.to_dict() for s in self.sources],
             "top": [t.to_dict() for t in self.top],
         }
+
+
+def check_top(top: object) -> int:
+    """How many of the observables hit most to list: a whole number from 0 to :data:`MAX_TOP`
+    (text of digits too: a query parameter, an option); :class:`PolicyError` for field ``top``
+    otherwise, in the same words for the CLI and the REST API."""
+    number: object = top
+    text = top.strip() if isinstance(top, str) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 19:
+        number = int(text)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= MAX_TOP:
+        raise PolicyError(
+            f"top: {shown(top)} cannot be used: give a whole number from 0 to {MAX_TOP}", "top"
+        )
+    return number
 
 
 def _to_db(moment: datetime) -> datetime:
@@ -225,12 +261,13 @@ class PolicyStore:
         """``names`` with ``name`` put at ``position`` (1 = first; past the end: last)."""
         if position is None:
             return [*names, name]
-        if isinstance(position, bool) or not isinstance(position, int) or position < 1:
+        usage = "give 1 for the first rule, 2 for the second, ... (none: after the last)"
+        if isinstance(position, bool) or not isinstance(position, int):
             raise PolicyError(
-                f"position: {position!r} cannot be used: give 1 for the first rule, 2 for the"
-                " second, ... (none: after the last)",
-                "position",
+                f"position: expected a whole number, got {shown(position)}: {usage}", "position"
             )
+        if position < 1:
+            raise PolicyError(f"position: {position} cannot be used: {usage}", "position")
         index = min(position, len(names) + 1) - 1
         return [*names[:index], name, *names[index:]]
 
@@ -286,11 +323,15 @@ class PolicyStore:
     def edit_rule(self, name: str, /, **changes: Any) -> Rule:
         """Change a rule's fields (``name`` renames it, ``position`` moves it); return it as
         stored. Fields not given stay; a rule that stops being a tag rule drops its prefix."""
-        unknown = set(changes) - _EDITABLE
+        if not changes:
+            raise PolicyError(
+                f"nothing to change: give one or more of the rule's fields {', '.join(EDITABLE)}"
+            )
+        unknown = set(changes) - set(EDITABLE)
         if unknown:
             raise PolicyError(
                 f"unknown field {', '.join(sorted(unknown))}: a rule's fields are "
-                f"{', '.join(sorted(_EDITABLE))}",
+                f"{', '.join(EDITABLE)}",
                 sorted(unknown)[0],
             )
         with self._write() as conn:
@@ -364,10 +405,11 @@ class PolicyStore:
         digest = observable_digest(entry.kind, entry.value)
         with self._write() as conn:
             t = exceptions_table
-            there = conn.execute(sa.select(t.c.note).where(t.c.digest == digest)).first()
-            if there is not None:
+            there = self._same(conn, entry.kind, entry.value)
+            if there:
+                value, note = there[0][1], there[0][2]
                 raise PolicyConflict(
-                    f"{entry.value} is on the exception list already (note: {there[0]})", "value"
+                    f"{value} is on the exception list already (note: {note})", "value"
                 )
             conn.execute(
                 t.insert().values(
@@ -385,13 +427,32 @@ class PolicyStore:
             raise PolicyError(str(exc), "value") from None
         with self._write() as conn:
             t = exceptions_table
-            done = conn.execute(t.delete().where(t.c.digest == observable_digest(kind, normal)))
-            if done.rowcount == 0:
+            rows = self._same(conn, str(kind), normal)
+            if not rows:
                 raise PolicyNotFound(
-                    f"{normal} is not on the exception list (feedgate exception list shows it)",
+                    f"{normal} is not on the exception list; 'feedgate exception list --format"
+                    " jsonl' shows the values exactly",
                     "value",
                 )
+            conn.execute(t.delete().where(t.c.digest.in_([digest for digest, _v, _n in rows])))
             self._bump(conn)
+
+    @staticmethod
+    def _same(conn: sa.Connection, kind: str, normal: str) -> list[tuple[bytes, str, str]]:
+        """The stored exceptions that are the exception ``normal`` (digest, value, note): the
+        one by its digest and, for an e-mail address, any stored in another case (rows from
+        before addresses were stored lower-cased), so that one delete removes them all."""
+        t = exceptions_table
+        if kind != "email":
+            where = t.c.digest == observable_digest(kind, normal)
+        else:  # lower() in SQL is ASCII-only in SQLite: compare in Python, on the e-mail rows
+            where = t.c.kind == "email"
+        rows = conn.execute(sa.select(t.c.digest, t.c.value, t.c.note).where(where)).all()
+        return [
+            (bytes(digest), value, note)
+            for digest, value, note in rows
+            if kind != "email" or value.lower() == normal
+        ]
 
     # --- the match log ----------------------------------------------------------------------
 
@@ -436,9 +497,12 @@ class PolicyStore:
         action = verdict.rule_actions.get(rule, Action.DELIVER)
         return ACTION_SEVERITY[action], -verdict.rules.index(rule)
 
-    def hits(self, source: str | None = None, since: datetime | None = None, top: int = 10) -> Hits:
+    def hits(
+        self, source: str | None = None, since: datetime | None = None, top: int = DEFAULT_TOP
+    ) -> Hits:
         """Per-source counts and the ``top`` observables hit most, from ``since`` on (None: the
-        whole log), for one source or all."""
+        whole log), for one source or all; ``top`` is checked by :func:`check_top`."""
+        top = check_top(top)
         m = match_log
         where: list[sa.ColumnElement[bool]] = []
         if source is not None:
@@ -462,7 +526,7 @@ class PolicyStore:
             .where(*where)
             .group_by(m.c.source, m.c.kind, m.c.value)
             .order_by(count.desc(), m.c.source, m.c.kind, m.c.value)
-            .limit(max(0, int(top)))
+            .limit(top)
         )
         with self._read() as conn:
             sources = tuple(

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from feedgate.observables import ENFORCEABLE_KINDS, Kind
 
+from ._shown import shown
 from .model import ACTION_SEVERITY, PARTS, Action, Match, Part
 
 __all__ = [
@@ -104,11 +105,6 @@ class Rule:
 DEFAULT_RULE: Final = Rule(name="threat-feeds", action=Action.QUARANTINE, position=1)
 
 
-def _show(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
 def _items(value: object, field: str) -> list[str]:
     """A list of words from a list (or one word, or a comma-separated string from a form)."""
     if value is None:
@@ -116,11 +112,11 @@ def _items(value: object, field: str) -> list[str]:
     if isinstance(value, str):
         value = value.split(",")
     if not isinstance(value, Iterable) or isinstance(value, bytes | dict):
-        raise PolicyError(f"{field}: give a list of names, not {_show(value)}", field)
+        raise PolicyError(f"{field}: give a list of names, not {shown(value)}", field)
     out: list[str] = []
     for item in value:
         if not isinstance(item, str):
-            raise PolicyError(f"{field}: {_show(item)} is not a name: give text", field)
+            raise PolicyError(f"{field}: {shown(item)} is not a name: give text", field)
         word = item.strip()
         if word and word not in out:
             out.append(word)
@@ -128,11 +124,16 @@ def _items(value: object, field: str) -> list[str]:
 
 
 def check_name(name: object, field: str = "name") -> str:
+    if name is not None and not isinstance(name, str):
+        raise PolicyError(
+            f"{field}: expected text, got {shown(name)}: give the rule a name such as block-phish",
+            field,
+        )
     if not isinstance(name, str) or not name.strip():
         raise PolicyError(f"{field}: empty: give the rule a name such as block-phish", field)
     if len(name) > MAX_RULE_NAME_LENGTH or not _NAME.fullmatch(name):
         raise PolicyError(
-            f"{field}: {_show(name)} cannot be used: use at most {MAX_RULE_NAME_LENGTH} "
+            f"{field}: {shown(name)} cannot be used: use at most {MAX_RULE_NAME_LENGTH} "
             "letters, digits, '-', '_' or '.', starting with a letter or digit (e.g. block-phish)",
             field,
         )
@@ -145,7 +146,7 @@ def _parts(value: object) -> tuple[Part, ...]:
     unknown = [w for w in words if w not in known and w not in ("any", "all")]
     if unknown:
         raise PolicyError(
-            f"parts: unknown part {', '.join(map(_show, unknown))}: the parts are "
+            f"parts: unknown part {', '.join(map(shown, unknown))}: the parts are "
             f"{', '.join(known)} (none: every part)",
             "parts",
         )
@@ -159,7 +160,7 @@ def _kinds(value: object) -> tuple[str, ...]:
     unknown = [w for w in words if w not in KINDS and w not in ("any", "all")]
     if unknown:
         raise PolicyError(
-            f"kinds: unknown observable kind {', '.join(map(_show, unknown))}: the kinds are "
+            f"kinds: unknown observable kind {', '.join(map(shown, unknown))}: the kinds are "
             f"{', '.join(KINDS)} (none: every kind)",
             "kinds",
         )
@@ -180,7 +181,7 @@ def _action(value: object) -> Action:
             " (disable or delete a rule to let its messages through)",
             "action",
         )
-    raise PolicyError(f"action: unknown action {_show(value)}: choose from {choices}", "action")
+    raise PolicyError(f"action: unknown action {shown(value)}: choose from {choices}", "action")
 
 
 def _prefix(value: object, action: Action) -> str | None:
@@ -195,15 +196,16 @@ def _prefix(value: object, action: Action) -> str | None:
     if value is None:
         return DEFAULT_SUBJECT_PREFIX
     if not isinstance(value, str) or not value.strip():
+        got = "" if isinstance(value, str) else f"expected text, got {shown(value)}: "
         raise PolicyError(
-            f"subject_prefix: give the text to put before the Subject, e.g. "
+            f"subject_prefix: {got}give the text to put before the Subject, e.g. "
             f"{DEFAULT_SUBJECT_PREFIX}",
             "subject_prefix",
         )
     text = value.strip()
     if len(text) > MAX_PREFIX_LENGTH or any(not c.isprintable() for c in text):
         raise PolicyError(
-            f"subject_prefix: {_show(text)} cannot be used: give at most {MAX_PREFIX_LENGTH}"
+            f"subject_prefix: {shown(text)} cannot be used: give at most {MAX_PREFIX_LENGTH}"
             " printable characters on one line",
             "subject_prefix",
         )
@@ -221,7 +223,7 @@ def check_sources(sources: Iterable[str], known: Collection[str]) -> None:
         else "there are no sources yet (add one with feedgate source add)"
     )
     raise PolicyError(
-        f"sources: no source named {', '.join(map(_show, unknown))}: {there} (none: any source)",
+        f"sources: no source named {', '.join(map(shown, unknown))}: {there} (none: any source)",
         "sources",
     )
 
@@ -246,7 +248,7 @@ def make_rule(
     if known_sources is not None:
         check_sources(source_names, known_sources)
     if not isinstance(enabled, bool):
-        raise PolicyError(f"enabled: {_show(enabled)}: give true or false", "enabled")
+        raise PolicyError(f"enabled: {shown(enabled)}: give true or false", "enabled")
     return Rule(
         name=check_name(name),
         action=checked_action,

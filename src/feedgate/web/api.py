@@ -670,6 +670,11 @@ OPENAPI: Final[dict[str, Any]] = {
                         for k in ("segments", "blocks", "read", "new", "updated", "expired")
                     },
                     "skipped_blocks": _COUNT,
+                    "skipped": {
+                        "type": "object",
+                        "additionalProperties": _COUNT,
+                        "description": "values left out of the feed, by reason",
+                    },
                     "error": _nullable("string"),
                     "seconds": {"type": "number", "minimum": 0},
                 },
@@ -706,7 +711,8 @@ OPENAPI: Final[dict[str, Any]] = {
                 "type": "object",
                 "properties": _RULE_FIELDS,
                 "additionalProperties": False,
-                "description": "the fields to change: name renames, position moves",
+                "minProperties": 1,
+                "description": "the fields to change (one at least): name renames, position moves",
             },
             "Rule": {
                 "type": "object",
@@ -947,7 +953,12 @@ OPENAPI: Final[dict[str, Any]] = {
                     ),
                     _param(
                         "top",
-                        {"type": "integer", "minimum": 0, "default": DEFAULT_TOP},
+                        {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": MAX_TOP,
+                            "default": DEFAULT_TOP,
+                        },
                         f"how many observables to list ({MAX_TOP} at most)",
                     ),
                 ),

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feedgate.feeds.sources import parse_duration
-from feedgate.mail.policy_store import PolicyStore
+from feedgate.mail.policy_store import DEFAULT_TOP, MAX_TOP, PolicyStore, check_top
 from feedgate.mail.rules import PolicyConflict, PolicyError, PolicyNotFound
 
 __all__ = [
@@ -32,8 +32,6 @@ __all__ = [
 ]
 
 DEFAULT_SINCE: Final = "7d"
-DEFAULT_TOP: Final = 10
-MAX_TOP: Final = 1000
 #: What a new rule is written with (POST /rules) and a rule's fields a PATCH can change.
 RULE_FIELDS: Final = (
     "name",
@@ -130,11 +128,9 @@ def policy_routes(
         return Response(status_code=204)
 
     def hits(request: Request) -> Response:
-        from .api import count_parameter
-
         q = request.query_params
         start = since_moment(q.get("since"), now())
-        top = count_parameter(request, "top", DEFAULT_TOP, maximum=MAX_TOP)
+        top = check_top(q.get("top") or DEFAULT_TOP)  # the limit and its words: the library's
         return JSONResponse(policy.hits(q.get("source") or None, start, top).to_dict())
 
     return [
