@@ -21,9 +21,6 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import click
 
-from feedgate.mail.limits import MAX_MESSAGE_BYTES
-from feedgate.mail.policy import HEADER_NAME
-
 from .errors import database_failure, fail, open_store
 
 if TYPE_CHECKING:
@@ -69,6 +66,8 @@ def _messages(paths: tuple[str, ...]) -> Iterator[Path | _Unreadable | None]:
 def _read(path: Path | None) -> bytes:
     """The message's bytes, at most ``MAX_MESSAGE_BYTES`` (``ValueError`` beyond: a file such
     as ``/dev/zero`` must not fill the memory before any limit applies)."""
+    from feedgate.mail.limits import MAX_MESSAGE_BYTES
+
     if path is None:
         raw = sys.stdin.buffer.read(MAX_MESSAGE_BYTES + 1)
     else:
@@ -93,6 +92,8 @@ def _title(context: dict[str, object]) -> str:
 def line(verdict: Verdict) -> str:
     """The plain one-line report of a verdict: each distinct match once (with a count when
     the message carries it in several places), then what a tag or header rule adds."""
+    from feedgate.mail.policy import HEADER_NAME
+
     found: dict[str, int] = {}
     for m in verdict.matches:
         entry = f"{m.part} {m.kind} {m.value} ({m.source}: {_title(dict(m.context))})"
