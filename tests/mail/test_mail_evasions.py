@@ -143,6 +143,7 @@ def test_tab_and_newline_inside_href_are_stripped() -> None:
         "<a href='https://bad2.\texample/y'>two</a>"
         '<img src="//cdn.ex\r\nample.org/p.png">'
         '<a href="https://bad3.example/&#10;z">three</a>'
+        '<a HREF = "https:/\n/bad4.example/w">four</a>'
     )
     offered = urls(inspect_message(_html(html)))
     for url in (
@@ -150,8 +151,15 @@ def test_tab_and_newline_inside_href_are_stripped() -> None:
         "https://bad2.example/y",
         "http://cdn.example.org/p.png",
         "https://bad3.example/z",
+        "https://bad4.example/w",
     ):
         assert url in offered
+
+
+def test_other_attributes_with_line_breaks_are_no_urls() -> None:
+    html = '<img alt="https://shown.exa\nmple/" title="https://b.\texample/c">'
+    offered = urls(inspect_message(_html(html)))
+    assert "https://shown.example/" not in offered and "https://b.example/c" not in offered
 
 
 # --- 4. numeric IPv4 hosts -----------------------------------------------------------------

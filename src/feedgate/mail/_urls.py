@@ -50,11 +50,13 @@ _BARE_HOST: Final = re.compile(
     rf"(?<![A-Za-z0-9.@/\[\](){{}}-])(?:[A-Za-z0-9-]++(?:\.|{_DEFANGED_DOT}))++"
     rf"[A-Za-z][A-Za-z0-9-]*+(?:[/?#]{_TAIL}*+)?"
 )
-#: A quoted ``href``/``src`` value holding an ASCII tab or newline (browsers strip them).
+#: A quoted attribute value holding an ASCII tab or newline (browsers strip them from URLs);
+#: it starts with "=", which the engine finds fast, and its name is checked after a match.
 _BROKEN_ATTR: Final = re.compile(
-    r"(?i:href|src|action|background)\s*+=\s*+"
-    r"(?:\"([^\"\t\n\r]*+[\t\n\r][^\"]*+)\"|'([^'\t\n\r]*+[\t\n\r][^']*+)')"
+    r"=[ \t\n\r]*+(?:\"([^\"\t\n\r]*+[\t\n\r][^\"]*+)\"|'([^'\t\n\r]*+[\t\n\r][^']*+)')"
 )
+#: The names of the attributes that hold a URL, just before the "=" (``endpos`` there).
+_URL_ATTR: Final = re.compile(r"(?i:href|src|action|background)[ \t\n\r]*+\Z")
 _TAB_NEWLINE: Final = re.compile(r"[\t\n\r]")
 #: ``href``/``src`` values that are protocol-relative (``//host/path``): no scheme to find.
 _RELATIVE_ATTR: Final = re.compile(
@@ -129,16 +131,19 @@ class UrlFinder:
             for match in _RELATIVE_ATTR.finditer(text):
                 if not self._take(match.group(1)):
                     return
-            # A browser strips ASCII tab and newline from a URL (WHATWG URL, "basic URL
-            # parser"), so an href broken by one still leads where it would without it; the
-            # search above stopped at the break.
-            for match in _BROKEN_ATTR.finditer(text):
-                value = _TAB_NEWLINE.sub("", match.group(1) or match.group(2)).strip()
-                self.scan_text(value)
-                if value.startswith("//") and not self._take(value):
-                    return
-                if self.full:
-                    return
+        # A browser strips ASCII tab and newline from a URL (WHATWG URL, "basic URL parser"),
+        # so an href broken by one still leads where it would without it; the searches above
+        # stopped at the break.
+        for match in _BROKEN_ATTR.finditer(text):
+            at = match.start()
+            if _URL_ATTR.search(text, max(0, at - 16), at) is None:
+                continue
+            value = _TAB_NEWLINE.sub("", match.group(1) or match.group(2)).strip()
+            self.scan_text(value)
+            if value.startswith("//") and not self._take(value):
+                return
+            if self.full:
+                return
 
     def _url(self, text: str, start: int, end: int) -> bool:
         """Offer the URL ``text[start:end]`` and the URLs its query leads to; False once a
