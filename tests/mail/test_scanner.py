@@ -43,7 +43,13 @@ def setup(tmp_path: Path) -> Iterator[tuple[FeedStore, PolicyStore, Scanner, Clo
     store.add_source(Source(name="otx", hostname="otx.example", collection="user_AV"))
     policy = PolicyStore(store.engine, store.source_names)
     clock = Clock()
-    scanner = Scanner(store, policy, matcher=Matcher(store, clock=clock, check_every=1.0))
+    scanner = Scanner(
+        store,
+        policy,
+        matcher=Matcher(store, clock=clock, check_every=1.0),
+        clock=clock,
+        check_every=1.0,
+    )
     yield store, policy, scanner, clock
     store.close()
 
@@ -73,6 +79,8 @@ def test_the_scanner_follows_polls_sources_exceptions_and_rules(
     ]
 
     policy.add_rule("reject-domains", kinds=["domain"], action="reject", position=1)
+    assert scanner.scan(raw).action == "quarantine"  # within the check interval: the rules held
+    clock.now += 1.0
     rejected = scanner.scan(raw)
     assert rejected.action == "reject" and rejected.rules == ("reject-domains", "threat-feeds")
     assert rejected.smtp_reply is not None and rejected.smtp_reply.startswith("550 5.7.1")
@@ -87,6 +95,7 @@ def test_the_scanner_follows_polls_sources_exceptions_and_rules(
     assert scanner.scan(raw).action == "reject"
 
     policy.add_exception("bad.example", "a partner, checked by hand")
+    clock.now += 1.0
     excepted = scanner.scan(raw)
     assert excepted.action == "deliver"
     assert [e.exception for e in excepted.excepted] == ["bad.example"]

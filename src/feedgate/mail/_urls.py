@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Iterator
 from typing import Final
+from urllib.parse import unquote
 
 from feedgate.mail import limits
 from feedgate.mail._collect import Collector
 from feedgate.mail.model import Lookup, Part
-from feedgate.observables import InvalidValue, Kind, normalise
+from feedgate.observables import InvalidValue, Kind, normalise, normalise_url
 
-__all__ = ["UrlFinder"]
+__all__ = ["UrlFinder", "ipv4_number"]
 
 # What may follow a scheme in a URL found in text: anything but white space, controls and the
 # characters that delimit URLs in prose and markup (RFC 3986 appendix C).
@@ -32,19 +34,39 @@ _WWW: Final = r"(?i:www[0-9]{0,3})(?:\.|\[\.\])"
 _URL: Final = re.compile(rf"(?<![A-Za-z0-9+.@/-])(?:{_SCHEME}|{_WWW}){_TAIL}++")
 #: Another URL inside one (``?u=http://...``): searched only within a URL already found.
 _EMBEDDED: Final = re.compile(rf"(?<![A-Za-z0-9+.-]){_SCHEME}{_TAIL}")
-#: Whether a text defangs anything at all (the bare-host search runs only then).
-_DEFANG_MARK: Final = re.compile(r"\[(?:\.|dot)\]", re.IGNORECASE)
+#: A URL inside a decoded query value: the whole of it, up to what cannot be in a URL.
+_INNER: Final = re.compile(rf"(?<![A-Za-z0-9+.-]){_SCHEME}{_TAIL}++")
+#: How deep redirect targets inside redirect targets are decoded (a Safe Link to a redirector).
+_MAX_REDIRECT_DEPTH: Final = 3
+#: Proofpoint URL Defense v2 (``/v2/url?u=https-3A__host_path``): ``-XX`` is ``%XX``, ``_`` "/".
+_PROOFPOINT_V2: Final = re.compile(r"(?i:https?://urldefense(?:\.proofpoint)?\.com/v2/url\?)")
+_PROOFPOINT_CODES: Final = str.maketrans("-_", "%/")
+#: Defanged separators (the bare-host search runs only when a text has one): ``[.]``,
+#: ``[dot]``, ``(.)``, ``(dot)``, ``{.}``, as :func:`feedgate.observables.refang` undoes them.
+_DEFANGED_DOT: Final = r"\[\.\]|\((?:\.|(?i:dot))\)|\{\.\}|(?i:\[dot\])"
+_DEFANG_MARK: Final = re.compile(_DEFANGED_DOT)
 #: A bare host (``example[.]com/login``): labels and separators, then an optional path.
 _BARE_HOST: Final = re.compile(
-    rf"(?<![A-Za-z0-9.@/\[\]-])(?:[A-Za-z0-9-]++(?:\.|\[\.\]|(?i:\[dot\])))++"
+    rf"(?<![A-Za-z0-9.@/\[\](){{}}-])(?:[A-Za-z0-9-]++(?:\.|{_DEFANGED_DOT}))++"
     rf"[A-Za-z][A-Za-z0-9-]*+(?:[/?#]{_TAIL}*+)?"
 )
+#: A quoted attribute value holding an ASCII tab or newline (browsers strip them from URLs);
+#: it starts with "=", which the engine finds fast, and its name is checked after a match.
+_BROKEN_ATTR: Final = re.compile(
+    r"=[ \t\n\r]*+(?:\"([^\"\t\n\r]*+[\t\n\r][^\"]*+)\"|'([^'\t\n\r]*+[\t\n\r][^']*+)')"
+)
+#: The names of the attributes that hold a URL, just before the "=" (``endpos`` there).
+_URL_ATTR: Final = re.compile(r"(?i:href|src|action|background)[ \t\n\r]*+\Z")
+_TAB_NEWLINE: Final = re.compile(r"[\t\n\r]")
 #: ``href``/``src`` values that are protocol-relative (``//host/path``): no scheme to find.
 _RELATIVE_ATTR: Final = re.compile(
     r"(?i:href|src|action|background)\s*+=\s*+[\"']?\s*+(//[^\s<>\"'`]++)"
 )
-#: A normal form, how its host is looked up, and the host; or None for what is no URL.
-_NormalForm = tuple[str, Lookup, str] | tuple[str, None, None] | None
+#: One URL a candidate offers: its normal form, how its host is looked up, and the host.
+_Form = tuple[str, Lookup | None, str | None]
+#: The URLs a candidate offers (none for what is no URL): the URL as written first, then the
+#: same without its user information and with a numeric host as dotted IPv4.
+_NormalForm = tuple[_Form, ...]
 #: Normal forms of recent candidates, shared by the messages of a process: the same links come
 #: in many messages (a newsletter to a thousand recipients), and normalising is the largest
 #: cost per URL. Bounded in entries and in the length of what it keeps; emptied when full.
@@ -88,31 +110,14 @@ class UrlFinder:
         """Offer the URLs in plain text."""
         if self.full:
             return
-        take = self._take
         for match in _URL.finditer(text):
-            if not take(match.group()):
+            if not self._url(text, *match.span()):
                 return
-            # URLs inside this one's query (a redirector's target), each to the same end;
-            # every scheme separator holds "//", so a URL with one "//" holds no other URL.
-            # Only within a URL short enough to be taken, and only so many: each one is a copy
-            # of the rest of the outer URL.
-            start, end = match.span()
-            first = text.find("//", start, end)
-            if end - start <= limits.MAX_URL_CHARS and text.find("//", first + 2, end) >= 0:
-                for count, inner in enumerate(_EMBEDDED.finditer(text, start + 1, end)):
-                    if count == limits.MAX_EMBEDDED_URLS:
-                        self._out.skip(
-                            "url",
-                            f"a URL holds more than {limits.MAX_EMBEDDED_URLS} URLs: "
-                            "the rest of them not looked at",
-                        )
-                        break
-                    if not take(text[inner.start() : end]):
-                        return
-        if ("[" in text) and _DEFANG_MARK.search(text):
+        if (("[" in text) or ("(" in text) or ("{" in text)) and _DEFANG_MARK.search(text):
             for match in _BARE_HOST.finditer(text):
                 found = match.group()
-                if "[" in found.partition("/")[0] and not take(found):
+                host = found.partition("/")[0]
+                if ("[" in host or "(" in host or "{" in host) and not self._take(found):
                     return
 
     def scan_html(self, text: str) -> None:
@@ -126,9 +131,54 @@ class UrlFinder:
             for match in _RELATIVE_ATTR.finditer(text):
                 if not self._take(match.group(1)):
                     return
+        # A browser strips ASCII tab and newline from a URL (WHATWG URL, "basic URL parser"),
+        # so an href broken by one still leads where it would without it; the searches above
+        # stopped at the break.
+        for match in _BROKEN_ATTR.finditer(text):
+            at = match.start()
+            if _URL_ATTR.search(text, max(0, at - 16), at) is None:
+                continue
+            value = _TAB_NEWLINE.sub("", match.group(1) or match.group(2)).strip()
+            self.scan_text(value)
+            if value.startswith("//") and not self._take(value):
+                return
+            if self.full:
+                return
 
-    def _take(self, candidate: str) -> bool:
-        """Offer one candidate; False once a limit says stop searching."""
+    def _url(self, text: str, start: int, end: int) -> bool:
+        """Offer the URL ``text[start:end]`` and the URLs its query leads to; False once a
+        limit says stop searching."""
+        outer = text[start:end]
+        if not self._take(outer):
+            return False
+        if end - start > limits.MAX_URL_CHARS:
+            return True
+        # URLs inside this one's query (a redirector's target), literal or percent-encoded,
+        # within a URL short enough to be taken, and only so many: each one is a copy of part
+        # of the outer URL. A decoded one is not in the text as it is offered: it is seen as
+        # the outer URL, which is what an admin finds in the message.
+        inner: list[tuple[str, int]] = [(outer, 0)]
+        budget = limits.MAX_EMBEDDED_URLS
+        while inner:
+            url, depth = inner.pop()
+            for found, decoded in _embedded(url):
+                if budget == 0:
+                    self._out.skip(
+                        "url",
+                        f"a URL holds more than {limits.MAX_EMBEDDED_URLS} URLs: "
+                        "the rest of them not looked at",
+                    )
+                    return True
+                budget -= 1
+                if not self._take(found, outer if decoded else found):
+                    return False
+                if decoded and depth + 1 < _MAX_REDIRECT_DEPTH:
+                    inner.append((found, depth + 1))
+        return True
+
+    def _take(self, candidate: str, seen: str | None = None) -> bool:
+        """Offer one candidate (``seen`` as ``seen``, by default as itself); False once a
+        limit says stop searching."""
         if candidate[-1] in _TRIMMED:
             candidate = _trim(candidate)
             if not candidate:
@@ -154,17 +204,17 @@ class UrlFinder:
                 if len(_NORMAL_FORMS) >= _CACHED_FORMS:
                     _NORMAL_FORMS.clear()
                 _NORMAL_FORMS[candidate] = known
-        if known is None:
-            return True
-        url, lookup, host = known
         out = self._out
-        if not out.has(Part.URL, Lookup.URL, url):
+        for url, lookup, host in known:
+            if out.has(Part.URL, Lookup.URL, url):
+                continue
             if self._urls >= limits.MAX_URLS:
                 return self._stop(f"more than {limits.MAX_URLS} distinct URLs")
             self._urls += 1
-            out.add(Part.URL, Lookup.URL, url, candidate)
+            shown = candidate if seen is None else seen
+            out.add(Part.URL, Lookup.URL, url, shown)
             if lookup is not None and host is not None:
-                out.add(Part.URL, lookup, host, candidate)
+                out.add(Part.URL, lookup, host, shown)
         return True
 
     def _stop(self, why: str) -> bool:
@@ -173,24 +223,156 @@ class UrlFinder:
         return False
 
 
+def _embedded(url: str) -> Iterator[tuple[str, bool]]:
+    """The URLs inside ``url``'s query, each with whether it was decoded (and is looked
+    inside in turn).
+
+    Literal ones (``?u=http://...``) run to the end of ``url``, as the outer search would
+    find them, and are not looked into again (the outer search found those inside them too);
+    percent-encoded ones (``?url=https%3A%2F%2F...``: Outlook Safe Links, Google's ``/url?q=``,
+    most redirectors; decoded twice when encoded twice) and Proofpoint's v2 spelling are the
+    decoded value of their parameter, looked into for the redirects they hold.
+    """
+    # Every scheme separator holds "//", so a URL with one "//" holds no other literal URL.
+    if url.find("//", url.find("//") + 2) >= 0:
+        for inner in _EMBEDDED.finditer(url, 1):
+            yield url[inner.start() :], False
+    query = url.partition("?")[2].partition("#")[0]
+    if not query:
+        return
+    proofpoint = _PROOFPOINT_V2.match(url) is not None
+    if "%" not in query and not proofpoint:
+        return
+    for field in query.split("&"):
+        name, _, value = field.partition("=")
+        if proofpoint and name == "u":
+            value = value.translate(_PROOFPOINT_CODES)
+        if "%" not in value:
+            continue
+        decoded = unquote(value, errors="replace")
+        if "%" in decoded and "//" not in decoded:
+            decoded = unquote(decoded, errors="replace")
+        if "//" in decoded:
+            for inner in _INNER.finditer(decoded):
+                yield inner.group(), True
+
+
 def _normal_form(candidate: str) -> _NormalForm:
-    """The store's normal form of a URL, how its host is looked up and the host, or None for
-    what is no URL.
+    """The URLs the candidate offers, each normalised as the store normalises, with how its
+    host is looked up and the host; none for what is no URL.
+
+    A URL with user information (``https://paypal.com@evil.example/``) leads to its host, so
+    it is offered without it too; a host that is an IPv4 address written as one number, in
+    hex or in octal (``http://3325256867/``) is offered as the dotted address a browser reads
+    it as, because the store keeps only that form.
+    """
+    try:
+        url = normalise(Kind.URL, candidate)[1]
+    except InvalidValue:
+        numeric = _numeric_host(candidate)
+        if numeric is None:
+            return ()
+        try:
+            url = normalise(Kind.URL, numeric)[1]
+        except InvalidValue:
+            return ()
+    form = _form(url)
+    bare = _without_userinfo(url)
+    return (form,) if bare is None else (form, _form(bare))
+
+
+def _form(url: str) -> _Form:
+    """How a normalised URL's host is looked up, and the host.
 
     The host comes out of the normalised URL already normalised (lower case, IDNA, canonical
     IP text); an all-numeric dotted host or one with a colon can only be an IP address there,
     as the domain normaliser refuses a numeric top-level label.
     """
-    try:
-        url = normalise(Kind.URL, candidate)[1]
-    except InvalidValue:
-        return None
     host = _host(url)
     if not host:
         return url, None, None
     if ":" in host or host.replace(".", "").isdigit():
         return url, Lookup.IP, host
     return url, Lookup.DOMAIN, host
+
+
+def _without_userinfo(url: str) -> str | None:
+    """A normalised URL without its user information, normalised; None when it has none."""
+    start = url.find("://") + 3
+    end = _authority_end(url, start)
+    at = url.rfind("@", start, end)
+    if at < 0:
+        return None
+    try:
+        return normalise_url(url[:start] + url[at + 1 :])[1]
+    except InvalidValue:
+        return None
+
+
+#: A URL whose host could be an IPv4 address in a browser's other spellings.
+_NUMERIC_HOST: Final = re.compile(
+    rf"({_SCHEME})([^/?#@\[\]\s]*+@)?([0-9A-Fa-fXx.]{{1,64}}+)(:[0-9]*+)?(?=[/?#]|$)"
+)
+_DIGITS: Final = {
+    16: frozenset("0123456789abcdefABCDEF"),
+    8: frozenset("01234567"),
+    10: frozenset("0123456789"),
+}
+
+
+def _numeric_host(candidate: str) -> str | None:
+    """``candidate`` with its host in dotted IPv4 when the host is an IPv4 address in another
+    spelling (``3325256867``, ``0xC6336423``, ``0306.0063.0144.0243``, ``198.0x33.100``), as
+    the WHATWG URL standard's IPv4 parser reads it; None otherwise."""
+    match = _NUMERIC_HOST.match(candidate)
+    if match is None:
+        return None
+    address = ipv4_number(match.group(3))
+    if address is None:
+        return None
+    scheme, userinfo, port = match.group(1), match.group(2) or "", match.group(4) or ""
+    return f"{scheme}{userinfo}{address}{port}{candidate[match.end() :]}"
+
+
+def ipv4_number(host: str) -> str | None:
+    """The dotted IPv4 address a browser reads ``host`` as, or None when it is no address.
+
+    One to four dot-separated numbers, each decimal, hex (``0x``) or octal (a leading ``0``);
+    the last fills the remaining bytes (WHATWG URL, "IPv4 parser").
+    """
+    parts = host.split(".")
+    if len(parts) > 1 and parts[-1] == "":
+        parts.pop()
+    if len(parts) > 4:
+        return None
+    numbers: list[int] = []
+    for part in parts:
+        if part[:2] in ("0x", "0X"):
+            digits, base = part[2:], 16
+        elif len(part) > 1 and part[0] == "0":
+            digits, base = part[1:], 8
+        else:
+            digits, base = part, 10
+        if not part or not set(digits) <= _DIGITS[base]:
+            return None
+        numbers.append(int(digits, base) if digits else 0)
+    last = numbers.pop()
+    if any(n > 255 for n in numbers) or last >= 256 ** (4 - len(numbers)):
+        return None
+    value = last
+    for index, number in enumerate(numbers):
+        value += number << (8 * (3 - index))
+    return ".".join(str((value >> shift) & 255) for shift in (24, 16, 8, 0))
+
+
+def _authority_end(url: str, start: int) -> int:
+    """Where the authority of a normalised URL that starts at ``start`` ends."""
+    end = len(url)
+    for stop in "/?#":
+        found = url.find(stop, start, end)
+        if found >= 0:
+            end = found
+    return end
 
 
 def _host(url: str) -> str:
@@ -201,12 +383,7 @@ def _host(url: str) -> str:
     searches instead of a full ``urlsplit`` (the largest cost per URL otherwise).
     """
     start = url.find("://") + 3
-    end = len(url)
-    for stop in "/?#":
-        found = url.find(stop, start, end)
-        if found >= 0:
-            end = found
-    netloc = url[start:end]
+    netloc = url[start : _authority_end(url, start)]
     hostport = netloc.rpartition("@")[2]
     if hostport.startswith("["):
         return hostport[1 : hostport.find("]")]

@@ -10,11 +10,11 @@ and whatever a limit or a broken part cut short is listed in :attr:`Inspection.s
 from __future__ import annotations
 
 import email
-from email import policy
 from email.message import Message
 from email.parser import BytesParser
+from email.policy import EmailPolicy
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from feedgate.mail import limits
 from feedgate.mail._archives import is_zip, scan_zip
@@ -35,6 +35,44 @@ _ADDRESS_PARTS: Final = {"from": Part.FROM, "sender": Part.SENDER, "reply-to": P
 _TEXT_BODIES: Final = frozenset({"text/plain", "text/html"})
 # Charsets that promise ASCII: 8-bit text under them is read as UTF-8 (its common truth).
 _ASCII_CHARSETS: Final = frozenset({"us-ascii", "ascii", "ansi_x3.4-1968"})
+
+
+#: The MIME headers the parser and the walk look up again and again (the parser alone reads a
+#: part's Content-Type four to six times, each a full parse of its grammar).
+_MIME_HEADERS: Final = frozenset(
+    {"content-type", "content-disposition", "content-transfer-encoding"}
+)
+#: Parsed MIME headers by name and raw value, shared by the messages of a process (the same
+#: ``text/plain; charset=utf-8`` comes in most of them); bounded, emptied when full.
+_PARSED: Final[dict[tuple[str, str], Any]] = {}
+_CACHED_HEADERS: Final = 4096
+_CACHED_HEADER_CHARS: Final = 1024
+
+
+class _ReadOncePolicy(EmailPolicy):
+    """``policy.default``, with each MIME header value parsed once.
+
+    ``header_fetch_parse`` is a pure function of the header's name and raw value, and the
+    header objects it returns are immutable, so one parse can answer every lookup: the
+    stdlib's ``get_content_type``, ``get_param``, ``get_content_maintype`` and the parser's own
+    calls to them otherwise parse Content-Type anew each time, the largest cost of a walk.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        if value.__class__ is not str or len(value) > _CACHED_HEADER_CHARS:
+            return super().header_fetch_parse(name, value)
+        key = (name, value)
+        parsed = _PARSED.get(key)
+        if parsed is None:
+            parsed = super().header_fetch_parse(name, value)
+            if name.lower() in _MIME_HEADERS:
+                if len(_PARSED) >= _CACHED_HEADERS:
+                    _PARSED.clear()
+                _PARSED[key] = parsed
+        return parsed
+
+
+_POLICY: Final = _ReadOncePolicy()
 
 
 def _reason(exc: BaseException) -> str:
@@ -62,11 +100,11 @@ def inspect_message(
     """
     out = Collector()
     try:
-        message = email.message_from_bytes(raw, policy=policy.default)
+        message = email.message_from_bytes(raw, policy=_POLICY)
     except Exception as exc:  # RecursionError on absurd nesting, and whatever else the parser hits
         out.skip("message", f"body could not be parsed ({_reason(exc)}): only headers read")
         try:
-            message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+            message = BytesParser(policy=_POLICY).parsebytes(raw, headersonly=True)
         except Exception as again:
             out.skip("message", f"headers could not be parsed: {_reason(again)}")
             _offer_session(client_ip, envelope_from, out)

@@ -4,16 +4,18 @@
 :meth:`Scanner.scan`, so a message gets the same verdict whichever face it passed. The scanner
 keeps the matcher's snapshot, the policy and each source's false-positive gate switch in
 memory and reads them again only when their counters move (the store's ``version`` for
-observables and sources, ``policy_version`` for rules and exceptions): a long-running gateway
-takes a new poll, a disabled source, a new rule or exception without a restart, and a scan
-never pays a database round trip unless something changed or a digest hit needs its value
-checked.
+observables and sources, ``policy_version`` for rules and exceptions), looking at the counters
+at most every ``check_every`` seconds as the matcher does: a long-running gateway takes a new
+poll, a disabled source, a new rule or exception within that time and without a restart, and a
+scan pays no database round trip (a counter read costs about as much as inspecting a small
+message) unless a digest hit needs its value checked.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -33,8 +35,10 @@ class Scanner:
     """Decides on messages against ``store``'s observables and ``policy``'s rules.
 
     ``log`` writes each verdict that matched anything to the match log (``feedgate hits``);
-    ``now`` is the clock its rows are dated with. Thread-safe: the pieces it holds are immutable
-    and swapped whole.
+    ``now`` is the clock its rows are dated with. The policy's and the sources' counters are
+    read at most every ``check_every`` seconds of ``clock`` (monotonic, injected for tests),
+    the first scan always reads them. Thread-safe: the pieces it holds are immutable and
+    swapped whole.
     """
 
     def __init__(
@@ -45,6 +49,8 @@ class Scanner:
         log: bool = True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         matcher: Matcher | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        check_every: float = 1.0,
     ) -> None:
         self.store = store
         self.policy_store = policy
@@ -54,21 +60,26 @@ class Scanner:
         self._lock = threading.Lock()
         self._policy: Policy | None = None
         self._gates: tuple[int, Mapping[str, bool]] | None = None
+        self._clock = clock
+        self._check_every = check_every
+        self._checked: float | None = None
 
-    def _current_policy(self) -> Policy:
-        policy = self._policy
-        if policy is None or self.policy_store.version() != policy.version:
-            with self._lock:
-                policy = self._policy = self.policy_store.load()
-        return policy
-
-    def _fp_gates(self) -> Mapping[str, bool]:
-        version = self.store.version()
-        gates = self._gates
-        if gates is None or gates[0] != version:
-            with self._lock:
-                gates = self._gates = (version, self.store.fp_gates())
-        return gates[1]
+    def _current(self) -> tuple[Policy, Mapping[str, bool]]:
+        """The policy and the sources' gate switches, read again when their counters moved
+        (looked at when ``check_every`` has passed since the last look)."""
+        policy, gates = self._policy, self._gates
+        now = self._clock()
+        checked = self._checked
+        if policy is None or gates is None or checked is None or now - checked >= self._check_every:
+            if policy is None or self.policy_store.version() != policy.version:
+                with self._lock:
+                    policy = self._policy = self.policy_store.load()
+            version = self.store.version()
+            if gates is None or gates[0] != version:
+                with self._lock:
+                    gates = self._gates = (version, self.store.fp_gates())
+            self._checked = now
+        return policy, gates[1]
 
     def scan(
         self,
@@ -83,7 +94,8 @@ class Scanner:
         SMTP session's when there is one; for a file they are read from its headers."""
         inspection = inspect_message(raw, client_ip=client_ip, envelope_from=envelope_from)
         matches = self.matcher.snapshot().match(inspection.offers)
-        verdict = evaluate(matches, inspection, self._current_policy(), fp_gates=self._fp_gates())
+        policy, gates = self._current()
+        verdict = evaluate(matches, inspection, policy, fp_gates=gates)
         if message is not None:
             verdict = dataclasses.replace(verdict, message=message)
         if self.log and (verdict.matches or verdict.suppressed or verdict.excepted):
