@@ -22,6 +22,7 @@ __all__ = [
     "ACTION_SEVERITY",
     "PARTS",
     "Action",
+    "Envelope",
     "Inspection",
     "Lookup",
     "Match",
@@ -124,6 +125,31 @@ class Match:
             "seen": self.seen,
             "source": self.source,
             "context": dict(self.context),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the SMTP session said about a message, beside its bytes: the gateway, the milter
+    and the quarantine keep it (a release goes to ``rcpt_tos``, not to the headers' To/Cc).
+
+    ``mail_from`` is ``""`` for the null sender (``MAIL FROM:<>``, bounces); ``queue_id`` is the
+    MTA's or the gateway's id of the message, as its logs name it.
+    """
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    client_ip: str | None = None
+    helo: str | None = None
+    queue_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mail_from": self.mail_from,
+            "rcpt_tos": list(self.rcpt_tos),
+            "client_ip": self.client_ip,
+            "helo": self.helo,
+            "queue_id": self.queue_id,
         }
 
 
