@@ -24,7 +24,14 @@ class Cli:
 
     def __init__(self, tmp_path: Path) -> None:
         self.db = tmp_path / "feeds.db"
-        self.vars = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+        # The caller's FEEDGATE_ settings must not leak in, except the clock: under
+        # `make test-future` the command must run on the test's (moved) clock, or "the last
+        # 7 days" of the match log the test fills mean another week for the command.
+        self.vars = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FEEDGATE_") or k == "FEEDGATE_CLOCK_OFFSET"
+        }
         self.vars.update(FEEDGATE_DB=str(self.db), XDG_DATA_HOME=str(tmp_path / "data"))
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
