@@ -4,6 +4,7 @@ the relay. Every action, and nothing lost when the relay, the scan or the client
 
 from __future__ import annotations
 
+import getpass
 import json
 import multiprocessing
 import smtplib
@@ -326,3 +327,82 @@ def test_connections_beyond_the_limit_get_421(accepting: Rig) -> None:
     finally:
         first.quit()
         second.quit()
+
+
+def test_quarantine_cli_lists_shows_and_releases_to_the_sink(rig: Rig) -> None:
+    from click.testing import CliRunner
+
+    from feedgate.cli import main
+
+    raw = message("quarantine", subject="cli release")
+    code, text = rig.reply(raw, ["r1@rcpt.test", "r2@rcpt.test"])
+    assert code == 250
+    queue_id = text.rsplit(" ", 1)[1]
+    runner = CliRunner()
+    db = ["--db", str(rig.db)]
+    listed = runner.invoke(main, ["quarantine", "list", "--format", "jsonl", *db])
+    assert listed.exit_code == 0, listed.output
+    [row] = [
+        r
+        for r in map(json.loads, listed.output.splitlines())
+        if r["envelope"]["queue_id"] == queue_id
+    ]
+    assert row["subject"] == "cli release" and row["rules"] == ["threat-feeds"]
+    assert row["message_id"].startswith("<quarantine.")
+    assert row["matches"][0]["value"] == "quarantine.example"
+    assert {"id", "envelope", "message_id", "subject", "time", "rules", "matches"} <= set(row)
+    table = runner.invoke(main, ["quarantine", "list", "--source", "quarantine", *db])
+    assert row["id"] in table.output
+    assert (
+        row["id"] not in runner.invoke(main, ["quarantine", "list", "--source", "tag", *db]).output
+    )
+    shown = runner.invoke(main, ["quarantine", "show", row["id"], *db])
+    assert "r1@rcpt.test, r2@rcpt.test" in shown.output and "quarantine.example" in shown.output
+    assert runner.invoke(main, ["quarantine", "show", row["id"], "--raw", *db]).stdout_bytes == raw
+
+    rig.sink.data_reply = "452 4.3.1 sink full"  # the relay refuses: the message stays held
+    refused = runner.invoke(main, ["quarantine", "release", row["id"], *db])
+    assert refused.exit_code == 1 and "sink full" in refused.output and "stays" in refused.output
+    assert "release refused" in runner.invoke(main, ["quarantine", "show", row["id"], *db]).output
+    rig.sink.data_reply = None
+    released = runner.invoke(main, ["quarantine", "release", row["id"], *db])
+    assert released.exit_code == 0, released.output
+    [got] = rig.sink.received
+    assert got.raw == raw and got.rcpt_tos == ["r1@rcpt.test", "r2@rcpt.test"]
+    again = runner.invoke(main, ["quarantine", "release", row["id"], *db])
+    assert again.exit_code == 1 and "already released" in again.output
+    assert len(rig.sink.received) == 1
+    shown = runner.invoke(main, ["quarantine", "show", row["id"], *db]).output
+    assert "released:" in shown and getpass.getuser() in shown
+    deleted = runner.invoke(main, ["quarantine", "delete", row["id"], "nope", *db])
+    assert deleted.exit_code == 1 and "no quarantined message nope" in deleted.output
+    assert runner.invoke(main, ["quarantine", "show", row["id"], *db]).exit_code == 1
+
+
+def test_the_gateway_command_serves_until_interrupted(rig: Rig, env: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "feedgate.cli", "gateway", "--listen", "127.0.0.1:0",
+            "--relay", f"127.0.0.1:{rig.sink_port}", "--workers", "1",
+            "--db", str(rig.db), "--mail-log", str(env / "cli.log"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("gateway:"), first
+        port = int(first.split()[1].rsplit(":", 1)[1])
+        raw = message(None)
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            assert smtp.sendmail("a@sender.test", ["u@rcpt.test"], raw) == {}
+        assert [r.raw for r in rig.sink.received] == [raw]
+        assert json.loads((env / "cli.log").read_text().splitlines()[-1])["action"] == "deliver"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0

@@ -279,17 +279,18 @@ class QuarantineStore:
             raise QuarantineError(f"relay: {exc}") from None
         reply = relaying.send(host, port, held.envelope, self.raw(ident), timeout=timeout)
         moment = _to_db(self._now())
-        with write_transaction(self.engine) as conn:
-            if not reply.accepted:
+        if not reply.accepted:
+            with write_transaction(self.engine) as conn:
                 conn.execute(
                     q.update()
                     .where(q.c.id == ident)
                     .values(release_error=reply.reply, release_error_at=moment)
                 )
-                raise ReleaseRefused(
-                    f"message {ident} not released: relay {target} answered: {reply.reply}"
-                    " (it stays in the quarantine)"
-                )
+            raise ReleaseRefused(
+                f"message {ident} not released: relay {target} answered: {reply.reply}"
+                " (it stays in the quarantine)"
+            )
+        with write_transaction(self.engine) as conn:
             conn.execute(
                 q.update()
                 .where(q.c.id == ident)

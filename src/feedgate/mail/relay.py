@@ -35,9 +35,12 @@ class RelayAddressError(ValueError):
     """A relay address that is not ``HOST:PORT``."""
 
 
-def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]:
-    """``(host, port)`` from ``HOST:PORT`` (``[v6]:PORT`` for IPv6). Raises
-    :class:`RelayAddressError` saying what to give."""
+def parse_address(
+    text: str, default_port: int | None = None, *, any_port: bool = False
+) -> tuple[str, int]:
+    """``(host, port)`` from ``HOST:PORT`` (``[v6]:PORT`` for IPv6; port 0, any free port,
+    only with ``any_port``: a listening address). Raises :class:`RelayAddressError` saying
+    what to give."""
     value = text.strip()
     host, sep, port_text = value.rpartition(":")
     if not sep:
@@ -46,7 +49,7 @@ def parse_address(text: str, default_port: int | None = None) -> tuple[str, int]
         host = host[1:-1]
     if not port_text and default_port is not None:
         port_text = str(default_port)
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    if not host or not port_text.isdigit() or not (0 if any_port else 1) <= int(port_text) < 65536:
         raise RelayAddressError(
             f"{value!r} is not HOST:PORT; give e.g. 127.0.0.1:10026 ([::1]:10026 for IPv6)"
         )
