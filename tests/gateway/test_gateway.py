@@ -406,3 +406,51 @@ def test_the_gateway_command_serves_until_interrupted(rig: Rig, env: Path) -> No
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
+
+
+def test_quarantine_rest_api_lists_gets_releases_and_deletes(rig: Rig) -> None:
+    import httpx
+
+    from feedgate.asgi_server import serving
+    from feedgate.feeds.log import ThreatFeedLog
+    from feedgate.feeds.store import FeedStore
+    from feedgate.web.api import OPENAPI, create_api
+
+    token = "quarantine-test-token-0123456789abcdef"
+    raws = [message("quarantine", subject=f"api {i}") for i in range(2)]
+    for raw in raws:
+        assert rig.reply(raw, ["api@rcpt.test"])[0] == 250
+    feeds = FeedStore(engine(str(rig.db)))
+    app = create_api(feeds, ThreatFeedLog(feeds, write_file=False), token)
+    headers = {"Authorization": f"Bearer {token}"}
+    try:
+        with serving(app) as url, httpx.Client(base_url=url, headers=headers) as api:
+            assert httpx.get(f"{url}/api/v1/quarantine").status_code == 401
+            rows = api.get("/api/v1/quarantine", params={"source": "quarantine"}).json()
+            ids = {r["subject"]: r["id"] for r in rows}
+            first, second = ids["api 0"], ids["api 1"]
+            assert api.get(f"/api/v1/quarantine/{first}").json()["envelope"]["rcpt_tos"] == [
+                "api@rcpt.test"
+            ]
+            assert api.get(f"/api/v1/quarantine/{first}/raw").content == raws[0]
+            assert api.get("/api/v1/quarantine", params={"since": "soon"}).status_code == 400
+            assert api.get("/api/v1/quarantine/nope").status_code == 404
+            released = api.post(f"/api/v1/quarantine/{first}/release", json={})
+            assert released.status_code == 200 and released.json()["released_by"] == "api"
+            assert [r.raw for r in rig.sink.received] == [raws[0]]
+            assert api.post(f"/api/v1/quarantine/{first}/release").status_code == 409
+            bad = api.post(f"/api/v1/quarantine/{second}/release", json={"relay": "nowhere"})
+            assert bad.status_code == 400 and "HOST:PORT" in bad.json()["detail"]
+            rig.sink.refuse_rcpt = {"api@rcpt.test": "550 5.1.1 gone"}
+            refused = api.post(f"/api/v1/quarantine/{second}/release")
+            assert refused.status_code == 502 and "gone" in refused.json()["detail"]
+            assert "gone" in api.get(f"/api/v1/quarantine/{second}").json()["release_error"]
+            assert api.delete(f"/api/v1/quarantine/{second}").status_code == 204
+            assert api.get(f"/api/v1/quarantine/{second}").status_code == 404
+            listed = {r["id"] for r in api.get("/api/v1/quarantine").json()}
+            assert first not in listed and second not in listed
+            everything = api.get("/api/v1/quarantine", params={"all": "true"}).json()
+            assert first in {r["id"] for r in everything}
+    finally:
+        feeds.close()
+    assert "/api/v1/quarantine/{id}/release" in OPENAPI["paths"]
