@@ -18,9 +18,11 @@ from feedgate.taxii.cli._click import register as register_taxii
 
 from .db import register as register_db
 from .exceptions import register as register_exceptions
+from .gateway import register as register_gateway
 from .hits import register as register_hits
 from .hub import register as register_hub
 from .observables import register as register_observables
+from .quarantine import register as register_quarantine
 from .rules import register as register_rules
 from .scan import register as register_scan
 from .serve import register as register_serve
@@ -49,3 +51,5 @@ register_hits(main)  # feedgate hits
 register_serve(main)  # feedgate serve | up
 register_db(main)  # feedgate db upgrade | current
 register_scan(main)  # feedgate scan
+register_gateway(main)  # feedgate gateway
+register_quarantine(main)  # feedgate quarantine list|show|release|delete

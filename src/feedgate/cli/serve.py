@@ -52,8 +52,10 @@ def _run_manager(
     token: ApiToken,
     tick: float,
     lease: timedelta | None = None,
+    quarantine_days: int = 14,
 ) -> None:
-    """The scheduler in a thread and the API on ``sock`` in the foreground, until interrupted."""
+    """The scheduler in a thread and the API on ``sock`` in the foreground, until interrupted;
+    the quarantine's expiry (messages older than ``quarantine_days``) in a thread beside."""
     from feedgate.asgi_server import base_url, serve
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
     from feedgate.web.api import create_api
@@ -69,11 +71,36 @@ def _run_manager(
     scheduler = Scheduler(store, feed_log, lease=lease or DEFAULT_LEASE)
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
+    expiry = threading.Thread(
+        target=_expire_quarantine, args=(store, quarantine_days, stop), daemon=True
+    )
+    expiry.start()
     try:
         serve(create_api(store, feed_log, token.value, lease=scheduler.lease), sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)
+
+
+#: Seconds between quarantine expiries in ``serve`` (and ``up``).
+QUARANTINE_EXPIRE_EVERY = 3600.0
+
+
+def _expire_quarantine(store: FeedStore, days: int, stop: threading.Event) -> None:
+    """Delete quarantined messages past retention now and every hour until ``stop`` (the
+    gateway does the same; either may run alone). Lives here: feeds never imports mail."""
+    import logging
+
+    from feedgate.mail.quarantine import QuarantineStore
+
+    quarantine = QuarantineStore(store.engine, retention=timedelta(days=days))
+    while True:
+        try:
+            quarantine.expire()
+        except Exception:  # the database away for a while: try again next time
+            logging.getLogger("feedgate.serve").exception("quarantine expiry failed")
+        if stop.wait(QUARANTINE_EXPIRE_EVERY):
+            return
 
 
 def _port_option(help_: str) -> Callable[[F], F]:
@@ -102,8 +129,17 @@ def _port_option(help_: str) -> Callable[[F], F]:
     "How long a node's claim on a source lasts unless renewed (renewed every third of it "
     "while polling): when a node dies mid-poll, another takes the source over after this"
 )
+@click.option(
+    "--quarantine-days",
+    type=click.IntRange(1),
+    default=14,
+    show_default=True,
+    help="Days quarantined messages are kept (expired here every hour).",
+)
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
-def serve_command(host: str, port: int, tick: float, lease: float, db: str | None) -> None:
+def serve_command(
+    host: str, port: int, tick: float, lease: float, quarantine_days: int, db: str | None
+) -> None:
     """Run the scheduler (polls what is due) and the REST API until interrupted.
 
     Several nodes may serve one PostgreSQL database (a cluster): each due source is polled by
@@ -119,7 +155,7 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
-    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease))
+    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease), quarantine_days)
 
 
 @click.command("up")

@@ -11,7 +11,14 @@ from typing import Final
 
 import sqlalchemy as sa
 
-__all__ = ["POLICY_COUNTER", "exceptions_table", "match_log", "metadata", "rules_table"]
+__all__ = [
+    "POLICY_COUNTER",
+    "exceptions_table",
+    "match_log",
+    "metadata",
+    "quarantine_table",
+    "rules_table",
+]
 
 metadata = sa.MetaData()
 
@@ -62,4 +69,27 @@ match_log = sa.Table(
     sa.Column("source", sa.String(64), nullable=False),
     sa.Index("ix_mail_match_log_at", "at"),
     sa.Index("ix_mail_match_log_source_at", "source", "at"),
+)
+
+#: Messages a quarantine rule kept (revision feeds_0006): in the manager's database so that any
+#: node of a cluster can list and release them (mail.quarantine.QuarantineStore).
+quarantine_table = sa.Table(
+    "mail_quarantine",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),  # random hex: not guessable, not a count
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("envelope", sa.Text, nullable=False),  # JSON of model.Envelope.to_dict
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("rules", sa.Text, nullable=False),  # JSON list of rule names
+    sa.Column("matches", sa.Text, nullable=False),  # JSON list of Match.to_dict
+    sa.Column("sources", sa.Text, nullable=False),  # ",a,b,": the sources matched, for --source
+    sa.Column("relay", sa.String(300), nullable=True),  # HOST:PORT it would have gone to
+    sa.Column("raw", sa.LargeBinary, nullable=False),
+    sa.Column("released_at", sa.DateTime, nullable=True),
+    sa.Column("released_by", sa.String(200), nullable=True),
+    sa.Column("release_error", sa.Text, nullable=True),  # the last refused release, and when
+    sa.Column("release_error_at", sa.DateTime, nullable=True),
+    sa.Index("ix_mail_quarantine_at", "at"),
 )

@@ -49,6 +49,7 @@ from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus, kind_f
 from feedgate.mail.exceptions import MAX_EXCEPTION_LENGTH, MAX_NOTE_LENGTH
 from feedgate.mail.model import PARTS
 from feedgate.mail.policy_store import PolicyStore
+from feedgate.mail.quarantine import QuarantineStore
 from feedgate.mail.rules import (
     DEFAULT_RULE,
     DEFAULT_SUBJECT_PREFIX,
@@ -60,6 +61,7 @@ from feedgate.mail.rules import (
 from feedgate.observables import ENFORCEABLE_KINDS
 
 from .api_policy import DEFAULT_SINCE, DEFAULT_TOP, MAX_TOP, policy_error_response, policy_routes
+from .api_quarantine import QUARANTINE_PATHS, quarantine_routes
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
 
@@ -397,6 +399,7 @@ def create_api(
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
             *policy_routes(policy, guard, body, **({"now": now} if now else {})),
+            *quarantine_routes(QuarantineStore(store.engine), guard, body),
         ],
     )
 
@@ -967,3 +970,5 @@ OPENAPI: Final[dict[str, Any]] = {
         },
     },
 }
+
+OPENAPI["paths"].update(QUARANTINE_PATHS)  # /api/v1/quarantine (web.api_quarantine)

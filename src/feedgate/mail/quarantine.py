@@ -1,0 +1,320 @@
+"""The quarantine: messages a quarantine rule kept, in the manager's database.
+
+The gateway (and the milter, through :meth:`QuarantineStore.add`, which has the injected
+``quarantine(raw, envelope, verdict) -> id`` shape) answers 250 only after :meth:`add`
+committed, so a quarantined message is never lost. The one place quarantined messages are read,
+released and deleted: ``feedgate quarantine`` and ``/api/v1/quarantine`` both call these methods.
+
+A release sends the message's original bytes to its envelope's recipients (not the headers'
+To/Cc) through the relay recorded when it was quarantined, or one given; it is recorded (who,
+when) and the message leaves the list of held messages. A release the relay refuses leaves the
+message held, with the relay's answer recorded and shown. Everything (held or released) is
+deleted :data:`DEFAULT_RETENTION` after it was quarantined, by :meth:`expire`, which the gateway
+and ``feedgate serve`` call periodically.
+"""
+
+from __future__ import annotations
+
+import email.errors
+import email.header
+import email.parser
+import email.policy
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+
+from feedgate.db import read_transaction, write_transaction
+from feedgate.migrate import upgrade
+
+from . import relay as relaying
+from .model import Envelope
+from .policy import Verdict
+from .rewrite import split_message
+from .schema import quarantine_table as q
+
+__all__ = [
+    "DEFAULT_RETENTION",
+    "QuarantineError",
+    "QuarantineNotFound",
+    "QuarantineStore",
+    "QuarantinedMessage",
+    "ReleaseRefused",
+]
+
+DEFAULT_RETENTION: Final = timedelta(days=14)
+_MAX_SHOWN: Final = 998  # Subject and Message-ID as kept
+
+
+class QuarantineError(Exception):
+    """A quarantine operation that cannot be done, with what to do instead."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class QuarantineNotFound(QuarantineError):
+    """No quarantined message has that id (expired, deleted, or mistyped)."""
+
+
+class ReleaseRefused(QuarantineError):
+    """The relay did not take a released message; it stays held, the error recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedMessage:
+    """One quarantined message without its bytes (:meth:`QuarantineStore.raw` has them)."""
+
+    id: str
+    at: datetime
+    envelope: Envelope
+    message_id: str | None
+    subject: str | None
+    size: int
+    rules: tuple[str, ...]
+    matches: tuple[dict[str, Any], ...]
+    relay: str | None
+    released_at: datetime | None = None
+    released_by: str | None = None
+    release_error: str | None = None
+    release_error_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row of ``feedgate quarantine list --format jsonl`` and the REST API."""
+        return {
+            "id": self.id,
+            "time": self.at.isoformat(),
+            "envelope": self.envelope.to_dict(),
+            "message_id": self.message_id,
+            "subject": self.subject,
+            "size": self.size,
+            "rules": list(self.rules),
+            "matches": list(self.matches),
+            "relay": self.relay,
+            "released_at": self.released_at.isoformat() if self.released_at else None,
+            "released_by": self.released_by,
+            "release_error": self.release_error,
+            "release_error_at": (
+                self.release_error_at.isoformat() if self.release_error_at else None
+            ),
+        }
+
+
+def _to_db(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def _from_db(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+def _headers(raw: bytes) -> tuple[str | None, str | None]:
+    """The Message-ID and the decoded Subject, read from the header block alone."""
+    block, _sep, _body = split_message(raw)
+    try:
+        parsed = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(block)
+    except (ValueError, TypeError, email.errors.MessageError):
+        return None, None
+
+    def text(name: str) -> str | None:
+        value = parsed.get(name)
+        if value is None:
+            return None
+        try:
+            shown = str(email.header.make_header(email.header.decode_header(str(value))))
+        except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
+            shown = str(value)
+        shown = " ".join(shown.split())
+        return shown[:_MAX_SHOWN]
+
+    return text("Message-ID"), text("Subject")
+
+
+def _message(row: Any) -> QuarantinedMessage:
+    env = json.loads(row.envelope)
+    return QuarantinedMessage(
+        id=row.id,
+        at=_from_db(row.at) or datetime.now(UTC),
+        envelope=Envelope(
+            mail_from=env["mail_from"],
+            rcpt_tos=tuple(env["rcpt_tos"]),
+            client_ip=env.get("client_ip"),
+            helo=env.get("helo"),
+            queue_id=env.get("queue_id"),
+        ),
+        message_id=row.message_id,
+        subject=row.subject,
+        size=row.size,
+        rules=tuple(json.loads(row.rules)),
+        matches=tuple(json.loads(row.matches)),
+        relay=row.relay,
+        released_at=_from_db(row.released_at),
+        released_by=row.released_by,
+        release_error=row.release_error,
+        release_error_at=_from_db(row.release_error_at),
+    )
+
+
+_LISTED: Final = [c for c in q.c if c.name != "raw"]
+
+
+class QuarantineStore:
+    """The quarantine over an engine from :func:`feedgate.db.engine` (module doc).
+
+    ``retention`` is how long a message is kept; ``now`` the clock messages are dated with.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        retention: timedelta = DEFAULT_RETENTION,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        if retention <= timedelta(0):
+            raise QuarantineError("the quarantine's retention must be more than 0 days")
+        upgrade(engine, "feeds")  # revision feeds_0006 made the table
+        self.engine = engine
+        self.retention = retention
+        self._now = now
+
+    def add(
+        self,
+        raw: bytes,
+        envelope: Envelope,
+        verdict: Verdict,
+        *,
+        relay: str | None = None,
+    ) -> str:
+        """Keep ``raw`` with its envelope and verdict; the id, once committed. ``relay`` is
+        the ``HOST:PORT`` a release sends it to by default."""
+        message_id, subject = _headers(raw)
+        sources = sorted({m.source for m in verdict.matches})
+        ident = secrets.token_hex(8)
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                q.insert().values(
+                    id=ident,
+                    at=_to_db(self._now()),
+                    envelope=json.dumps(envelope.to_dict()),
+                    message_id=message_id,
+                    subject=subject,
+                    size=len(raw),
+                    rules=json.dumps(list(verdict.rules)),
+                    matches=json.dumps([m.to_dict() for m in verdict.matches], default=str),
+                    sources="," + ",".join(sources) + "," if sources else ",",
+                    relay=relay,
+                    raw=raw,
+                )
+            )
+        return ident
+
+    def list(
+        self,
+        *,
+        since: datetime | None = None,
+        source: str | None = None,
+        released: bool = False,
+    ) -> list[QuarantinedMessage]:
+        """The messages held (and, with ``released``, those released too), newest first;
+        ``since`` and ``source`` narrow them to a time and a source that matched."""
+        query = sa.select(*_LISTED).order_by(q.c.at.desc(), q.c.id)
+        if since is not None:
+            query = query.where(q.c.at >= _to_db(since))
+        if source:
+            query = query.where(q.c.sources.contains(f",{source},", autoescape=True))
+        if not released:
+            query = query.where(q.c.released_at.is_(None))
+        with read_transaction(self.engine) as conn:
+            return [_message(row) for row in conn.execute(query)]
+
+    def get(self, ident: str) -> QuarantinedMessage:
+        """The message ``ident`` (held or released); :class:`QuarantineNotFound` if none."""
+        with read_transaction(self.engine) as conn:
+            row = conn.execute(sa.select(*_LISTED).where(q.c.id == ident)).first()
+        if row is None:
+            raise self._unknown(ident)
+        return _message(row)
+
+    def raw(self, ident: str) -> bytes:
+        """The bytes of message ``ident``, exactly as they were received."""
+        with read_transaction(self.engine) as conn:
+            raw = conn.execute(sa.select(q.c.raw).where(q.c.id == ident)).scalar()
+        if raw is None:
+            raise self._unknown(ident)
+        return bytes(raw)
+
+    def release(
+        self,
+        ident: str,
+        *,
+        by: str,
+        relay: str | None = None,
+        timeout: float = relaying.DEFAULT_TIMEOUT,
+    ) -> QuarantinedMessage:
+        """Send message ``ident`` to its envelope's recipients through ``relay`` (``HOST:PORT``)
+        or the relay recorded with it, and record that ``by`` released it. Raises
+        :class:`ReleaseRefused` (the relay's answer recorded; the message stays held),
+        :class:`QuarantineNotFound`, or :class:`QuarantineError` (already released, no relay
+        known, a relay that is not ``HOST:PORT``)."""
+        held = self.get(ident)
+        if held.released_at is not None:
+            raise QuarantineError(
+                f"message {ident} was already released by {held.released_by} at"
+                f" {held.released_at.isoformat(timespec='seconds')}; it is not sent twice"
+            )
+        target = relay or held.relay
+        if not target:
+            raise QuarantineError(
+                f"message {ident} has no relay recorded; give one (--relay HOST:PORT)"
+            )
+        try:
+            host, port = relaying.parse_address(target)
+        except relaying.RelayAddressError as exc:
+            raise QuarantineError(f"relay: {exc}") from None
+        reply = relaying.send(host, port, held.envelope, self.raw(ident), timeout=timeout)
+        moment = _to_db(self._now())
+        if not reply.accepted:
+            with write_transaction(self.engine) as conn:
+                conn.execute(
+                    q.update()
+                    .where(q.c.id == ident)
+                    .values(release_error=reply.reply, release_error_at=moment)
+                )
+            raise ReleaseRefused(
+                f"message {ident} not released: relay {target} answered: {reply.reply}"
+                " (it stays in the quarantine)"
+            )
+        with write_transaction(self.engine) as conn:
+            conn.execute(
+                q.update()
+                .where(q.c.id == ident)
+                .values(released_at=moment, released_by=by, release_error=None)
+            )
+        return self.get(ident)
+
+    def delete(self, ident: str) -> None:
+        """Delete message ``ident`` for good; :class:`QuarantineNotFound` if none."""
+        with write_transaction(self.engine) as conn:
+            if conn.execute(q.delete().where(q.c.id == ident)).rowcount == 0:
+                raise self._unknown(ident)
+
+    def expire(self, now: datetime | None = None) -> int:
+        """Delete every message quarantined more than the retention before ``now`` (the
+        clock's time); how many were deleted."""
+        cutoff = _to_db((now or self._now()) - self.retention)
+        with write_transaction(self.engine) as conn:
+            return int(conn.execute(q.delete().where(q.c.at < cutoff)).rowcount or 0)
+
+    @staticmethod
+    def _unknown(ident: str) -> QuarantineNotFound:
+        shown = ident if ident.isprintable() and len(ident) <= 64 else ascii(ident[:64])
+        return QuarantineNotFound(
+            f"no quarantined message {shown} (expired, deleted, or mistyped; see"
+            " `feedgate quarantine list`)"
+        )
