@@ -59,14 +59,14 @@ class Scanner:
         self.matcher = matcher if matcher is not None else Matcher(store)
         self._lock = threading.Lock()
         self._policy: Policy | None = None
-        self._gates: tuple[int, Mapping[str, bool]] | None = None
+        self._gates: tuple[int, Mapping[str, bool], Mapping[str, str]] | None = None
         self._clock = clock
         self._check_every = check_every
         self._checked: float | None = None
 
-    def _current(self) -> tuple[Policy, Mapping[str, bool]]:
-        """The policy and the sources' gate switches, read again when their counters moved
-        (looked at when ``check_every`` has passed since the last look)."""
+    def _current(self) -> tuple[Policy, Mapping[str, bool], Mapping[str, str]]:
+        """The policy and the sources' gate switches and modes, read again when their
+        counters moved (looked at when ``check_every`` has passed since the last look)."""
         policy, gates = self._policy, self._gates
         now = self._clock()
         checked = self._checked
@@ -77,9 +77,10 @@ class Scanner:
             version = self.store.version()
             if gates is None or gates[0] != version:
                 with self._lock:
-                    gates = self._gates = (version, self.store.fp_gates())
+                    switches = (version, self.store.fp_gates(), self.store.source_modes())
+                    gates = self._gates = switches
             self._checked = now
-        return policy, gates[1]
+        return policy, gates[1], gates[2]
 
     def scan(
         self,
@@ -94,11 +95,13 @@ class Scanner:
         SMTP session's when there is one; for a file they are read from its headers."""
         inspection = inspect_message(raw, client_ip=client_ip, envelope_from=envelope_from)
         matches = self.matcher.snapshot().match(inspection.offers)
-        policy, gates = self._current()
-        verdict = evaluate(matches, inspection, policy, fp_gates=gates)
+        policy, gates, modes = self._current()
+        verdict = evaluate(matches, inspection, policy, fp_gates=gates, modes=modes)
         if message is not None:
             verdict = dataclasses.replace(verdict, message=message)
-        if self.log and (verdict.matches or verdict.suppressed or verdict.excepted):
+        if self.log and (
+            verdict.matches or verdict.suppressed or verdict.excepted or verdict.monitored
+        ):
             # The log counts messages by this id: without a Message-ID (or a name), each scan
             # is a message of its own.
             logged_id = inspection.message_id or message or f"<scan {uuid.uuid4().hex}>"

@@ -35,6 +35,7 @@ from feedgate.feeds.sources import (
     MAX_TIMEOUT,
     MIN_POLLING_INTERVAL,
     MIN_TIMEOUT,
+    MODES,
     NAME_PATTERN,
     SECRET_FIELDS,
     SECRET_SET,
@@ -525,6 +526,12 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
     "fp_gate": {
         "type": "boolean",
         "description": "false-positive gate: never enforce what would block the world",
+    },
+    "mode": {
+        "type": "string",
+        "enum": list(MODES),
+        "description": "enforce: the rules act on the source's matches; monitor: they are"
+        " only logged as what would have been done",
     },
 }
 _SOURCE_OUT: Final[dict[str, Any]] = {
