@@ -21,6 +21,7 @@ from .exceptions import register as register_exceptions
 from .hits import register as register_hits
 from .hub import register as register_hub
 from .observables import register as register_observables
+from .retro import register as register_retro
 from .rules import register as register_rules
 from .scan import register as register_scan
 from .serve import register as register_serve
@@ -49,3 +50,4 @@ register_hits(main)  # feedgate hits
 register_serve(main)  # feedgate serve | up
 register_db(main)  # feedgate db upgrade | current
 register_scan(main)  # feedgate scan
+register_retro(main)  # feedgate retro

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import fail, listen, open_store
+from .retro import RETRO_EVERY, retention_option
 from .sources import lease_option
 
 if TYPE_CHECKING:
@@ -52,10 +53,16 @@ def _run_manager(
     token: ApiToken,
     tick: float,
     lease: timedelta | None = None,
+    retention: timedelta | None = None,
 ) -> None:
-    """The scheduler in a thread and the API on ``sock`` in the foreground, until interrupted."""
+    """The scheduler and the retro-scan (mail index against each poll's new observables,
+    expiring the index after ``retention``) in threads, and the API on ``sock`` in the
+    foreground, until interrupted."""
     from feedgate.asgi_server import base_url, serve
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
+    from feedgate.mail.mailindex import DEFAULT_RETENTION, MailIndex
+    from feedgate.mail.policy_store import PolicyStore
+    from feedgate.mail.retro import RetroScanner
     from feedgate.web.api import create_api
 
     url = base_url(sock)
@@ -69,11 +76,24 @@ def _run_manager(
     scheduler = Scheduler(store, feed_log, lease=lease or DEFAULT_LEASE)
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
+    policy = PolicyStore(store.engine, store.source_names)
+    retro = RetroScanner(
+        store,
+        policy,
+        MailIndex(store.engine, retention=retention or DEFAULT_RETENTION),
+        feed_log=feed_log,
+    )
+    retro_worker = threading.Thread(
+        target=retro.run_forever, args=(stop, RETRO_EVERY), daemon=True, name="retro-scan"
+    )
+    retro_worker.start()
     try:
-        serve(create_api(store, feed_log, token.value, lease=scheduler.lease), sock, ready=ready)
+        app = create_api(store, feed_log, token.value, lease=scheduler.lease, policy=policy)
+        serve(app, sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)
+        retro_worker.join(timeout=30)
 
 
 def _port_option(help_: str) -> Callable[[F], F]:
@@ -102,8 +122,11 @@ def _port_option(help_: str) -> Callable[[F], F]:
     "How long a node's claim on a source lasts unless renewed (renewed every third of it "
     "while polling): when a node dies mid-poll, another takes the source over after this"
 )
+@retention_option
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
-def serve_command(host: str, port: int, tick: float, lease: float, db: str | None) -> None:
+def serve_command(
+    host: str, port: int, tick: float, lease: float, retention: timedelta, db: str | None
+) -> None:
     """Run the scheduler (polls what is due) and the REST API until interrupted.
 
     Several nodes may serve one PostgreSQL database (a cluster): each due source is polled by
@@ -119,7 +142,7 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
-    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease))
+    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease), retention)
 
 
 @click.command("up")
@@ -132,7 +155,8 @@ def serve_command(host: str, port: int, tick: float, lease: float, db: str | Non
     help="Demo pulses seeded into an empty hub.",
 )
 @lease_option("How long this node's claim on a source lasts unless renewed")
-def up_command(port: int, pulses: int, lease: float) -> None:
+@retention_option
+def up_command(port: int, pulses: int, lease: float, retention: timedelta) -> None:
     """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
     from feedgate.asgi_server import serving
     from feedgate.db import default_db, default_hub_db, display_name
@@ -192,7 +216,7 @@ def up_command(port: int, pulses: int, lease: float) -> None:
             poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(store, feed_log, sock, token, 10.0, timedelta(seconds=lease))
+        _run_manager(store, feed_log, sock, token, 10.0, timedelta(seconds=lease), retention)
 
 
 def register(group: click.Group) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from feedgate.feeds.store import FeedStore
 
 from .inspect import inspect_message
+from .mailindex import MailIndex
 from .matcher import Matcher
 from .policy import Policy, Verdict, evaluate
 from .policy_store import PolicyStore
@@ -37,8 +38,9 @@ class Scanner:
     ``log`` writes each verdict that matched anything to the match log (``feedgate hits``);
     ``now`` is the clock its rows are dated with. The policy's and the sources' counters are
     read at most every ``check_every`` seconds of ``clock`` (monotonic, injected for tests),
-    the first scan always reads them. Thread-safe: the pieces it holds are immutable and
-    swapped whole.
+    the first scan always reads them. ``mail_index``: every message that passed (deliver,
+    log, tag, header) is indexed there for the retro-scan (:mod:`feedgate.mail.retro`).
+    Thread-safe: the pieces it holds are immutable and swapped whole.
     """
 
     def __init__(
@@ -51,7 +53,9 @@ class Scanner:
         matcher: Matcher | None = None,
         clock: Callable[[], float] = time.monotonic,
         check_every: float = 1.0,
+        mail_index: MailIndex | None = None,
     ) -> None:
+        self.mail_index = mail_index
         self.store = store
         self.policy_store = policy
         self.log = log
@@ -94,7 +98,8 @@ class Scanner:
         the match log (a path, ``-``, or a queue id). ``client_ip``/``envelope_from`` are the
         SMTP session's when there is one; for a file they are read from its headers."""
         inspection = inspect_message(raw, client_ip=client_ip, envelope_from=envelope_from)
-        matches = self.matcher.snapshot().match(inspection.offers)
+        snapshot = self.matcher.snapshot()
+        matches = snapshot.match(inspection.offers)
         policy, gates, modes = self._current()
         verdict = evaluate(matches, inspection, policy, fp_gates=gates, modes=modes)
         if message is not None:
@@ -106,6 +111,16 @@ class Scanner:
             # is a message of its own.
             logged_id = inspection.message_id or message or f"<scan {uuid.uuid4().hex}>"
             self.policy_store.record(verdict, logged_id, self._now())
+        if self.mail_index is not None:  # indexes only what passed
+            self.mail_index.add(
+                inspection,
+                verdict,
+                at=self._now(),
+                version=snapshot.version,
+                name=message,
+                envelope_from=envelope_from,
+                client_ip=client_ip,
+            )
         return verdict
 
     def scan_file(self, path: Path, **kwargs: str | None) -> Verdict:

@@ -61,6 +61,7 @@ from feedgate.mail.rules import (
 from feedgate.observables import ENFORCEABLE_KINDS
 
 from .api_policy import DEFAULT_SINCE, DEFAULT_TOP, MAX_TOP, policy_error_response, policy_routes
+from .api_retro import RETRO_ROW, retro_routes
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
 
@@ -202,6 +203,7 @@ INDEX: Final[dict[str, Any]] = {
         "rules": "/api/v1/rules",
         "exceptions": "/api/v1/exceptions",
         "hits": "/api/v1/hits",
+        "retro": "/api/v1/retro",
     },
 }
 
@@ -398,6 +400,7 @@ def create_api(
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
             *policy_routes(policy, guard, body, **({"now": now} if now else {})),
+            *retro_routes(store.engine, guard, **({"now": now} if now else {})),
         ],
     )
 
@@ -766,6 +769,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     },
                 },
             },
+            "RetroFind": RETRO_ROW,
             "LogEntry": {
                 "type": "object",
                 "required": ["id", "at", "level", "source", "message", "line"],
@@ -967,6 +971,22 @@ OPENAPI: Final[dict[str, Any]] = {
                             "default": DEFAULT_TOP,
                         },
                         f"how many observables to list ({MAX_TOP} at most)",
+                    ),
+                ),
+                _400='a parameter that cannot be used: {"detail", "field"}',
+            )
+        },
+        "/api/v1/retro": {
+            "get": _op(
+                "Delivered messages that observables added since would have caught (the"
+                " retro-scan's findings), oldest first",
+                schema={"type": "array", "items": _ref("RetroFind")},
+                query=(
+                    _param("source", _TEXT, "only this source's"),
+                    _param(
+                        "since",
+                        {"type": "string", "default": DEFAULT_SINCE},
+                        "a duration back from now (12h, 7d, 2w), or all",
                     ),
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
