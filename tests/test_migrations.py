@@ -157,14 +157,23 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     table (Scheduler's leases only when it ran): today's metadata less what later revisions
     added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts;
     feeds_0004: the mail policy's tables, the sources' false-positive gate; feeds_0005:
-    observables' changed_version)."""
+    observables' changed_version; feeds_0007: the mail index, the retro findings, the sources'
+    mode)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
         if which == "feeds" and not with_leases:
             md.remove(md.tables["leases"])
         if which == "feeds":
-            for name in ("mail_rules", "mail_exceptions", "mail_match_log"):
+            for name in (
+                "mail_rules",
+                "mail_exceptions",
+                "mail_match_log",
+                "mail_index_keys",
+                "mail_index_messages",
+                "mail_retro",
+                "mail_quarantine",
+            ):
                 md.remove(md.tables[name])
         md.create_all(e)
         if which == "feeds":
@@ -173,7 +182,13 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
                 conn.exec_driver_sql("DROP INDEX ix_observables_changed")
                 conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN changed_version")
                 conn.exec_driver_sql("ALTER TABLE observables DROP COLUMN shared_digest")
-                for column in ("username_enc", "username_secret", "timeout_us", "fp_gate"):
+                for column in (
+                    "username_enc",
+                    "username_secret",
+                    "timeout_us",
+                    "fp_gate",
+                    "mode",
+                ):
                     conn.exec_driver_sql(f"ALTER TABLE feed_sources DROP COLUMN {column}")
 
     monkeypatch.setattr(migrate, "upgrade", create_all)

@@ -89,11 +89,14 @@ def test_add_list_show(env: Env) -> None:
     )  # fmt: skip
 
     lines = env.ok("source", "list").splitlines()
-    assert lines[0].split() == ["NAME", "ENABLED", "HOST", "COLLECTION", "INTERVAL", "LAST", "POLL"]
-    assert lines[1].split() == ["hub", "no", "127.0.0.1:9000", "user_x", "1h", "never"]
+    assert lines[0].split() == [
+        "NAME", "ENABLED", "MODE", "HOST", "COLLECTION", "INTERVAL", "LAST", "POLL"
+    ]  # fmt: skip
+    assert lines[1].split() == ["hub", "no", "enforce", "127.0.0.1:9000", "user_x", "1h", "never"]
     assert lines[2].split() == [
         "otx",
         "yes",
+        "enforce",
         "otx.alienvault.com",
         "user_AlienVault",
         "30m",

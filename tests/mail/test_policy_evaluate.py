@@ -320,6 +320,7 @@ def test_to_dict_is_the_scan_json_shape() -> None:
         "suppressed",
         "excepted",
         "skipped",
+        "monitored",  # feeds_0007: matches of monitor-mode sources (none here)
     ]
     assert data["message"] == "<m1@example.net>"
     assert data["action"] == "quarantine"

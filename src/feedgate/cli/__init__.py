@@ -23,6 +23,7 @@ from .hits import register as register_hits
 from .hub import register as register_hub
 from .observables import register as register_observables
 from .quarantine import register as register_quarantine
+from .retro import register as register_retro
 from .rules import register as register_rules
 from .scan import register as register_scan
 from .serve import register as register_serve
@@ -53,3 +54,4 @@ register_db(main)  # feedgate db upgrade | current
 register_scan(main)  # feedgate scan
 register_gateway(main)  # feedgate gateway
 register_quarantine(main)  # feedgate quarantine list|show|release|delete
+register_retro(main)  # feedgate retro

@@ -161,6 +161,13 @@ def _check_sender(_ctx: click.Context, _param: click.Parameter, value: str | Non
     help="The SMTP MAIL FROM, <> for none (default: Return-Path).",
 )
 @click.option("--no-log", is_flag=True, help="Write nothing to the match log.")
+@click.option(
+    "--index",
+    "index",
+    is_flag=True,
+    help="Keep what the messages that pass could match in the mail index, as the gateway"
+    " does, for the retro-scan (feedgate retro).",
+)
 @click.option("--db", envvar="FEEDGATE_DB", help=_DB_HELP)
 def scan(
     paths: tuple[str, ...],
@@ -168,6 +175,7 @@ def scan(
     client_ip: str | None,
     envelope_from: str | None,
     no_log: bool,
+    index: bool,
     db: str | None,
 ) -> None:
     """The mail policy's verdict on each message: which observables it carries, in which part,
@@ -176,6 +184,7 @@ def scan(
 
     from feedgate.db import default_db
     from feedgate.feeds.store import FeedStore
+    from feedgate.mail.mailindex import MailIndex
     from feedgate.mail.policy_store import PolicyStore
     from feedgate.mail.scanner import Scanner
 
@@ -185,7 +194,12 @@ def scan(
     store = open_store(name, FeedStore)
     failed = False
     try:
-        scanner = Scanner(store, PolicyStore(store.engine, store.source_names), log=not no_log)
+        scanner = Scanner(
+            store,
+            PolicyStore(store.engine, store.source_names),
+            log=not no_log,
+            mail_index=MailIndex(store.engine) if index else None,
+        )
         for path in _messages(paths):
             if isinstance(path, _Unreadable):
                 click.echo(f"feedgate: error: cannot read {path.path}: {path.reason}", err=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from .errors import fail, listen, open_store
+from .retro import RETRO_EVERY, retention_option
 from .sources import lease_option
 
 if TYPE_CHECKING:
@@ -53,11 +54,17 @@ def _run_manager(
     tick: float,
     lease: timedelta | None = None,
     quarantine_days: int = 14,
+    retention: timedelta | None = None,
 ) -> None:
-    """The scheduler in a thread and the API on ``sock`` in the foreground, until interrupted;
-    the quarantine's expiry (messages older than ``quarantine_days``) in a thread beside."""
+    """The scheduler, the retro-scan (mail index against each poll's new observables,
+    expiring the index after ``retention``) and the quarantine's expiry (messages older than
+    ``quarantine_days``) in threads, and the API on ``sock`` in the foreground, until
+    interrupted."""
     from feedgate.asgi_server import base_url, serve
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
+    from feedgate.mail.mailindex import DEFAULT_RETENTION, MailIndex
+    from feedgate.mail.policy_store import PolicyStore
+    from feedgate.mail.retro import RetroScanner
     from feedgate.web.api import create_api
 
     url = base_url(sock)
@@ -75,11 +82,24 @@ def _run_manager(
         target=_expire_quarantine, args=(store, quarantine_days, stop), daemon=True
     )
     expiry.start()
+    policy = PolicyStore(store.engine, store.source_names)
+    retro = RetroScanner(
+        store,
+        policy,
+        MailIndex(store.engine, retention=retention or DEFAULT_RETENTION),
+        feed_log=feed_log,
+    )
+    retro_worker = threading.Thread(
+        target=retro.run_forever, args=(stop, RETRO_EVERY), daemon=True, name="retro-scan"
+    )
+    retro_worker.start()
     try:
-        serve(create_api(store, feed_log, token.value, lease=scheduler.lease), sock, ready=ready)
+        app = create_api(store, feed_log, token.value, lease=scheduler.lease, policy=policy)
+        serve(app, sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)
+        retro_worker.join(timeout=30)
 
 
 #: Seconds between quarantine expiries in ``serve`` (and ``up``).
@@ -136,9 +156,16 @@ def _port_option(help_: str) -> Callable[[F], F]:
     show_default=True,
     help="Days quarantined messages are kept (expired here every hour).",
 )
+@retention_option
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
 def serve_command(
-    host: str, port: int, tick: float, lease: float, quarantine_days: int, db: str | None
+    host: str,
+    port: int,
+    tick: float,
+    lease: float,
+    quarantine_days: int,
+    retention: timedelta,
+    db: str | None,
 ) -> None:
     """Run the scheduler (polls what is due) and the REST API until interrupted.
 
@@ -155,7 +182,9 @@ def serve_command(
     feed_log = ThreatFeedLog(store)
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
-    _run_manager(store, feed_log, sock, token, tick, timedelta(seconds=lease), quarantine_days)
+    _run_manager(
+        store, feed_log, sock, token, tick, timedelta(seconds=lease), quarantine_days, retention
+    )
 
 
 @click.command("up")
@@ -168,7 +197,8 @@ def serve_command(
     help="Demo pulses seeded into an empty hub.",
 )
 @lease_option("How long this node's claim on a source lasts unless renewed")
-def up_command(port: int, pulses: int, lease: float) -> None:
+@retention_option
+def up_command(port: int, pulses: int, lease: float, retention: timedelta) -> None:
     """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
     from feedgate.asgi_server import serving
     from feedgate.db import default_db, default_hub_db, display_name
@@ -228,7 +258,9 @@ def up_command(port: int, pulses: int, lease: float) -> None:
             poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(store, feed_log, sock, token, 10.0, timedelta(seconds=lease))
+        _run_manager(
+            store, feed_log, sock, token, 10.0, timedelta(seconds=lease), retention=retention
+        )
 
 
 def register(group: click.Group) -> None:

@@ -27,6 +27,7 @@ import click
 from feedgate.feeds.sources import (
     ALL_ENFORCE,
     MASK,
+    MODES,
     OPTION_OF,
     SECRET_FIELDS,
     SECRET_SET,
@@ -209,6 +210,13 @@ def _common_options(func: F) -> F:
             help="False-positive gate: never enforce this source's observables that would block"
             " the world (google.com, 10.0.0.0/8, the empty file's hash) [add: yes].",
         ),
+        click.option(
+            "--mode",
+            type=click.Choice(MODES, case_sensitive=False),
+            default=None,
+            help="enforce: the rules act on this source's matches; monitor: they are only"
+            " logged as what would have been done, nothing is done [add: enforce].",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -251,7 +259,15 @@ def _changes(opts: dict[str, Any], current: Source | None) -> dict[str, Any]:
     if opts["username"] is not None and opts["username_env"] is not None:
         raise click.UsageError("give --username or --username-env, not both")
     changes: dict[str, Any] = {}
-    for key in ("description", "port", "use_https", "taxii_version", "verify_ssl", "fp_gate"):
+    for key in (
+        "description",
+        "port",
+        "use_https",
+        "taxii_version",
+        "verify_ssl",
+        "fp_gate",
+        "mode",
+    ):
         if opts[key] is not None:
             changes[key] = opts[key]
     if opts["username_secret"] is not None:
@@ -313,6 +329,7 @@ def _describe(source: Source) -> str:
         f"{endpoint(source)}, collection {source.collection}, "
         f"every {format_duration(source.polling_interval)}"
         + ("" if source.enabled else ", disabled")
+        + (", monitor mode" if source.mode == "monitor" else "")
     )
 
 
@@ -518,12 +535,13 @@ def _status(store: FeedStore, name: str) -> dict[str, Any]:
 @source_group.command("list")
 @_db_option
 def list_command(db: str | None) -> None:
-    """The sources: name, enabled, host, collection, interval, last poll."""
+    """The sources: name, enabled, mode, host, collection, interval, last poll."""
     with _store(db) as store:
         rows = [
             [
                 source.name,
                 "yes" if source.enabled else "no",
+                source.mode,
                 source.hostname
                 + ("" if source.port == (443 if source.use_https else 80) else f":{source.port}"),
                 source.collection,
@@ -535,7 +553,7 @@ def list_command(db: str | None) -> None:
     if not rows:
         click.echo("no sources (add one with: feedgate source add NAME --hostname ...)")
         return
-    header = ["NAME", "ENABLED", "HOST", "COLLECTION", "INTERVAL", "LAST POLL"]
+    header = ["NAME", "ENABLED", "MODE", "HOST", "COLLECTION", "INTERVAL", "LAST POLL"]
     rows = [[_cut(cell) for cell in row[:-1]] + row[-1:] for row in rows]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     for row in [header, *rows]:

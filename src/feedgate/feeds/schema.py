@@ -58,6 +58,8 @@ sources = sa.Table(
     sa.Column("timeout_us", sa.BigInteger, nullable=False, server_default="60000000"),
     sa.Column("enforce", sa.Text, nullable=False),  # JSON list, sorted
     sa.Column("fp_gate", sa.Boolean, nullable=False, server_default=sa.true()),  # feeds_0004
+    # "enforce" or "monitor" (feeds.sources.MODES; feeds_0007)
+    sa.Column("mode", sa.String(16), nullable=False, server_default="enforce"),
 )
 
 status_table = sa.Table(

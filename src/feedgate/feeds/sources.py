@@ -35,6 +35,7 @@ __all__ = [
     "MAX_TIMEOUT",
     "MIN_POLLING_INTERVAL",
     "MIN_TIMEOUT",
+    "MODES",
     "NAME_PATTERN",
     "OPTION_OF",
     "SECRET_FIELDS",
@@ -64,6 +65,10 @@ MASK: Final = "********"
 #: What is shown in place of a secret user name (an API key): that it is set, nothing of it.
 SECRET_SET: Final = "(secret, set)"
 TAXII_VERSIONS: Final = ("1.0", "1.1")
+#: What a source's matches do: ``enforce`` (the rules act on them) or ``monitor`` (they are
+#: reported as what the rules *would have* done, and nothing is done): a new feed can be
+#: watched before it blocks mail (``feedgate source edit NAME --mode enforce``).
+MODES: Final = ("enforce", "monitor")
 MIN_POLLING_INTERVAL: Final = timedelta(minutes=5)
 MAX_RETRIES: Final = 10
 MAX_NAME_LENGTH: Final = 64
@@ -125,6 +130,9 @@ class Source:
     #: the world (google.com, 10.0.0.0/8, the empty file's hash) are never enforced. On unless
     #: the admin trusts the feed with them.
     fp_gate: bool = True
+    #: ``enforce`` or ``monitor`` (:data:`MODES`): in monitor mode the source's matches are
+    #: logged as "would have" and take no action on the message.
+    mode: str = "enforce"
     #: Secret fields stored encrypted under a key this process does not have (the key changed,
     #: or the database moved without it): None here, kept as stored by an update that does not
     #: set them, and a poll of the source fails saying so (not the whole schedule). Read from
@@ -180,6 +188,7 @@ OPTION_OF: Final[dict[str, str]] = {
     "timeout": "--timeout",
     "enforce": "--enforce/--no-enforce",
     "fp_gate": "--fp-gate/--no-fp-gate",
+    "mode": "--mode",
 }
 
 #: The fields a source is written with (CLI options, REST API bodies): all but what the store
@@ -591,6 +600,14 @@ def validate(source: Source) -> Source:
             f"{', '.join(sorted(ALL_ENFORCE))}",
         )
     changes["enforce"] = enforce
+    mode = source.mode.strip().lower()
+    if mode not in MODES:
+        raise SourceError(
+            "mode",
+            f"{_show(source.mode)} is not a mode: give enforce (the rules act on the source's"
+            " matches) or monitor (its matches are only logged as what would have been done)",
+        )
+    changes["mode"] = mode
     return dataclasses.replace(source, **changes)
 
 

@@ -416,6 +416,7 @@ class FeedStore:
             "timeout_us": _micros(source.timeout),
             "enforce": json.dumps(sorted(str(k) for k in source.enforce)),
             "fp_gate": bool(source.fp_gate),
+            "mode": source.mode,
         }
 
     @staticmethod
@@ -462,6 +463,7 @@ class FeedStore:
             timeout=timedelta(microseconds=row.timeout_us),
             enforce=frozenset(json.loads(row.enforce)),
             fp_gate=bool(row.fp_gate),
+            mode=str(row.mode),
             unreadable_secrets=frozenset(unreadable),
         )
 
@@ -530,6 +532,14 @@ class FeedStore:
         with self._read() as conn:
             rows = conn.execute(sa.select(sources.c.name, sources.c.fp_gate)).all()
         return {name: bool(gate) for name, gate in rows}
+
+    def source_modes(self) -> dict[str, str]:
+        """Each source's mode (``enforce`` or ``monitor``, :data:`~.sources.MODES`), by name:
+        the sibling of :meth:`fp_gates` a scanner reads to know whose matches only count as
+        "would have"."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(sources.c.name, sources.c.mode)).all()
+        return {name: str(mode) for name, mode in rows}
 
     def list_sources(self) -> list[Source]:
         """All sources, by name."""

@@ -7,7 +7,9 @@ match:
    counts, whatever the feed says (design.md "Mail": the exception list always wins);
 2. **suppressed**: the observable would block the world (:func:`feedgate.mail.gate.gate_reason`)
    and its source has the false-positive gate on (the default);
-3. **enforced**: every other match; the enabled rules that apply to it are reported.
+3. **monitored**: its source is in monitor mode (``Source.mode``): reported with the rules that
+   *would have* applied, and it takes no part in the action;
+4. **enforced**: every other match; the enabled rules that apply to it are reported.
 
 The message's action is the most severe of its matching rules' actions (``ACTION_SEVERITY``);
 ``deliver`` when no enabled rule matches. Tag and header rank alike and both apply: the Subject
@@ -100,6 +102,11 @@ class Verdict:
     smtp_reply: str | None = None
     #: Each matching rule's action, by name (the match log records the rule that decided).
     rule_actions: Mapping[str, Action] = field(default_factory=dict)
+    #: Matches of sources in monitor mode: what would have counted, with no effect on the
+    #: action; ``monitored_rules[i]`` the enabled rules that would apply to ``monitored[i]``
+    #: (the most severe first), their actions in ``rule_actions`` too.
+    monitored: tuple[Match, ...] = ()
+    monitored_rules: tuple[tuple[str, ...], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``feedgate scan --json`` for this message."""
@@ -111,6 +118,10 @@ class Verdict:
             "suppressed": [s.to_dict() for s in self.suppressed],
             "excepted": [e.to_dict() for e in self.excepted],
             "skipped": [s.to_dict() for s in self.skipped],
+            "monitored": [
+                {**m.to_dict(), "rules": list(rules)}
+                for m, rules in zip(self.monitored, self.monitored_rules, strict=True)
+            ],
         }
 
 
@@ -172,11 +183,15 @@ def evaluate(
     policy: Policy,
     *,
     fp_gates: Mapping[str, bool] | None = None,
+    modes: Mapping[str, str] | None = None,
 ) -> Verdict:
     """The verdict on the message ``inspection`` describes, given the ``matches`` the matcher
     found in it. ``fp_gates`` holds each source's false-positive gate switch (a source not in
-    it has the gate on, the default)."""
+    it has the gate on, the default), ``modes`` each source's mode (a source not in it
+    enforces; ``monitor``: its matches are only reported, as :attr:`Verdict.monitored`)."""
     gates = fp_gates or {}
+    source_modes = modes or {}
+    monitored: list[Match] = []
     places = _offers_by_place(inspection.offers)
     enforced: list[Match] = []
     suppressed: list[Suppressed] = []
@@ -191,11 +206,15 @@ def evaluate(
             if reason is not None:
                 suppressed.append(Suppressed(match, reason))
                 continue
+        if source_modes.get(match.source) == "monitor":
+            monitored.append(match)
+            continue
         enforced.append(match)
 
     rules = sorted((r for r in policy.rules if r.enabled), key=lambda r: r.position)
     per_match = [tuple(r for r in rules if r.matches(m)) for m in enforced]
     matching = [r for r in rules if any(r in applied for applied in per_match)]
+    would = [tuple(r for r in rules if r.matches(m)) for m in monitored]
     action = Action.DELIVER
     if matching:
         top = max(r.severity for r in matching)
@@ -226,5 +245,11 @@ def evaluate(
         subject_prefix=prefix if applies else None,
         header=_header(header_matches) if applies and header_matches else None,
         smtp_reply=_reply(matched_by(Action.REJECT)) if action is Action.REJECT else None,
-        rule_actions={r.name: r.action for r in matching},
+        rule_actions={
+            r.name: r.action for r in rules if r in matching or any(r in w for w in would)
+        },
+        monitored=tuple(monitored),
+        monitored_rules=tuple(
+            tuple(r.name for r in sorted(applied, key=lambda r: -r.severity)) for applied in would
+        ),
     )

@@ -17,7 +17,7 @@ enforced in a message (the parts it was in joined), for ``feedgate hits``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -36,7 +36,7 @@ from .exceptions import (
     classify,
     parse_exception,
 )
-from .model import ACTION_SEVERITY, PARTS, Action, Part
+from .model import ACTION_SEVERITY, PARTS, Action, Match, Part
 from .policy import Policy, Verdict
 from .rules import PolicyConflict, PolicyError, PolicyNotFound, Rule, check_sources, make_rule
 from .schema import POLICY_COUNTER, exceptions_table, match_log, rules_table
@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_TOP",
     "EDITABLE",
     "MAX_TOP",
+    "MONITOR_ACTION",
     "Hits",
     "ObservableHits",
     "PolicyStore",
@@ -70,6 +71,9 @@ EDITABLE: Final = (
 #: --top``, ``GET /api/v1/hits?top=``: one limit for both faces).
 DEFAULT_TOP: Final = 10
 MAX_TOP: Final = 1000
+#: The match log's action for a match of a monitor-mode source: what "would have" counted,
+#: while nothing was done for it.
+MONITOR_ACTION: Final = "monitor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,18 +462,39 @@ class PolicyStore:
 
     def record(self, verdict: Verdict, message_id: str | None, at: datetime) -> int:
         """Log the observables ``verdict`` enforced (one row per observable, with the parts of
-        the message it was in), at ``at``; returns the rows written."""
+        the message it was in), at ``at``, and those of monitor-mode sources as "would have"
+        (action :data:`MONITOR_ACTION`, the rule that would have decided); returns the rows
+        written."""
+        values = [
+            *self._rows(verdict, verdict.matches, verdict.match_rules, str(verdict.action), at),
+            *self._rows(verdict, verdict.monitored, verdict.monitored_rules, MONITOR_ACTION, at),
+        ]
+        if not values:
+            return 0
+        for row in values:
+            row["message_id"] = message_id
+        with self._write() as conn:
+            conn.execute(match_log.insert(), values)
+        return len(values)
+
+    def _rows(
+        self,
+        verdict: Verdict,
+        matches: Sequence[Match],
+        applies: Sequence[tuple[str, ...]],
+        action: str,
+        at: datetime,
+    ) -> list[dict[str, Any]]:
         rows: dict[tuple[str, int, str, str], dict[str, Any]] = {}
-        for match, applied in zip(verdict.matches, verdict.match_rules, strict=True):
+        for match, applied in zip(matches, applies, strict=True):
             key = (match.source, match.observable_id, match.kind, match.value)
             row = rows.get(key)
             if row is None:
                 row = rows[key] = {
                     "at": _to_db(at),
-                    "message_id": message_id,
                     "parts": set(),
                     "rule": None,
-                    "action": str(verdict.action),
+                    "action": action,
                     "observable_id": match.observable_id,
                     "kind": match.kind,
                     "value": match.value,
@@ -479,23 +504,23 @@ class PolicyStore:
             row["parts"].add(match.part)
             if applied and self._rank(verdict, applied[0]) > row["_severity"]:
                 row["rule"], row["_severity"] = applied[0], self._rank(verdict, applied[0])
-        if not rows:
-            return 0
         values = []
         for row in rows.values():
             parts = row.pop("parts")
             row.pop("_severity")
             row["parts"] = ",".join(str(p) for p in PARTS if p in parts)
             values.append(row)
-        with self._write() as conn:
-            conn.execute(match_log.insert(), values)
-        return len(values)
+        return values
 
     @staticmethod
     def _rank(verdict: Verdict, rule: str) -> tuple[int, int]:
-        """Which rule decides for an observable: the most severe, the first in order on ties."""
+        """Which rule decides for an observable: the most severe, the first in order on ties
+        (a rule only monitored matches meet: after the enforced ones, in the order met)."""
         action = verdict.rule_actions.get(rule, Action.DELIVER)
-        return ACTION_SEVERITY[action], -verdict.rules.index(rule)
+        order = list(verdict.rules)
+        for applied in verdict.monitored_rules:
+            order.extend(r for r in applied if r not in order)
+        return ACTION_SEVERITY[action], -order.index(rule)
 
     def hits(
         self, source: str | None = None, since: datetime | None = None, top: int = DEFAULT_TOP

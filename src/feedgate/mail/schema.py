@@ -13,10 +13,14 @@ import sqlalchemy as sa
 
 __all__ = [
     "POLICY_COUNTER",
+    "RETRO_COUNTER",
     "exceptions_table",
+    "index_keys",
+    "index_messages",
     "match_log",
     "metadata",
     "quarantine_table",
+    "retro_table",
     "rules_table",
 ]
 
@@ -92,4 +96,82 @@ quarantine_table = sa.Table(
     sa.Column("release_error", sa.Text, nullable=True),  # the last refused release, and when
     sa.Column("release_error_at", sa.DateTime, nullable=True),
     sa.Index("ix_mail_quarantine_at", "at"),
+)
+
+# --- the mail index and the retro-scan (feeds_0007) --------------------------------------------
+
+#: The row of ``feed_counters`` holding the store version the retro-scan has matched up to
+#: (:class:`feedgate.mail.retro.RetroScanner`): a restart neither rescans nor misses a poll.
+RETRO_COUNTER: Final = "retro_version"
+
+#: One row per message that passed (deliver, log, tag, header), kept for the retention
+#: (:mod:`feedgate.mail.mailindex`): who and what it was, never its body.
+index_messages = sa.Table(
+    "mail_index_messages",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime, nullable=False),  # when it was scanned
+    sa.Column("name", sa.Text, nullable=True),  # the scan's name for it: queue id or path
+    sa.Column("message_id", sa.Text, nullable=True),  # its Message-ID header
+    sa.Column("envelope_from", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("client_ip", sa.String(45), nullable=True),
+    sa.Column("action", sa.String(16), nullable=False),  # what was done: deliver, log, tag, header
+    # The matcher snapshot's store version the verdict was made at: observables changed after
+    # it were not looked for in this message.
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Index("ix_mail_index_messages_at", "at"),
+)
+
+#: What a passed message can match: one row per probe of each offer, keyed by the first 8
+#: bytes of sha256(kind NUL value) as a signed 64-bit integer (the store's digest, so a new
+#: observable's key finds the messages holding it by one index lookup): a host under every
+#: parent domain, an IP address also as 16 bytes (IPv4 mapped, ``::ffff:a.b.c.d``) for the
+#: range queries of new networks.
+index_keys = sa.Table(
+    "mail_index_keys",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "message",
+        _BigId,
+        sa.ForeignKey("mail_index_messages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("part", sa.String(16), nullable=False),  # model.Part
+    sa.Column("lookup", sa.String(8), nullable=False),  # model.Lookup
+    sa.Column("value", sa.Text, nullable=False),  # the offer's normalised value
+    sa.Column("key", sa.BigInteger, nullable=False),
+    sa.Column("address", sa.LargeBinary(16), nullable=True),  # ip lookups only
+    sa.Index("ix_mail_index_keys_key", "key"),
+    sa.Index("ix_mail_index_keys_address", "address"),
+    sa.Index("ix_mail_index_keys_message", "message"),
+)
+
+#: Each passed message an observable added later would have caught: what ``feedgate retro``
+#: and ``GET /api/v1/retro`` list. The message's fields are copied (the index expires, the
+#: findings stay); one row per (indexed message, observable), reported once.
+retro_table = sa.Table(
+    "mail_retro",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime, nullable=False),  # when the retro-scan found it
+    sa.Column("indexed", sa.BigInteger, nullable=False),  # mail_index_messages.id
+    sa.Column("scanned_at", sa.DateTime, nullable=False),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("message_id", sa.Text, nullable=True),
+    sa.Column("envelope_from", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("client_ip", sa.String(45), nullable=True),
+    sa.Column("passed", sa.String(16), nullable=False),  # what was done to it then
+    sa.Column("action", sa.String(16), nullable=False),  # what the rules would do now
+    sa.Column("rule", sa.String(64), nullable=True),  # the rule that would decide
+    sa.Column("mode", sa.String(16), nullable=False),  # the source's: enforce or monitor
+    sa.Column("part", sa.String(16), nullable=False),
+    sa.Column("observable_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.UniqueConstraint("indexed", "observable_id", name="uq_mail_retro_found"),
+    sa.Index("ix_mail_retro_at", "at"),
 )

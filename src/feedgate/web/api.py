@@ -35,6 +35,7 @@ from feedgate.feeds.sources import (
     MAX_TIMEOUT,
     MIN_POLLING_INTERVAL,
     MIN_TIMEOUT,
+    MODES,
     NAME_PATTERN,
     SECRET_FIELDS,
     SECRET_SET,
@@ -62,6 +63,7 @@ from feedgate.observables import ENFORCEABLE_KINDS
 
 from .api_policy import DEFAULT_SINCE, DEFAULT_TOP, MAX_TOP, policy_error_response, policy_routes
 from .api_quarantine import QUARANTINE_PATHS, quarantine_routes
+from .api_retro import RETRO_ROW, retro_routes
 
 _DURATIONS: Final = ("polling_interval", "age", "poll_segment", "timeout")
 
@@ -203,6 +205,7 @@ INDEX: Final[dict[str, Any]] = {
         "rules": "/api/v1/rules",
         "exceptions": "/api/v1/exceptions",
         "hits": "/api/v1/hits",
+        "retro": "/api/v1/retro",
     },
 }
 
@@ -400,6 +403,7 @@ def create_api(
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
             *policy_routes(policy, guard, body, **({"now": now} if now else {})),
             *quarantine_routes(QuarantineStore(store.engine), guard, body),
+            *retro_routes(store.engine, guard, **({"now": now} if now else {})),
         ],
     )
 
@@ -528,6 +532,12 @@ _SOURCE_FIELDS: Final[dict[str, Any]] = {
     "fp_gate": {
         "type": "boolean",
         "description": "false-positive gate: never enforce what would block the world",
+    },
+    "mode": {
+        "type": "string",
+        "enum": list(MODES),
+        "description": "enforce: the rules act on the source's matches; monitor: they are"
+        " only logged as what would have been done",
     },
 }
 _SOURCE_OUT: Final[dict[str, Any]] = {
@@ -762,6 +772,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     },
                 },
             },
+            "RetroFind": RETRO_ROW,
             "LogEntry": {
                 "type": "object",
                 "required": ["id", "at", "level", "source", "message", "line"],
@@ -963,6 +974,22 @@ OPENAPI: Final[dict[str, Any]] = {
                             "default": DEFAULT_TOP,
                         },
                         f"how many observables to list ({MAX_TOP} at most)",
+                    ),
+                ),
+                _400='a parameter that cannot be used: {"detail", "field"}',
+            )
+        },
+        "/api/v1/retro": {
+            "get": _op(
+                "Delivered messages that observables added since would have caught (the"
+                " retro-scan's findings), oldest first",
+                schema={"type": "array", "items": _ref("RetroFind")},
+                query=(
+                    _param("source", _TEXT, "only this source's"),
+                    _param(
+                        "since",
+                        {"type": "string", "default": DEFAULT_SINCE},
+                        "a duration back from now (12h, 7d, 2w), or all",
                     ),
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
