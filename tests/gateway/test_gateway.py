@@ -513,3 +513,36 @@ def test_starttls_with_the_given_certificate_then_mail_is_relayed(
         smtp.ehlo("client.test")
         assert smtp.sendmail("a@sender.test", ["u@rcpt.test"], raw) == {}
     assert [r.raw for r in accepting.sink.received] == [raw]
+
+
+def test_passed_mail_is_indexed_so_a_later_poll_finds_it(rig: Rig) -> None:
+    """The gateway's workers index what they pass: an observable polled after the message was
+    delivered finds it in the retro-scan (issue 13 §4), by the queue id the gateway gave it."""
+    from datetime import UTC, datetime
+
+    from feedgate.feeds.store import FeedStore
+    from feedgate.mail.mailindex import MailIndex
+    from feedgate.mail.policy_store import PolicyStore
+    from feedgate.mail.retro import RetroScanner
+    from feedgate.observables import Kind, Observable
+
+    raw = message(None, extra="see http://files.later-bad.example/x.zip\n")
+    code, text = rig.reply(raw)
+    assert code == 250
+    queue_id = text.rsplit(" ", 1)[1]
+    store = FeedStore(engine(str(rig.db)))
+    try:
+        retro = RetroScanner(
+            store, PolicyStore(store.engine, store.source_names), MailIndex(store.engine)
+        )
+        retro.run_once()  # up to date with what the store held when the message passed
+        now = datetime.now(UTC)
+        with store.segment("quarantine") as seg:
+            seg.upsert([Observable(Kind.DOMAIN, "later-bad.example")], now)
+            seg.finish(now)
+        found = [f for f in retro.run_once() if f.name == queue_id]
+        assert [(f.passed, f.action, f.kind, f.value) for f in found] == [
+            ("deliver", "quarantine", "domain", "later-bad.example")
+        ]
+    finally:
+        store.close()

@@ -99,16 +99,24 @@ _worker_scanner: Any = None  # the Scanner of this worker process (set by _init_
 
 
 def _init_worker(db: str) -> None:
-    """Open the store and build this process's own Scanner (a pool initializer)."""
+    """Open the store and build this process's own Scanner (a pool initializer). Every
+    message that passes goes into the mail index, so a later poll's observables are matched
+    against it (the retro-scan of ``feedgate serve``)."""
     global _worker_scanner
     from feedgate.db import engine
     from feedgate.feeds.store import FeedStore
 
+    from .mailindex import MailIndex
     from .policy_store import PolicyStore
     from .scanner import Scanner
 
     store = FeedStore(engine(db))
-    _worker_scanner = Scanner(store, PolicyStore(store.engine, store.source_names), log=True)
+    _worker_scanner = Scanner(
+        store,
+        PolicyStore(store.engine, store.source_names),
+        log=True,
+        mail_index=MailIndex(store.engine),
+    )
 
 
 def _warm() -> int:
