@@ -20,6 +20,7 @@ from .db import register as register_db
 from .exceptions import register as register_exceptions
 from .hits import register as register_hits
 from .hub import register as register_hub
+from .milter import register as register_milter
 from .observables import register as register_observables
 from .rules import register as register_rules
 from .scan import register as register_scan
@@ -49,3 +50,4 @@ register_hits(main)  # feedgate hits
 register_serve(main)  # feedgate serve | up
 register_db(main)  # feedgate db upgrade | current
 register_scan(main)  # feedgate scan
+register_milter(main)  # feedgate milter

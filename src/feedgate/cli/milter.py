@@ -1,0 +1,120 @@
+"""``feedgate milter``: the mail policy inside Postfix or Sendmail, over the milter protocol.
+
+Thin over :class:`feedgate.mail.milter.MilterFilter` and :func:`feedgate.mail.milter.serve`.
+Prints where it listens and the database, then one line per message that matched anything (and
+every refusal or failure) on stderr, until SIGINT or SIGTERM. In Postfix's ``main.cf``::
+
+    smtpd_milters = inet:127.0.0.1:11332
+    milter_default_action = tempfail
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from .errors import database_failure, fail, open_store
+
+_DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
+
+
+def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> object:
+    from feedgate.mail.milter import parse_listen
+
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command("milter")
+@click.option(
+    "--listen",
+    "address",
+    default="inet:127.0.0.1:11332",
+    show_default=True,
+    callback=_check_listen,
+    metavar="inet:HOST:PORT|unix:/PATH",
+    help="Where the MTA connects (Postfix's smtpd_milters names the same).",
+)
+@click.option(
+    "--scan-timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds a scan may take; a message whose scan overruns is tempfailed.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Scans run at once (worker threads).",
+)
+@click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
+def milter_command(address: object, scan_timeout: float, workers: int, db: str | None) -> None:
+    """Enforce the mail policy in Postfix or Sendmail before queue: reject (550 5.7.1),
+    discard, quarantine, tag the Subject or add a header; a message the milter cannot decide
+    on is tempfailed (451), never passed unscanned.
+
+    No quarantine store is wired here yet: a quarantine verdict is tempfailed, and said."""
+    import anyio
+    import sqlalchemy.exc
+
+    from feedgate.db import default_db, display_name
+    from feedgate.feeds.store import FeedStore
+    from feedgate.mail.milter import ListenAddress, MilterFilter, serve
+    from feedgate.mail.policy_store import PolicyStore
+    from feedgate.mail.scanner import Scanner
+
+    assert isinstance(address, ListenAddress)
+    name = db or default_db()
+    store = open_store(name, FeedStore)
+    try:
+        scanner = Scanner(store, PolicyStore(store.engine, store.source_names))
+        scanner.matcher.snapshot()  # load the observables now, not on the first message
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        database_failure(name, exc)
+    milter = MilterFilter(scanner, scan_timeout=scan_timeout, workers=workers)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("feedgate milter: %(message)s"))
+    logger = logging.getLogger("feedgate.milter")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logging.getLogger("kilter").setLevel(logging.WARNING)
+
+    async def ready(bound: ListenAddress) -> None:
+        click.echo(f"milter:    {bound}")
+        click.echo(f"database:  {display_name(name)}")
+        sys.stdout.flush()
+
+    async def run() -> None:
+        async with anyio.create_task_group() as tasks:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for _ in signals:
+                        tasks.cancel_scope.cancel()
+                        return
+
+            tasks.start_soon(stop_on_signal)
+            await serve(milter, address, ready=ready)
+
+    try:
+        anyio.run(run, backend="asyncio")
+    except OSError as exc:
+        fail(
+            f"cannot listen on {address}: {exc.strerror or exc} "
+            "(choose another with --listen, or stop what is using it)",
+            exc,
+        )
+    finally:
+        store.close()
+
+
+def register(group: click.Group) -> None:
+    group.add_command(milter_command)
