@@ -143,13 +143,14 @@ class _Message:
     rcpt_tos: list[str] = field(default_factory=list)
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     body: list[bytes] = field(default_factory=list)
+    max_bytes: int = MAX_MESSAGE_BYTES
     size: int = 0
     too_big: bool = False
 
     def add(self, data: bytes) -> bool:
         """Count ``data`` against the limit; False (and nothing kept any more) past it."""
         self.size += len(data)
-        if self.size > MAX_MESSAGE_BYTES:
+        if self.size > self.max_bytes:
             self.too_big = True
             self.headers.clear()
             self.body.clear()
@@ -239,7 +240,7 @@ class MilterFilter:
 
     ``scanner`` decides; ``quarantine`` keeps what it quarantines (:func:`no_quarantine` when
     none is wired, which tempfails); at most ``workers`` scans run at once, each for at most
-    ``scan_timeout`` seconds."""
+    ``scan_timeout`` seconds; a message over ``max_bytes`` is refused unscanned (552)."""
 
     def __init__(
         self,
@@ -248,6 +249,7 @@ class MilterFilter:
         quarantine: QuarantineFn = no_quarantine,
         scan_timeout: float = DEFAULT_SCAN_TIMEOUT,
         workers: int = DEFAULT_WORKERS,
+        max_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         # kilter names a filter in its log by __module__ and __qualname__, which an instance
         # does not have of its own.
@@ -255,6 +257,7 @@ class MilterFilter:
         self.scanner = scanner
         self.quarantine = quarantine
         self.scan_timeout = scan_timeout
+        self.max_bytes = max_bytes
         self._limiter = anyio.CapacityLimiter(workers)
         # The HELO name of each connection: said once, needed by every message on it.
         self._helo: weakref.WeakKeyDictionary[Session, str] = weakref.WeakKeyDictionary()
@@ -273,10 +276,11 @@ class MilterFilter:
         message = await self._collect(session)
         raw_env = message.envelope()
         if message.too_big:
-            log.info("%s: refused: over %d bytes", _describe(raw_env), MAX_MESSAGE_BYTES)
-            limit = MAX_MESSAGE_BYTES // 2**20
+            log.info("%s: refused: over %d bytes", _describe(raw_env), self.max_bytes)
+            mib, rest = divmod(self.max_bytes, 2**20)
+            limit = f"{mib} MiB" if not rest else f"{self.max_bytes} bytes"
             return ReplyCode(
-                f"552 5.3.4 Message too big for the threat scan (limit {limit} MiB)\0".encode()
+                f"552 5.3.4 Message too big for the threat scan (limit {limit})\0".encode()
             )
         try:
             return await self._decide(session, message.raw(), raw_env, message.headers)
@@ -287,7 +291,7 @@ class MilterFilter:
     async def _collect(self, session: Session) -> _Message:
         address = session.address
         client_ip = str(address) if isinstance(address, IPv4Address | IPv6Address) else None
-        message = _Message(client_ip=client_ip, helo=self._helo.get(session))
+        message = _Message(client_ip, self._helo.get(session), max_bytes=self.max_bytes)
         while True:
             event = await session.broadcast.receive()
             match event:
