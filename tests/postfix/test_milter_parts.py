@@ -5,6 +5,7 @@ refusal of an address it cannot use."""
 from __future__ import annotations
 
 import email.header
+import socket
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,28 @@ def test_a_prefix_that_is_not_ascii_is_an_encoded_word() -> None:
     assert value is not None and value.isascii()
     decoded = email.header.make_header(email.header.decode_header(value.decode().strip()))
     assert str(decoded) == "[VERDÄCHTIG] hello"
+
+
+def test_the_cli_says_when_its_port_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from milter_helpers import make_store
+
+    from feedgate.feeds import secrets
+
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())
+    store, _policy = make_store(tmp_path / "feeds.db")
+    store.close()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(
+            main,
+            ["milter", "--listen", f"inet:127.0.0.1:{port}", "--db", str(tmp_path / "feeds.db")],
+        )
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        f"feedgate: error: cannot listen on inet:127.0.0.1:{port}: Address already in use"
+        " (choose another with --listen, or stop what is using it)"
+    )

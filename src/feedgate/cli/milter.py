@@ -66,7 +66,7 @@ def milter_command(address: object, scan_timeout: float, workers: int, db: str |
 
     from feedgate.db import default_db, display_name
     from feedgate.feeds.store import FeedStore
-    from feedgate.mail.milter import ListenAddress, MilterFilter, serve
+    from feedgate.mail.milter import ListenAddress, MilterFilter, open_listener, serve
     from feedgate.mail.policy_store import PolicyStore
     from feedgate.mail.scanner import Scanner
 
@@ -93,6 +93,11 @@ def milter_command(address: object, scan_timeout: float, workers: int, db: str |
         sys.stdout.flush()
 
     async def run() -> None:
+        try:
+            listener = await open_listener(address)
+        except OSError as exc:
+            failed.append(exc)
+            return
         async with anyio.create_task_group() as tasks:
 
             async def stop_on_signal() -> None:
@@ -102,18 +107,21 @@ def milter_command(address: object, scan_timeout: float, workers: int, db: str |
                         return
 
             tasks.start_soon(stop_on_signal)
-            await serve(milter, address, ready=ready)
+            await serve(milter, address, ready=ready, listener=listener)
+            tasks.cancel_scope.cancel()
 
+    failed: list[OSError] = []
     try:
         anyio.run(run, backend="asyncio")
-    except OSError as exc:
-        fail(
-            f"cannot listen on {address}: {exc.strerror or exc} "
-            "(choose another with --listen, or stop what is using it)",
-            exc,
-        )
     finally:
         store.close()
+    if failed:
+        error = failed[0]
+        fail(
+            f"cannot listen on {address}: {error.strerror or error} "
+            "(choose another with --listen, or stop what is using it)",
+            error,
+        )
 
 
 def register(group: click.Group) -> None:

@@ -101,6 +101,7 @@ __all__ = [
     "QuarantineFn",
     "QuarantineUnavailable",
     "no_quarantine",
+    "open_listener",
     "parse_listen",
     "serve",
 ]
@@ -433,7 +434,9 @@ def parse_listen(text: str) -> ListenAddress:
     return ListenAddress("inet", host=host, port=int(port))
 
 
-async def _listener(address: ListenAddress) -> anyio.abc.Listener[anyio.abc.ByteStream]:
+async def open_listener(address: ListenAddress) -> anyio.abc.Listener[anyio.abc.ByteStream]:
+    """A listening socket on ``address`` (``OSError`` when it cannot be had: a port in use, a
+    folder that is not there); a socket file left by a milter that was killed is replaced."""
     if address.family == "unix":
         assert address.path is not None
         path = address.path
@@ -462,10 +465,12 @@ async def serve(
     address: ListenAddress,
     *,
     ready: Callable[[ListenAddress], Awaitable[None] | None] | None = None,
+    listener: anyio.abc.Listener[anyio.abc.ByteStream] | None = None,
 ) -> None:
-    """Serve ``milter`` on ``address`` until cancelled; ``ready(bound)`` once listening (the
-    port the system chose for port 0). A connection that fails (an MTA that offers too
-    little, a protocol error) is logged and closed; the others go on."""
+    """Serve ``milter`` on ``address`` until cancelled (on ``listener`` when given, already
+    bound there by :func:`open_listener`); ``ready(bound)`` once listening (the port the
+    system chose for port 0). A connection that fails (an MTA that offers too little, a
+    protocol error) is logged and closed; the others go on."""
     runner = Runner(cast("Filter", milter))
 
     async def handle(client: anyio.abc.ByteStream) -> None:
@@ -474,7 +479,8 @@ async def serve(
         except Exception:
             log.exception("a milter connection failed; closed (the MTA tempfails its mail)")
 
-    listener = await _listener(address)
+    if listener is None:
+        listener = await open_listener(address)
     try:
         bound = bound_address(listener, address)
         if ready is not None:
