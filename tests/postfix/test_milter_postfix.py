@@ -10,6 +10,7 @@ real QuarantineStore is the gateway's, wired by the CLI later)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +238,47 @@ def test_a_milter_that_is_down_makes_postfix_tempfail_and_keep_nothing(
         "tempfailed": ["one", "two"],
         "discarded": [],
     }
+
+
+def smtp_without_helo(port: int, raw: bytes) -> list[bytes]:
+    """One message over a bare socket with no HELO/EHLO at all (smtplib always sends one);
+    each reply's first line."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        stream = sock.makefile("rwb")
+
+        def reply() -> bytes:
+            line = stream.readline()
+            while line[3:4] == b"-":
+                line = stream.readline()
+            replies.append(line.rstrip())
+            return line
+
+        reply()
+        for command in (b"MAIL FROM:<alice@example.org>", b"RCPT TO:<bob@example.net>", b"DATA"):
+            stream.write(command + b"\r\n")
+            stream.flush()
+            reply()
+        stream.write(raw + b".\r\n")
+        stream.flush()
+        reply()
+        stream.write(b"QUIT\r\n")
+        stream.flush()
+        reply()
+    return replies
+
+
+def test_a_client_that_never_says_helo_is_scanned_all_the_same(
+    feeds: tuple[Path, FeedStore, PolicyStore], postfix_factory: PostfixFactory, sink: Sink
+) -> None:
+    _db, store, policy = feeds
+    kept = Kept()
+    with milter_in_process(Scanner(store, policy), kept) as address:
+        postfix = postfix_factory(milter=str(address))
+        replies = smtp_without_helo(postfix.port, message("no helo", "quarantine.example"))
+        postfix.wait_queue_empty()
+    assert [r[:3] for r in replies] == [b"220", b"250", b"250", b"354", b"250", b"221"]
+    ((_raw, envelope, verdict),) = kept.messages.values()
+    assert envelope.helo is None and envelope.mail_from == "alice@example.org"
+    assert verdict.action == "quarantine"
+    assert sink.messages == []
