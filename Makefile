@@ -37,10 +37,14 @@ test-future: venv peers sysdeps $(CLOCK_SHIM)
 	    $(BIN)/pytest -q -p no:cacheprovider
 
 # System packages the tests need: PostgreSQL (Debian's, for initdb/pg_ctl; tests/pgserver.py
-# starts its own server). Installed with apt only when missing and we are root; a failed install
-# or a missing one we may not install warns loudly, and the tests that need it skip (fail under
-# FEEDGATE_REQUIRE_ALL=1).
+# starts its own server) and Postfix (Debian's; tests/postfix.py runs its own throw-away
+# instance). Installed with apt only when missing and we are root; a failed install or a missing
+# one we may not install warns loudly, and the tests that need it skip (fail under
+# FEEDGATE_REQUIRE_ALL=1). Postfix is preseeded "No configuration": no /etc/postfix/main.cf, no
+# system instance configured or started. It is not installed over another MTA (apt would remove
+# it to make room): that case is a loud skip too.
 PG_INITDB = /usr/lib/postgresql/*/bin/initdb
+POSTFIX   = /usr/sbin/postfix
 BANNER    = !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 sysdeps:
 	@if ls $(PG_INITDB) >/dev/null 2>&1; then \
@@ -59,6 +63,35 @@ sysdeps:
 	        "!!! PostgreSQL is not installed and we are not root, so it cannot be installed:" \
 	        "!!!   sudo apt-get install --no-install-recommends postgresql" \
 	        "!!! the PostgreSQL tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	fi
+	@if [ -x $(POSTFIX) ]; then \
+	    :; \
+	elif [ -e /usr/sbin/sendmail ]; then \
+	    printf '%s\n' "$(BANNER)" \
+	        "!!! Postfix is not installed and another MTA is (/usr/sbin/sendmail): not replacing it." \
+	        "!!!   apt-get install postfix (it removes the other MTA) to run the Postfix tests" \
+	        "!!! the Postfix tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "sysdeps: Postfix is missing: apt-get install postfix (no system instance)"; \
+	    mkdir -p .cache; \
+	    { echo 'postfix postfix/main_mailer_type select No configuration' \
+	        | debconf-set-selections \
+	      && apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	        --no-install-recommends postfix; } >>.cache/sysdeps.log 2>&1 \
+	    && [ -x $(POSTFIX) ] \
+	    || printf '%s\n' "$(BANNER)" \
+	        "!!! installing Postfix with apt FAILED (see .cache/sysdeps.log):" \
+	        "!!! the Postfix tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	else \
+	    printf '%s\n' "$(BANNER)" \
+	        "!!! Postfix is not installed and we are not root, so it cannot be installed:" \
+	        "!!!   echo 'postfix postfix/main_mailer_type select No configuration' \\" \
+	        "!!!     | sudo debconf-set-selections" \
+	        "!!!   sudo apt-get install --no-install-recommends postfix" \
+	        "!!! the Postfix tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
 	        "$(BANNER)" >&2; \
 	fi
 

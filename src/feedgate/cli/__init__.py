@@ -21,6 +21,7 @@ from .exceptions import register as register_exceptions
 from .gateway import register as register_gateway
 from .hits import register as register_hits
 from .hub import register as register_hub
+from .milter import register as register_milter
 from .observables import register as register_observables
 from .quarantine import register as register_quarantine
 from .retro import register as register_retro
@@ -55,3 +56,4 @@ register_scan(main)  # feedgate scan
 register_gateway(main)  # feedgate gateway
 register_quarantine(main)  # feedgate quarantine list|show|release|delete
 register_retro(main)  # feedgate retro
+register_milter(main)  # feedgate milter
