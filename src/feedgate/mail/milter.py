@@ -44,8 +44,6 @@ seconds (one by default).
 from __future__ import annotations
 
 import contextlib
-import email.errors
-import email.header
 import logging
 import os
 import stat
@@ -88,6 +86,7 @@ from kilter.service.options import (
 from .limits import MAX_MESSAGE_BYTES
 from .model import Action, Envelope
 from .policy import HEADER_NAME, Verdict
+from .rewrite import prefixed_value
 
 if TYPE_CHECKING:
     from kilter.service.session import Filter
@@ -188,37 +187,11 @@ def _address(raw: bytes) -> str:
     return text
 
 
-def _decoded(value: bytes) -> str:
-    """A Subject as a reader sees it (encoded words decoded), for "already prefixed?"."""
-    text = value.decode("utf-8", "replace")
-    try:
-        return str(email.header.make_header(email.header.decode_header(" ".join(text.split()))))
-    except (ValueError, LookupError, UnicodeError, email.errors.HeaderParseError):
-        return text
-
-
-def _prefix_bytes(prefix: str) -> bytes:
-    if prefix.isascii():
-        return prefix.encode("ascii")
-    return email.header.Header(prefix, "utf-8").encode().encode("ascii")
-
-
 def prefixed_subject(value: bytes | None, prefix: str) -> bytes | None:
     """The Subject value (as a milter passes it, leading space included) with ``prefix``
-    before it, or None when it already starts with the prefix. None ``value``: no Subject,
-    the prefix alone. The same rules as the gateway's rewrite: a plain ASCII prefix goes
-    before the raw value as it is, a non-ASCII one as a UTF-8 encoded word, and encoded words
-    of the subject stay as they were."""
-    prefix = prefix.strip()
-    shown = _prefix_bytes(prefix)
-    if value is None:
-        return b" " + shown
-    if _decoded(value).strip().startswith(prefix):
-        return None
-    stripped = value.lstrip(b" \t")
-    if not stripped.strip():
-        return b" " + shown
-    return b" " + shown + b" " + stripped
+    before it, or None when it already starts with the prefix; None ``value`` (no Subject):
+    the prefix alone. The gateway's rule (:func:`feedgate.mail.rewrite.prefixed_value`)."""
+    return prefixed_value(b"" if value is None else value, prefix.strip())
 
 
 def _fold(value: str) -> bytes:

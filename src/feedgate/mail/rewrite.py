@@ -22,7 +22,7 @@ from typing import Final
 
 from .policy import HEADER_NAME
 
-__all__ = ["rewrite", "split_message"]
+__all__ = ["prefixed_value", "rewrite", "split_message"]
 
 _MAX_LINE: Final = 78  # where a header we write is folded (RFC 5322's "should")
 _FIELD: Final = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.ASCII)
@@ -84,17 +84,25 @@ def _decoded(value: bytes) -> str:
         return text
 
 
+def prefixed_value(value: bytes, prefix: str) -> bytes | None:
+    """A Subject's raw value (after the colon: leading space, folds, line end) with ``prefix``
+    before it, or None when the subject already starts with it. The one rule for the gateway's
+    rewrite and the milter's Subject change: a plain ASCII prefix goes before the raw value as
+    it is, a non-ASCII one as a UTF-8 encoded word, and the subject's own encoded words stay."""
+    if _decoded(value).strip().startswith(prefix):
+        return None
+    shown = prefix.encode("ascii") if prefix.isascii() else _encoded(prefix)
+    stripped = value.lstrip(b" \t")
+    if not stripped.strip():  # an empty Subject: what is left is its line end, if any
+        return b" " + shown + stripped
+    return b" " + shown + b" " + stripped
+
+
 def _prefixed(field: bytes, prefix: str) -> bytes:
     """A Subject field (name, value, folds, line end) with ``prefix`` before its value."""
     colon = field.index(b":")
-    value = field[colon + 1 :]
-    if _decoded(value).strip().startswith(prefix):
-        return field
-    shown = prefix.encode("ascii") if prefix.isascii() else _encoded(prefix)
-    stripped = value.lstrip(b" \t")
-    if stripped in (b"", b"\r\n", b"\n") or not stripped.strip():  # an empty Subject
-        return field[: colon + 1] + b" " + shown + stripped
-    return field[: colon + 1] + b" " + shown + b" " + stripped
+    value = prefixed_value(field[colon + 1 :], prefix)
+    return field if value is None else field[: colon + 1] + value
 
 
 def _encoded(text: str) -> bytes:
