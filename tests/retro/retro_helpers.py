@@ -85,7 +85,13 @@ class Cli:
 
     def __init__(self, tmp_path: Path, key: str) -> None:
         self.db = tmp_path / "feeds.db"
-        self.vars = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+        # No FEEDGATE_ setting of the caller leaks in, except the clock (make test-future):
+        # the command must run on the test's clock.
+        self.vars = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("FEEDGATE_") or k == "FEEDGATE_CLOCK_OFFSET"
+        }
         self.vars.update(
             FEEDGATE_DB=str(self.db),
             XDG_DATA_HOME=str(tmp_path / "data"),
