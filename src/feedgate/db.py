@@ -23,6 +23,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -255,3 +256,16 @@ def read_transaction(engine_: sa.Engine) -> Iterator[sa.Connection]:
     """A read transaction: one consistent snapshot for all its queries."""
     with engine_.connect() as conn, conn.begin():
         yield conn
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """A moment as the databases store it: naive UTC (an aware one converted; a naive one is
+    taken as UTC already). The mail layer's stores all write their times through this."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def aware_utc(moment: datetime) -> datetime:
+    """A stored (naive UTC) moment back as an aware UTC datetime."""
+    return moment.replace(tzinfo=UTC)

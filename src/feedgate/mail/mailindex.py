@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from feedgate.db import read_transaction, write_transaction
+from feedgate.db import naive_utc, read_transaction, write_transaction
 from feedgate.feeds.enforced import digest_key
 
 from .matcher import _address, _probes
@@ -62,12 +62,6 @@ def signed_key(key: int) -> int:
 def address_bytes(family: int, number: int) -> bytes:
     """An address as the 16 bytes the index orders by (IPv4 mapped into IPv6)."""
     return ((_V4_MAPPED | number) if family == 4 else number).to_bytes(16, "big")
-
-
-def _naive(moment: datetime) -> datetime:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +154,7 @@ class MailIndex:
         offers = inspection.offers
         subject = inspection.subject
         values = {
-            "at": _naive(at),
+            "at": naive_utc(at),
             "name": name,
             "message_id": inspection.message_id,
             "envelope_from": envelope_from or _first(offers, Part.ENVELOPE_FROM),
@@ -181,7 +175,7 @@ class MailIndex:
 
     def expire(self, now: datetime) -> int:
         """Delete the messages older than the retention (with their keys); how many."""
-        cutoff = _naive(now) - self.retention
+        cutoff = naive_utc(now) - self.retention
         m, k = index_messages, index_keys
         old = sa.select(m.c.id).where(m.c.at < cutoff)
         with self._write() as conn:
@@ -217,7 +211,7 @@ class MailIndex:
         keys) or an address inside one of ``networks`` (family, first, last); each with all
         its offers, oldest first. Candidates only: the caller confirms by value."""
         m, k = index_messages, index_keys
-        window = sa.and_(m.c.at >= _naive(since), m.c.version < int(before_version))
+        window = sa.and_(m.c.at >= naive_utc(since), m.c.version < int(before_version))
         wanted = sorted({signed_key(int(key)) for key in keys})
         found: set[int] = set()
         joined = k.join(m, m.c.id == k.c.message)

@@ -20,12 +20,12 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import sqlalchemy as sa
 
-from feedgate.db import read_transaction, write_transaction
+from feedgate.db import aware_utc, naive_utc, read_transaction, write_transaction
 from feedgate.observables import observable_digest
 
 from ._shown import shown
@@ -147,13 +147,11 @@ def check_top(top: object) -> int:
 def _to_db(moment: datetime) -> datetime:
     if not isinstance(moment, datetime):
         raise PolicyError(f"expected a datetime, got {type(moment).__name__}")
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
+    return naive_utc(moment)
 
 
 def _from_db(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC)
+    return aware_utc(moment)
 
 
 def _rule(row: Any) -> Rule:

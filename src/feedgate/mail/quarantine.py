@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 
-from feedgate.db import read_transaction, write_transaction
+from feedgate.db import aware_utc, naive_utc, read_transaction, write_transaction
 from feedgate.migrate import upgrade
 
 from . import relay as relaying
@@ -105,12 +105,8 @@ class QuarantinedMessage:
         }
 
 
-def _to_db(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
-
-
 def _from_db(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment.replace(tzinfo=UTC)
+    return None if moment is None else aware_utc(moment)
 
 
 def _headers(raw: bytes) -> tuple[str | None, str | None]:
@@ -200,7 +196,7 @@ class QuarantineStore:
             conn.execute(
                 q.insert().values(
                     id=ident,
-                    at=_to_db(self._now()),
+                    at=naive_utc(self._now()),
                     envelope=json.dumps(envelope.to_dict()),
                     message_id=message_id,
                     subject=subject,
@@ -225,7 +221,7 @@ class QuarantineStore:
         ``since`` and ``source`` narrow them to a time and a source that matched."""
         query = sa.select(*_LISTED).order_by(q.c.at.desc(), q.c.id)
         if since is not None:
-            query = query.where(q.c.at >= _to_db(since))
+            query = query.where(q.c.at >= naive_utc(since))
         if source:
             query = query.where(q.c.sources.contains(f",{source},", autoescape=True))
         if not released:
@@ -278,7 +274,7 @@ class QuarantineStore:
         except relaying.RelayAddressError as exc:
             raise QuarantineError(f"relay: {exc}") from None
         reply = relaying.send(host, port, held.envelope, self.raw(ident), timeout=timeout)
-        moment = _to_db(self._now())
+        moment = naive_utc(self._now())
         if not reply.accepted:
             with write_transaction(self.engine) as conn:
                 conn.execute(
@@ -307,7 +303,7 @@ class QuarantineStore:
     def expire(self, now: datetime | None = None) -> int:
         """Delete every message quarantined more than the retention before ``now`` (the
         clock's time); how many were deleted."""
-        cutoff = _to_db((now or self._now()) - self.retention)
+        cutoff = naive_utc((now or self._now()) - self.retention)
         with write_transaction(self.engine) as conn:
             return int(conn.execute(q.delete().where(q.c.at < cutoff)).rowcount or 0)
 

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import sqlalchemy as sa
 
-from feedgate.db import read_transaction, write_transaction
+from feedgate.db import naive_utc, read_transaction, write_transaction
 from feedgate.feeds.enforced import KIND_CODES, Rows, changes_since, digest_key
 from feedgate.feeds.enforced import observables_by_ids as _by_ids
 from feedgate.feeds.store import FeedStore
@@ -74,12 +74,6 @@ def caught(now: Action, then: Action) -> bool:
     """Whether ``now`` (the rules' action today) catches a message that got ``then``: more
     severe, and more than logging it."""
     return ACTION_SEVERITY[now] > max(ACTION_SEVERITY[then], ACTION_SEVERITY[Action.LOG])
-
-
-def _naive(moment: datetime) -> datetime:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +156,7 @@ def retro_finds(
     r = retro_table
     query = sa.select(r)
     if since is not None:
-        query = query.where(r.c.at >= _naive(since))
+        query = query.where(r.c.at >= naive_utc(since))
     if source is not None:
         query = query.where(r.c.source == source)
     query = query.order_by(r.c.at, r.c.id)
@@ -316,7 +310,7 @@ class RetroScanner:
                 row = rows[match.observable_id] = {
                     "at": at,
                     "indexed": message.id,
-                    "scanned_at": _naive(message.at),
+                    "scanned_at": naive_utc(message.at),
                     "name": message.name,
                     "message_id": message.message_id,
                     "envelope_from": message.envelope_from,
@@ -340,7 +334,7 @@ class RetroScanner:
     def _record(
         self, found: Iterable[_Found], start: int, done: int | None, to: int, now: datetime
     ) -> list[RetroFind]:
-        at = _naive(now)
+        at = naive_utc(now)
         rows = [row for f in found for row in self._rows(f, at)]
         r = retro_table
         written: list[Any] = []
