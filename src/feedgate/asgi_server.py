@@ -35,36 +35,40 @@ def base_url(sock: socket.socket, scheme: str = "http") -> str:
     return f"{scheme}://{shown}:{port}"
 
 
-class _Terminated(Exception):
-    """SIGTERM arrived: stop as on Ctrl-C."""
-
-
-def _terminated(_signum: int, _frame: FrameType | None) -> None:
-    raise _Terminated
-
-
 def serve(
     app: Any, sock: socket.socket, *, ready: Callable[[], None] = lambda: None, **options: Any
 ) -> None:
     """Serve ``app`` on ``sock`` until interrupted (the foreground of `feedgate hub serve`).
 
-    Ctrl-C (SIGINT) and SIGTERM are the ways to stop a server: uvicorn shuts down gracefully,
-    then raises the signal again, which here ends the call normally (no "Aborted!", exit 0)
-    instead of as a KeyboardInterrupt or a death by SIGTERM that skips the caller's clean-up.
-    ``ready`` runs once that holds (say where the server is there: whoever reads it may stop
-    the server at once).
+    Ctrl-C (SIGINT) and SIGTERM are the ways to stop a server, and from before ``ready`` runs
+    they only ask the server to stop: no KeyboardInterrupt is raised into whatever the main
+    thread is doing. (Python's default SIGINT handler raises it anywhere, and one raised inside
+    an import's clean-up callback is printed as "Exception ignored" and lost, which left a
+    `feedgate up` stopped right after it said "API:" serving for ever.) uvicorn shuts down
+    gracefully and the call returns normally (exit 0, the caller's clean-up runs). ``ready``
+    runs once that holds (say where the server is there: whoever reads it may stop the server
+    at once).
     """
     config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
+    server = uvicorn.Server(config)
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminated) if main else None
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        server.should_exit = True  # uvicorn starts, sees it, and shuts down at once
+
+    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS} if main else {}
     try:
         ready()
-        uvicorn.Server(config).run(sockets=[sock])
-    except (KeyboardInterrupt, _Terminated):
-        pass
+        # uvicorn swaps in its own handlers while it runs; on the way out it puts ours back
+        # and raises the signals it caught again, which ``stop`` takes without harm.
+        server.run(sockets=[sock])
     finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+#: The signals that stop a server started by :func:`serve`.
+_STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager
