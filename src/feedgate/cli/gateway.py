@@ -21,6 +21,8 @@ from .errors import fail_because, listen, open_store
 if TYPE_CHECKING:
     import ssl
 
+    from feedgate.mail.xforward import IPNetwork
+
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
 
 
@@ -34,6 +36,15 @@ def _address(
     try:
         return parse_address(value, any_port=param.name == "listen_on")
     except RelayAddressError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _networks(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[IPNetwork, ...]:
+    from feedgate.mail.xforward import parse_networks
+
+    try:
+        return parse_networks(value)
+    except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
 
@@ -78,6 +89,15 @@ def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     show_default=True,
     help="A scan that fails or takes too long: 451 (the sender retries) or relay it unscanned.",
 )
+@click.option(
+    "--xforward-from",
+    default="127.0.0.0/8,::1",
+    show_default=True,
+    callback=_networks,
+    metavar="CIDR[,CIDR...]",
+    help="Clients that may tell the original sender with Postfix's XFORWARD (its content_filter"
+    " hands mail over on loopback); the scan then uses that client's IP. 'none': nobody.",
+)
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate for STARTTLS.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
 @click.option(
@@ -107,6 +127,7 @@ def gateway_command(
     listen_on: tuple[str, int],
     relay: tuple[str, int],
     on_error: str,
+    xforward_from: tuple[IPNetwork, ...],
     tls_cert: str | None,
     tls_key: str | None,
     workers: int | None,
@@ -147,6 +168,7 @@ def gateway_command(
         max_connections=max_connections,
         scan_timeout=scan_timeout,
         tls_context=context,
+        xforward_from=xforward_from,
     )
     gateway = Gateway(name, config, store, log)
 
@@ -158,6 +180,8 @@ def gateway_command(
         host, port = sock.getsockname()[:2]
         click.echo(f"gateway:   {host}:{port} -> relay {config.relay_text}")
         click.echo(f"workers:   {config.workers}  (STARTTLS {'on' if context else 'off'})")
+        trusted = ", ".join(str(n) for n in config.xforward_from) or "nobody"
+        click.echo(f"xforward:  from {trusted}")
         click.echo(f"database:  {display_name(name)}")
         click.echo(f"mail log:  {log_path}")
         sys.stdout.flush()

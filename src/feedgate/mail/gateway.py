@@ -24,12 +24,23 @@ core scans while the event loop only moves bytes; at most ``workers`` scans run 
 others wait their turn without counting against the time limit. A pool that breaks (a worker
 killed) or a scan past its limit (the worker is stuck) is replaced by a fresh one; the messages
 it held get the scan-failure answer. Connections beyond ``max_connections`` get ``421``.
+
+**Behind Postfix's content_filter** the peer is Postfix itself, so the gateway speaks
+XFORWARD (:mod:`feedgate.mail.xforward`) with the clients in ``xforward_from`` (loopback by
+default; announced in EHLO to them only, ``550 5.7.0`` from anyone else): the scan then sees
+the original client's address (a ``client-ip`` rule works) and HELO, and the message carries
+Postfix's queue id (``IDENT``) in the mail log and the match log, so Postfix's log can be
+grepped for it. The attributes hold for one mail transaction (aiosmtpd's envelope, renewed at
+the final dot, RSET, HELO/EHLO and STARTTLS), and are passed on to a relay that announces
+XFORWARD, so Postfix's reinjection smtpd logs the original client too; without XFORWARD the
+gateway passes on its own client (peer address, port, HELO) and queue id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import ipaddress
 import logging
 import multiprocessing
@@ -37,12 +48,12 @@ import os
 import secrets
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import SMTP, Session, syntax
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from . import relay as relaying
@@ -53,6 +64,20 @@ from .policy import Verdict
 from .quarantine import QuarantineStore
 from .rewrite import rewrite
 from .smtp_data import read_data
+from .xforward import (
+    DEFAULT_TRUSTED,
+    EHLO_LINE,
+    IN_TRANSACTION_REPLY,
+    OK_REPLY,
+    SYNTAX_REPLY,
+    UNAUTHORIZED_REPLY,
+    Forwarded,
+    IPNetwork,
+    XforwardError,
+    parse,
+    trusted,
+    wire_address,
+)
 
 __all__ = ["DEFAULT_SCAN_TIMEOUT", "Gateway", "GatewayConfig", "OnError", "queue_id"]
 
@@ -87,6 +112,8 @@ class GatewayConfig:
     hostname: str | None = None
     tls_context: ssl.SSLContext | None = None
     expire_every: float = EXPIRE_EVERY
+    #: Who may tell the original client with XFORWARD (Postfix's content_filter: loopback).
+    xforward_from: tuple[IPNetwork, ...] = DEFAULT_TRUSTED
 
     @property
     def relay_text(self) -> str:
@@ -153,8 +180,19 @@ def _peer_ip(peer: Any) -> str | None:
     return str(ip)
 
 
+class _Transaction(SmtpEnvelope):
+    """aiosmtpd's envelope with the transaction's XFORWARD attributes: aiosmtpd makes a new
+    one at the final dot, RSET, HELO/EHLO and STARTTLS, which is when XFORWARD's attributes
+    end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forwarded: Forwarded | None = None
+
+
 class _Session(SMTP):
-    """aiosmtpd's SMTP protocol, counting connections (``421`` beyond the limit)."""
+    """aiosmtpd's SMTP protocol, counting connections (``421`` beyond the limit) and taking
+    XFORWARD from trusted clients."""
 
     line_length_limit = _LINE_LIMIT
 
@@ -163,6 +201,40 @@ class _Session(SMTP):
         self._counted = False
         self._refused = False
         super().__init__(gateway, **kwargs)
+
+    def _create_envelope(self) -> SmtpEnvelope:
+        return _Transaction()
+
+    @property
+    def xforward_allowed(self) -> bool:
+        """Whether this client may send XFORWARD (its address is in ``xforward_from``)."""
+        peer = _peer_ip(self.session.peer) if self.session is not None else None
+        return trusted(peer, self._gateway.config.xforward_from)
+
+    @syntax("XFORWARD attribute=value ...", when="xforward_allowed")
+    async def smtp_XFORWARD(self, arg: str | None) -> None:
+        """The original client's attributes for the next mail transaction (module doc); the
+        checks in Postfix's order: in a transaction, no argument, not allowed, bad syntax."""
+        envelope = self.envelope
+        assert isinstance(envelope, _Transaction)
+        if envelope.mail_from is not None:
+            await self.push(IN_TRANSACTION_REPLY)
+            return
+        if not (arg or "").split():
+            await self.push(SYNTAX_REPLY)
+            return
+        if not self.xforward_allowed:
+            assert self.session is not None
+            log.warning("XFORWARD refused from %s (not in --xforward-from)", self.session.peer)
+            await self.push(UNAUTHORIZED_REPLY)
+            return
+        try:
+            update = parse(arg)
+        except XforwardError as exc:
+            await self.push(exc.reply)
+            return
+        envelope.forwarded = (envelope.forwarded or Forwarded()).updated(update)
+        await self.push(OK_REPLY)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:  # a new connection (not the switch to TLS)
@@ -219,6 +291,34 @@ class _Session(SMTP):
         reply = await self._gateway.handle_DATA(self, self.session, self.envelope)
         self._set_post_data_state()  # type: ignore[no-untyped-call]
         await self.push(reply)
+
+
+def _origin(session: Session, smtp: SmtpEnvelope) -> tuple[Envelope, dict[str, str]]:
+    """The message's envelope as the scan and the logs see it, and the XFORWARD attributes to
+    pass on: the forwarded client when XFORWARD gave one (never mixed with the session's),
+    else the session's own; the upstream queue id when given, else a new one of ours."""
+    forwarded = smtp.forwarded if isinstance(smtp, _Transaction) else None
+    ident = forwarded.ident if forwarded is not None else None
+    envelope = Envelope(
+        mail_from=str(smtp.mail_from or ""),
+        rcpt_tos=tuple(str(r) for r in smtp.rcpt_tos),
+        client_ip=_peer_ip(session.peer),
+        helo=session.host_name,
+        queue_id=ident or queue_id(),
+    )
+    if forwarded is not None and forwarded.replaces_client:
+        envelope = dataclasses.replace(envelope, client_ip=forwarded.addr, helo=forwarded.helo)
+    if forwarded is not None:
+        return envelope, forwarded.attributes()
+    assert envelope.queue_id is not None
+    own = {"PROTO": "ESMTP" if session.extended_smtp else "SMTP", "IDENT": envelope.queue_id}
+    if envelope.client_ip is not None:
+        own["ADDR"] = wire_address(envelope.client_ip)
+        if isinstance(session.peer, tuple) and len(session.peer) > 1:
+            own["PORT"] = str(session.peer[1])
+    if envelope.helo:
+        own["HELO"] = envelope.helo
+    return envelope, own
 
 
 class Gateway:
@@ -383,7 +483,9 @@ class Gateway:
             except OSError:
                 log.exception("cannot write the mail log")
 
-    async def _relay(self, raw: bytes, envelope: Envelope) -> relaying.RelayReply:
+    async def _relay(
+        self, raw: bytes, envelope: Envelope, xforward: Mapping[str, str]
+    ) -> relaying.RelayReply:
         host, port = self.config.relay
         return await asyncio.to_thread(
             relaying.send,
@@ -393,6 +495,7 @@ class Gateway:
             raw,
             timeout=self.config.relay_timeout,
             local_hostname=self.config.hostname,
+            xforward=xforward,
         )
 
     def _answer(self, reply: relaying.RelayReply, envelope: Envelope) -> str:
@@ -400,28 +503,38 @@ class Gateway:
             return f"250 2.0.0 Ok: queued as {envelope.queue_id}"
         return reply.reply
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: SmtpEnvelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """aiosmtpd's EHLO reply, with XFORWARD announced to a client allowed to use it."""
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        if isinstance(server, _Session) and server.xforward_allowed:
+            responses.insert(len(responses) - 1, f"250-{EHLO_LINE}")
+        return responses
+
     async def handle_DATA(self, server: SMTP, session: Session, smtp: SmtpEnvelope) -> str:
         """The reply to the final dot, sent only once it is true (module doc)."""
         raw = smtp.original_content or b""
-        envelope = Envelope(
-            mail_from=str(smtp.mail_from or ""),
-            rcpt_tos=tuple(str(r) for r in smtp.rcpt_tos),
-            client_ip=_peer_ip(session.peer),
-            helo=session.host_name,
-            queue_id=queue_id(),
-        )
+        envelope, xforward = _origin(session, smtp)
         try:
             verdict = await self._scan(raw, envelope)
         except ScanFailed as exc:
-            return await self._scan_failed(raw, envelope, str(exc))
-        return await self._act(raw, envelope, verdict)
+            return await self._scan_failed(raw, envelope, xforward, str(exc))
+        return await self._act(raw, envelope, xforward, verdict)
 
-    async def _scan_failed(self, raw: bytes, envelope: Envelope, why: str) -> str:
+    async def _scan_failed(
+        self, raw: bytes, envelope: Envelope, xforward: Mapping[str, str], why: str
+    ) -> str:
         if self.config.on_error == "tempfail":
             reply = f"451 4.3.0 Message not scanned ({envelope.queue_id}); try again later"
             self._log(envelope, "tempfail", reply, note=f"scan failed: {why}")
             return reply
-        relayed = await self._relay(raw, envelope)
+        relayed = await self._relay(raw, envelope, xforward)
         reply = self._answer(relayed, envelope)
         self._log(
             envelope,
@@ -431,7 +544,9 @@ class Gateway:
         )
         return reply
 
-    async def _act(self, raw: bytes, envelope: Envelope, verdict: Verdict) -> str:
+    async def _act(
+        self, raw: bytes, envelope: Envelope, xforward: Mapping[str, str], verdict: Verdict
+    ) -> str:
         action = verdict.action
         if action is Action.REJECT:
             reply = verdict.smtp_reply or "550 5.7.1 Message refused"
@@ -456,7 +571,7 @@ class Gateway:
         out = raw
         if verdict.subject_prefix is not None or verdict.header is not None:
             out = rewrite(raw, subject_prefix=verdict.subject_prefix, header=verdict.header)
-        relayed = await self._relay(out, envelope)
+        relayed = await self._relay(out, envelope, xforward)
         reply = self._answer(relayed, envelope)
         self._log(
             envelope,

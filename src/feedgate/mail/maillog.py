@@ -1,7 +1,8 @@
 """The mail log: one JSON line per message the gateway answered, in a file.
 
 What an admin greps for when a user asks "where is my mail": the time, the queue id (also in
-the 250 reply the sender's MTA logs), the client IP, the envelope sender, the recipients (a
+the 250 reply the sender's MTA logs; behind Postfix, Postfix's own, from XFORWARD), the client
+IP and its HELO name, the envelope sender, the recipients (a
 count and the first few), the action, the rules and each matched observable with its source,
 and the reply given. The match log in the database (``feedgate hits``) gets the same verdict
 from the scanner; this file is the per-message trail, written even for clean mail.
@@ -48,6 +49,7 @@ def entry(
         "time": (at or datetime.now(UTC)).isoformat(timespec="milliseconds"),
         "queue_id": envelope.queue_id,
         "client_ip": envelope.client_ip,
+        "helo": envelope.helo,
         "from": envelope.mail_from,
         "recipients": len(envelope.rcpt_tos),
         "first_recipients": list(envelope.rcpt_tos[:FIRST_RECIPIENTS]),

@@ -14,17 +14,27 @@ lost), so every way the relay can fail maps to a reply that keeps the message at
 
 The bytes are sent as they are (``smtplib`` only dot-stuffs them), so a message relayed is the
 message received, byte for byte.
+
+A relay that announces XFORWARD (Postfix's reinjection smtpd with
+``smtpd_authorized_xforward_hosts``) is told the attributes given in ``xforward`` before MAIL
+FROM, those it announced, so it logs the original client rather than the gateway. A refusal
+of XFORWARD costs only that log detail: the message goes on (as Postfix's own client does).
 """
 
 from __future__ import annotations
 
+import logging
 import smtplib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from .model import Envelope
+from .xforward import commands
 
 __all__ = ["DEFAULT_TIMEOUT", "RelayAddressError", "RelayReply", "parse_address", "send"]
+
+log = logging.getLogger("feedgate.relay")
 
 #: Seconds the relay may take for any one step (connect, a command, the data).
 DEFAULT_TIMEOUT: Final = 60.0
@@ -88,6 +98,14 @@ def _passed_on(code: int, message: bytes | str, where: str, relay: str) -> Relay
     return _tempfail(f"relay {relay} answered {code} at {where}: {words}", "4.4.0")
 
 
+def _tell_origin(smtp: smtplib.SMTP, xforward: Mapping[str, str], relay: str) -> None:
+    supported = set(smtp.esmtp_features.get("xforward", "").upper().split())
+    for arg in commands(xforward, supported):
+        code, message = smtp.docmd("XFORWARD", arg)
+        if not 200 <= code < 300:
+            log.warning("relay %s refused XFORWARD %s: %d %s", relay, arg, code, _words(message))
+
+
 def send(
     host: str,
     port: int,
@@ -96,9 +114,12 @@ def send(
     *,
     timeout: float = DEFAULT_TIMEOUT,
     local_hostname: str | None = None,
+    xforward: Mapping[str, str] | None = None,
 ) -> RelayReply:
     """Send ``raw`` from ``envelope.mail_from`` to every ``envelope.rcpt_tos`` through
-    ``host:port``, all or nothing (module doc). Blocking; never raises for the relay's sake."""
+    ``host:port``, all or nothing (module doc); ``xforward`` (attribute name to value, as
+    :meth:`feedgate.mail.xforward.Forwarded.attributes` gives them) is told to a relay that
+    announces XFORWARD. Blocking; never raises for the relay's sake."""
     relay = f"{host}:{port}"
     if not envelope.rcpt_tos:
         return RelayReply(554, "554 5.5.1 no recipients")
@@ -109,6 +130,8 @@ def send(
                 code, message = smtp.helo()
                 if not 200 <= code < 300:
                     return _passed_on(code, message, "HELO", relay)
+            if xforward and smtp.has_extn("xforward"):
+                _tell_origin(smtp, xforward, relay)
             options = [f"SIZE={len(raw)}"] if smtp.has_extn("size") else []
             if smtp.has_extn("8bitmime"):
                 options.append("BODY=8BITMIME")
