@@ -21,7 +21,7 @@ lint: venv
 	$(BIN)/mypy
 
 test: lint peers sysdeps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=20
 
 # The suite with the wall clock moved ahead (FUTURE_DAYS, default a year): a test that passes
 # today must pass on any day, so none may hold a date that a clock can overtake. The clock is
