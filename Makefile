@@ -102,7 +102,8 @@ peers: venv
 	$(BIN)/python tests/peers.py build
 
 # The whole system on the embedded default (Ctrl-C stops it): a demo hub, a source on it, one
-# poll, then the scheduler and the REST API.
+# poll, then the SMTP gateway on 127.0.0.1:10025 (clean mail into a Maildir under the data
+# directory, see README), the scheduler and the REST API.
 demo: venv
 	$(BIN)/feedgate up
 

@@ -81,8 +81,9 @@ def test_a_supplied_token_is_never_printed(tmp_path: Path) -> None:
 def test_a_short_token_is_refused_in_one_line(tmp_path: Path, command: str) -> None:
     """A 1-character FEEDGATE_API_TOKEN was taken: anyone could guess it."""
     env = environment(tmp_path, FEEDGATE_API_TOKEN="sesame-31-characters-long-xxxxx")
+    ports = ["--port", "0", *(["--gateway-port", "0"] if command == "up" else [])]
     done = subprocess.run(
-        [FEEDGATE, command, "--port", "0"], env=env, capture_output=True, text=True, timeout=60
+        [FEEDGATE, command, *ports], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1, done.stdout + done.stderr
     (line,) = done.stderr.splitlines()
@@ -95,7 +96,7 @@ def test_up_shows_a_generated_token_once_and_keeps_it_0600(tmp_path: Path) -> No
     env.pop("FEEDGATE_DB")
     env.pop("FEEDGATE_HUB_DB")
     kept = tmp_path / "data" / "feedgate" / "api-token"
-    with started(env, "up", "--port", "0", "--pulses", "1") as (base, said):
+    with started(env, "up", "--port", "0", "--gateway-port", "0", "--pulses", "1") as (base, said):
         token = kept.read_text().strip()
         assert len(token) >= 32 and works(base, token)
     first = "".join(said)
@@ -104,7 +105,7 @@ def test_up_shows_a_generated_token_once_and_keeps_it_0600(tmp_path: Path) -> No
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
 
-    with started(env, "up", "--port", "0", "--pulses", "1") as (base, said):
+    with started(env, "up", "--port", "0", "--gateway-port", "0", "--pulses", "1") as (base, said):
         assert works(base, token)  # the same token: clients configured with it still work
     again = "".join(said)
     assert token not in again

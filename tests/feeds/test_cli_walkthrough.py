@@ -162,7 +162,7 @@ def test_serve_with_an_unusable_database_is_one_line(tmp_path: Path) -> None:
 def test_up_with_an_unwritable_data_directory_is_one_line(tmp_path: Path) -> None:
     env = clean_env(tmp_path, XDG_DATA_HOME=str(not_a_directory(tmp_path)))
     del env["FEEDGATE_DB"], env["FEEDGATE_HUB_DB"]
-    line = one_error_line(run(env, "up", "--port", "0"))
+    line = one_error_line(run(env, "up", "--port", "0", "--gateway-port", "0"))
     assert "hub.db" in line
 
 
@@ -172,9 +172,14 @@ def test_serve_and_up_on_a_busy_port_say_so_before_doing_anything(tmp_path: Path
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = str(busy.getsockname()[1])
-        for args in (("serve", "--port", port), ("up", "--port", port)):
+        for args, option in (
+            (("serve", "--port", port), "--port"),
+            (("up", "--port", port, "--gateway-port", "0"), "--port"),
+            (("up", "--port", "0", "--gateway-port", port), "--gateway-port"),
+        ):
             line = one_error_line(run(env, *args))
-            assert f"cannot listen on 127.0.0.1:{port}" in line and "--port" in line
+            assert f"cannot listen on 127.0.0.1:{port}" in line, line
+            assert f"choose another with {option}," in line, line
     assert not (tmp_path / "hub.db").exists()  # up seeded nothing
 
 

@@ -26,7 +26,7 @@ def test_up_polls_the_demo_hub_and_serves_the_api(tmp_path: Path) -> None:
     env.pop("FEEDGATE_DB", None)
     env.pop("FEEDGATE_HUB_DB", None)
     up = subprocess.Popen(
-        [FEEDGATE, "up", "--port", "0", "--pulses", "20"],
+        [FEEDGATE, "up", "--port", "0", "--gateway-port", "0", "--pulses", "20"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -48,6 +48,7 @@ def test_up_polls_the_demo_hub_and_serves_the_api(tmp_path: Path) -> None:
         assert api, text
         assert re.search(r'source "otx-demo": poll done: .* (\d+) observables read', text)
         assert re.search(r"hub:\s+http://127\.0\.0\.1:\d+/taxii/discovery", text)
+        assert re.search(r"^gateway:\s+127\.0\.0\.1:\d+ -> relay 127\.0\.0\.1:\d+", text, re.M)
         assert "API key:" in text and "log file:" in text
         base = api.group(1)
         auth = {"Authorization": f"Bearer {TOKEN}"}

@@ -144,7 +144,7 @@ def test_every_hub_option_has_help() -> None:
 def _up_once(env: dict[str, str]) -> str:
     """Run `feedgate up` until it is serving, stop it; the demo API key it printed."""
     proc = subprocess.Popen(
-        [FEEDGATE, "up", "--port", "0", "--pulses", "3"],
+        [FEEDGATE, "up", "--port", "0", "--gateway-port", "0", "--pulses", "3"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -79,16 +79,14 @@ def open_store(name: str, store_class: Callable[[sa.Engine], S], *, create: bool
         database_failure(name, exc)
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, option: str | None = "--port") -> socket.socket:
     """A server's listening socket on ``host:port``, or one line and exit 1 (a busy port says
-    "Address already in use" and what to do, not a bare ``[Errno 98]``)."""
+    "Address already in use" and what to do, not a bare ``[Errno 98]``). ``option`` is the
+    one that chooses this port (``up`` listens on two), or None when none does."""
     from feedgate.asgi_server import bind
 
+    hint = f" (choose another with {option}, or stop what is using it)" if option else ""
     try:
         return bind(host, port)
     except OSError as exc:
-        fail(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-            "(choose another with --port, or stop what is using it)",
-            exc,
-        )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", exc)

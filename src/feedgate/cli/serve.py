@@ -3,21 +3,32 @@
 ``serve`` runs the scheduler (polls what is due) and the REST API. ``up`` is the whole system on
 the embedded default, for a first look: a hub seeded with demo pulses and served on
 127.0.0.1, a user subscribed to its main author, a source pointing at it, one poll, then the
-scheduler and the API; it prints where everything is. Thin: the work is in feeds/, hub/, web/.
+SMTP gateway on 127.0.0.1 (relaying to ``--relay``, or to a Maildir sink under the data
+directory when there is no MTA), the scheduler and the API; it prints where everything is.
+Thin: the work is in feeds/, hub/, mail/, web/.
+
+Threads: the API (uvicorn) stays in the main thread, where SIGINT/SIGTERM arrive and stop it;
+the gateway and the sink run on their own asyncio loop in a thread
+(:class:`feedgate.mail.gateway_thread.GatewayThread`), stopped when the API has stopped: the
+ports closed, the worker processes shut down and waited for, the mail log closed.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .errors import fail, listen, open_store
+from .errors import fail, fail_because, listen, open_store
 from .retro import RETRO_EVERY, retention_option
 from .sources import lease_option
 
@@ -123,6 +134,91 @@ def _expire_quarantine(store: FeedStore, days: int, stop: threading.Event) -> No
             return
 
 
+#: Scanning processes of the gateway that ``up`` runs (at most the CPU count): a demo's mail
+#: needs no more, and each one is a Python process to spawn and warm before ``up`` is ready.
+UP_GATEWAY_WORKERS = 2
+#: The Maildir (under the data directory) that clean mail goes to when ``up`` has no --relay.
+DELIVERED_DIR = "delivered"
+
+
+def _relay_address(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[str, int] | None:
+    from feedgate.mail.relay import RelayAddressError, parse_address
+
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except RelayAddressError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _gateway(
+    store: FeedStore,
+    db: str,
+    sock: socket.socket,
+    relay: tuple[str, int] | None,
+    sink_sock: socket.socket | None,
+) -> Iterator[None]:
+    """``up``'s SMTP gateway on ``sock`` for the block (its lines printed), relaying to
+    ``relay`` or, without one, to a Maildir sink on ``sink_sock``; stopped at the end however
+    the block ends. While its workers start, SIGTERM interrupts as Ctrl-C does (no default
+    death that would leave the worker processes behind); the API's serve takes both over."""
+    from feedgate.db import data_dir, display_name
+    from feedgate.mail.gateway import Gateway, GatewayConfig
+    from feedgate.mail.gateway_thread import GatewayThread
+    from feedgate.mail.maildir_sink import Maildir, MaildirSink
+    from feedgate.mail.maillog import MailLog, default_path
+    from feedgate.mail.quarantine import QuarantineStore
+
+    sink = maildir = None
+    if relay is None:
+        assert sink_sock is not None
+        maildir = Maildir(data_dir() / DELIVERED_DIR)
+        try:
+            maildir.create()
+        except OSError as exc:
+            fail_because(f"cannot make the Maildir {maildir.path}", exc, "or give --relay")
+        sink = MaildirSink(maildir, hostname="localhost")
+        relay = sink_sock.getsockname()[:2]
+    log_path = default_path()
+    try:
+        mail_log = MailLog(log_path)
+    except OSError as exc:
+        fail_because(f"cannot open the mail log {log_path}", exc)
+    config = GatewayConfig(relay=relay, workers=min(UP_GATEWAY_WORKERS, os.cpu_count() or 1))
+    gateway = Gateway(db, config, QuarantineStore(store.engine), mail_log)
+    thread = GatewayThread(gateway, sock, sink=sink, sink_sock=sink_sock)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        try:
+            thread.start()
+        except Exception as exc:  # the workers could not open the database
+            fail_because(f"the scanning workers cannot start on {display_name(db)}", exc)
+        host, port = sock.getsockname()[:2]
+        click.echo(
+            f"gateway:   {host}:{port} -> relay {config.relay_text}"
+            f"  (SMTP; {config.workers} scanning workers)"
+        )
+        if maildir is not None:
+            click.echo(
+                f"delivered: {maildir.new}/  (Maildir of the sink on {config.relay_text}:"
+                " the mail that passed)"
+            )
+        click.echo(f"mail log:  {log_path}  (quarantined mail: feedgate quarantine list)")
+        yield
+    finally:
+        thread.stop()
+        mail_log.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _port_option(help_: str) -> Callable[[F], F]:
     """``--port`` of the REST API, for ``serve`` and ``up`` alike."""
     return click.option(
@@ -196,10 +292,33 @@ def serve_command(
     show_default=True,
     help="Demo pulses seeded into an empty hub.",
 )
+@click.option(
+    "--gateway-port",
+    type=click.IntRange(0, 65535),
+    default=10025,
+    show_default=True,
+    help="The SMTP gateway's port on 127.0.0.1 (0: any free port, said on start).",
+)
+@click.option(
+    "--relay",
+    default=None,
+    callback=_relay_address,
+    metavar="HOST:PORT",
+    help="Where mail that passes the gateway goes (an MTA) [default: a Maildir sink that "
+    "files it under <data dir>/delivered/].",
+)
 @lease_option("How long this node's claim on a source lasts unless renewed")
 @retention_option
-def up_command(port: int, pulses: int, lease: float, retention: timedelta) -> None:
-    """The whole system on the embedded default: hub, source, one poll, scheduler and API."""
+def up_command(
+    port: int,
+    gateway_port: int,
+    relay: tuple[str, int] | None,
+    pulses: int,
+    lease: float,
+    retention: timedelta,
+) -> None:
+    """The whole system on the embedded default: hub, source, one poll, SMTP gateway,
+    scheduler and API."""
     from feedgate.asgi_server import serving
     from feedgate.db import default_db, default_hub_db, display_name
     from feedgate.feeds.log import ThreatFeedLog
@@ -214,7 +333,10 @@ def up_command(port: int, pulses: int, lease: float, retention: timedelta) -> No
     from .sources import poll_and_echo
 
     hub_db, feeds_db = default_hub_db(), default_db()
-    sock = listen("127.0.0.1", port)  # first: a busy port is said before anything is done
+    # First: a busy port is said before anything is done.
+    sock = listen("127.0.0.1", port)
+    gateway_sock = listen("127.0.0.1", gateway_port, option="--gateway-port")
+    sink_sock = None if relay else listen("127.0.0.1", 0, option=None)
     hub = open_store(hub_db, HubStore, create=True)
     token = _token()  # before the seeding and the poll: a short one is said at once
     author = hub.default_author() or "AlienVault"
@@ -258,9 +380,10 @@ def up_command(port: int, pulses: int, lease: float, retention: timedelta) -> No
             poll_and_echo(store, source, feed_log, timedelta(seconds=lease))
         except LeaseHeld as exc:  # e.g. a `feedgate up` killed mid-poll, its lease not expired
             click.echo(f"first poll skipped: {exc}", err=True)
-        _run_manager(
-            store, feed_log, sock, token, 10.0, timedelta(seconds=lease), retention=retention
-        )
+        with _gateway(store, feeds_db, gateway_sock, relay, sink_sock):
+            _run_manager(
+                store, feed_log, sock, token, 10.0, timedelta(seconds=lease), retention=retention
+            )
 
 
 def register(group: click.Group) -> None:

@@ -131,6 +131,8 @@ def _init_worker(db: str) -> None:
     message that passes goes into the mail index, so a later poll's observables are matched
     against it (the retro-scan of ``feedgate serve``)."""
     global _worker_scanner
+    import signal
+
     from feedgate.db import engine
     from feedgate.feeds.store import FeedStore
 
@@ -138,6 +140,10 @@ def _init_worker(db: str) -> None:
     from .policy_store import PolicyStore
     from .scanner import Scanner
 
+    # Ctrl-C on a terminal reaches the whole process group: the gateway decides when its
+    # workers stop (it shuts the pool down), so one in a scan is not killed mid-message and
+    # none prints a KeyboardInterrupt of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     store = FeedStore(engine(db))
     _worker_scanner = Scanner(
         store,
@@ -245,6 +251,7 @@ class _Session(SMTP):
                 transport.close()
                 return
             self._gateway.connections += 1
+            self._gateway.sessions.add(self)
             self._counted = True
         super().connection_made(transport)
 
@@ -254,6 +261,7 @@ class _Session(SMTP):
         if self._counted:
             self._counted = False
             self._gateway.connections -= 1
+            self._gateway.sessions.discard(self)
         super().connection_lost(error)
 
     def eof_received(self) -> bool | None:
@@ -339,6 +347,8 @@ class Gateway:
         self.quarantine = quarantine
         self.mail_log = mail_log
         self.connections = 0
+        #: The connections open now (closed by :meth:`stop`).
+        self.sessions: set[SMTP] = set()
         self._now = now
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
@@ -446,12 +456,19 @@ class Gateway:
         await self._server.serve_forever()
 
     async def stop(self) -> None:
-        """Stop listening and let the workers go (a message in flight gets no 250)."""
+        """Stop listening, close the connections still open and let the workers go (a message
+        in flight gets no 250, so its sender keeps it). Closing the connections is what lets
+        ``wait_closed`` return on Python 3.12+, which waits for every connection: an idle client
+        would otherwise hold the stop (and the worker processes) for good."""
         if self._expiry is not None:
             self._expiry.cancel()
         if self._server is not None:
             self._server.close()
+            for session in list(self.sessions):
+                if session.transport is not None:
+                    session.transport.close()
             await self._server.wait_closed()
+            self._server = None
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
