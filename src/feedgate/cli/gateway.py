@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,6 +174,12 @@ def gateway_command(
     gateway = Gateway(name, config, store, log)
 
     async def run() -> None:
+        # SIGTERM (systemd's stop, kill) ends it as Ctrl-C does: the workers are let go and
+        # waited for, never left running without their gateway.
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stopping.set)
         try:
             await gateway.start(sock)
         except Exception as exc:  # the workers could not open the database
@@ -185,15 +192,15 @@ def gateway_command(
         click.echo(f"database:  {display_name(name)}")
         click.echo(f"mail log:  {log_path}")
         sys.stdout.flush()
+        serving = asyncio.ensure_future(gateway.serve_forever())
         try:
-            await gateway.serve_forever()
+            await stopping.wait()
         finally:
+            serving.cancel()
             await gateway.stop()
 
     try:
         asyncio.run(run())
-    except KeyboardInterrupt:
-        pass
     finally:
         log.close()
 

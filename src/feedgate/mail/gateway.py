@@ -18,12 +18,10 @@ received and the failure logged). A client that goes away before the final dot l
 behind: aiosmtpd calls ``handle_DATA`` only for a complete message. (A client that goes away
 *after* the dot but before reading our 250 will send again: SMTP's own duplicate window.)
 
-Scanning runs in worker processes (``concurrent.futures.ProcessPoolExecutor``, spawned, each
-with its own store connection and :class:`Scanner`, built by :func:`_init_worker`), so every
-core scans while the event loop only moves bytes; at most ``workers`` scans run at once and the
-others wait their turn without counting against the time limit. A pool that breaks (a worker
-killed) or a scan past its limit (the worker is stuck) is replaced by a fresh one; the messages
-it held get the scan-failure answer. Connections beyond ``max_connections`` get ``421``.
+Scanning runs in worker processes (:class:`~feedgate.mail.scan_pool.ScanPool`, shared with
+the milter), so every core scans while the event loop only moves bytes; a scan that fails or
+passes its time limit gets the scan-failure answer. Connections beyond ``max_connections``
+get ``421``.
 
 **Behind Postfix's content_filter** the peer is Postfix itself, so the gateway speaks
 XFORWARD (:mod:`feedgate.mail.xforward`) with the clients in ``xforward_from`` (loopback by
@@ -39,11 +37,9 @@ gateway passes on its own client (peer address, port, HELO) and queue id.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import ipaddress
 import logging
-import multiprocessing
 import os
 import secrets
 import socket
@@ -63,6 +59,7 @@ from .model import Action, Envelope
 from .policy import Verdict
 from .quarantine import QuarantineStore
 from .rewrite import rewrite
+from .scan_pool import ScanFailed, ScanPool
 from .smtp_data import read_data
 from .xforward import (
     DEFAULT_TRUSTED,
@@ -121,56 +118,7 @@ class GatewayConfig:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-# ---- the worker processes -------------------------------------------------------------------
-
-_worker_scanner: Any = None  # the Scanner of this worker process (set by _init_worker)
-
-
-def _init_worker(db: str) -> None:
-    """Open the store and build this process's own Scanner (a pool initializer). Every
-    message that passes goes into the mail index, so a later poll's observables are matched
-    against it (the retro-scan of ``feedgate serve``)."""
-    global _worker_scanner
-    import signal
-
-    from feedgate.db import engine
-    from feedgate.feeds.store import FeedStore
-
-    from .mailindex import MailIndex
-    from .policy_store import PolicyStore
-    from .scanner import Scanner
-
-    # Ctrl-C on a terminal reaches the whole process group: the gateway decides when its
-    # workers stop (it shuts the pool down), so one in a scan is not killed mid-message and
-    # none prints a KeyboardInterrupt of its own.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    store = FeedStore(engine(db))
-    _worker_scanner = Scanner(
-        store,
-        PolicyStore(store.engine, store.source_names),
-        log=True,
-        mail_index=MailIndex(store.engine),
-    )
-
-
-def _warm() -> int:
-    """Read the snapshot and the policy once, so the first message does not wait for them."""
-    _worker_scanner.scan(b"Subject: feedgate warm-up\r\n\r\n\r\n")
-    return os.getpid()
-
-
-def _scan(raw: bytes, ident: str, client_ip: str | None, mail_from: str) -> Verdict:
-    verdict: Verdict = _worker_scanner.scan(
-        raw, message=ident, client_ip=client_ip, envelope_from=mail_from
-    )
-    return verdict
-
-
 # ---- the SMTP side --------------------------------------------------------------------------
-
-
-class ScanFailed(Exception):
-    """The scan raised, or passed its time limit."""
 
 
 def _peer_ip(peer: Any) -> str | None:
@@ -350,78 +298,23 @@ class Gateway:
         #: The connections open now (closed by :meth:`stop`).
         self.sessions: set[SMTP] = set()
         self._now = now
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self.pool = ScanPool(db, config.workers, config.scan_timeout)
         self._server: asyncio.Server | None = None
         self._expiry: asyncio.Task[None] | None = None
-        self._warming: asyncio.Future[list[int]] | None = None
-        #: The pids of the current pool's workers (after :meth:`start` or :meth:`ready`).
-        self.worker_pids: list[int] = []
 
     # -- the pool --
 
-    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.config.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(self.db,),
-        )
-
-    def _replace_pool(self, broken: concurrent.futures.ProcessPoolExecutor) -> None:
-        """A fresh pool instead of ``broken`` (once: several failing scans see one pool)."""
-        if self._pool is not broken:
-            return
-        self._pool = self._new_pool()
-        for process in list((getattr(broken, "_processes", None) or {}).values()):
-            process.kill()  # a stuck scan: its worker would hold a slot for good
-        broken.shutdown(wait=False, cancel_futures=True)
-        self._warming = asyncio.ensure_future(self._start_workers())
-
     async def ready(self) -> list[int]:
-        """Wait until a replaced pool's workers are up (at once if none is starting); their
-        pids. What a test awaits instead of sleeping."""
-        if self._warming is not None:
-            try:
-                await self._warming
-            except Exception:
-                log.exception("the new scanning workers failed to start")
-        return self.worker_pids
+        """Wait until a replaced pool's workers are up; their pids (:meth:`ScanPool.ready`)."""
+        return await self.pool.ready()
 
-    async def _start_workers(self) -> list[int]:
-        """Start the workers and have each read the store once; their pids. Raises what
-        opening the store raises, so a bad database is said at start, not per message."""
-        assert self._pool is not None
-        loop = asyncio.get_running_loop()
-        pids = await asyncio.gather(
-            *(loop.run_in_executor(self._pool, _warm) for _ in range(self.config.workers))
-        )
-        self.worker_pids = sorted(set(pids))
-        return self.worker_pids
+    @property
+    def worker_pids(self) -> list[int]:
+        """The pids of the current pool's workers (after :meth:`start` or :meth:`ready`)."""
+        return self.pool.worker_pids
 
     async def _scan(self, raw: bytes, envelope: Envelope) -> Verdict:
-        assert self._slots is not None and self._pool is not None
-        loop = asyncio.get_running_loop()
-        async with self._slots:
-            pool = self._pool
-            try:
-                future = loop.run_in_executor(
-                    pool,
-                    _scan,
-                    raw,
-                    envelope.queue_id or "",
-                    envelope.client_ip,
-                    envelope.mail_from,
-                )
-                return await asyncio.wait_for(future, self.config.scan_timeout)
-            except TimeoutError:
-                self._replace_pool(pool)
-                raise ScanFailed(f"the scan took over {self.config.scan_timeout:g} s") from None
-            except concurrent.futures.BrokenExecutor as exc:
-                self._replace_pool(pool)
-                raise ScanFailed(f"a scanning worker died ({exc})") from None
-            except Exception as exc:  # the scanner's own failure (a database error, ...)
-                raise ScanFailed(f"{type(exc).__name__}: {exc}") from None
+        return await self.pool.scan(raw, envelope)
 
     # -- the server --
 
@@ -439,13 +332,7 @@ class Gateway:
 
     async def start(self, sock: socket.socket) -> list[int]:
         """Start the workers, then serve on the listening ``sock``; the workers' pids."""
-        self._pool = self._new_pool()
-        self._slots = asyncio.Semaphore(self.config.workers)
-        try:
-            pids = await self._start_workers()
-        except BaseException:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        pids = await self.pool.start()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, sock=sock)
         self._expiry = asyncio.create_task(self._expire_periodically())
@@ -469,8 +356,7 @@ class Gateway:
                     session.transport.close()
             await self._server.wait_closed()
             self._server = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.close()
 
     async def _expire_periodically(self) -> None:
         while True:

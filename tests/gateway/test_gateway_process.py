@@ -1,0 +1,99 @@
+"""`feedgate gateway` as a service manager runs it: stopped by SIGTERM or Ctrl-C it exits 0 with
+its scanning workers gone, and killed with SIGKILL its workers end by themselves (they watch
+their parent), so no worker outlives its gateway holding the database.
+
+Before, SIGTERM killed the gateway at once and left its workers running with PPID 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.postfix import free_port
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _gone_within(pids: set[int], seconds: float) -> set[int]:
+    """The pids still alive after ``seconds`` of waiting for them to go (an exit, not an
+    ordering: the loop ends as soon as they are gone)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(map(_alive, pids)):
+        time.sleep(0.05)
+    return {pid for pid in pids if _alive(pid)}
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+    if "FEEDGATE_CLOCK_OFFSET" in os.environ:
+        env["FEEDGATE_CLOCK_OFFSET"] = os.environ["FEEDGATE_CLOCK_OFFSET"]
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    command = [sys.executable, "-m", "feedgate.cli", "gateway", "--db", str(tmp_path / "f.db")]
+    command += ["--listen", f"127.0.0.1:{free_port()}", "--relay", f"127.0.0.1:{free_port()}"]
+    proc = subprocess.Popen(
+        [*command, "--workers", "2", "--mail-log", str(tmp_path / "mail.log")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # the last line it prints once it serves
+        if line.startswith("mail log:"):
+            break
+    else:
+        pytest.fail(f"the gateway did not start: {proc.communicate()[1]}")
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_ends_it_cleanly_with_its_workers(
+    gateway: subprocess.Popen[str], signum: int
+) -> None:
+    workers = _children(gateway.pid)
+    assert len(workers) >= 2  # the two scanners (and multiprocessing's resource tracker)
+    gateway.send_signal(signum)
+    _out, err = gateway.communicate(timeout=60)
+    assert gateway.returncode == 0, err
+    assert "Traceback" not in err
+    assert _gone_within(workers, 30) == set()
+
+
+def test_killed_with_sigkill_its_workers_end_by_themselves(gateway: subprocess.Popen[str]) -> None:
+    workers = _children(gateway.pid)
+    assert len(workers) >= 2
+    gateway.kill()
+    gateway.wait(timeout=30)
+    assert _gone_within(workers, 30) == set()
