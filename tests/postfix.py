@@ -61,6 +61,7 @@ from peers import require
 POSTFIX = Path("/usr/sbin/postfix")
 POSTQUEUE = Path("/usr/sbin/postqueue")
 POSTSUPER = Path("/usr/sbin/postsuper")
+POSTCAT = Path("/usr/sbin/postcat")
 #: The name the instance gives itself; the sink must greet with another, or Postfix sees its
 #: own name in the relay's greeting and refuses to deliver ("mail loops back to myself").
 HOSTNAME = "postfix.feedgate.test"
@@ -186,6 +187,11 @@ class Sink:
     def messages(self) -> list[Delivered]:
         with self._lock:
             return list(self._messages)
+
+    def clear(self) -> None:
+        """Forget what arrived so far (a test sharing the sink starts from nothing)."""
+        with self._lock:
+            self._messages.clear()
 
     def wait_count(self, count: int, timeout: float = 20.0) -> list[Delivered]:
         """The messages once at least ``count`` arrived (``AssertionError`` after
@@ -461,6 +467,15 @@ class Postfix:
 
     def held(self) -> list[Queued]:
         return [q for q in self.queued() if q.queue_name == "hold"]
+
+    def message_id(self, queue_id: str) -> str | None:
+        """The Message-ID of the queued message ``queue_id`` (``postcat -h``: its headers),
+        None when it has none."""
+        for line in self.run(POSTCAT, "-h", "-q", queue_id).splitlines():
+            name, sep, value = line.partition(":")
+            if sep and name.strip().lower() == "message-id":
+                return value.strip() or None
+        return None
 
     def flush(self) -> None:
         """Try every deferred message again now (``postqueue -f``)."""

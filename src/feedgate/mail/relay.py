@@ -5,6 +5,9 @@ lost), so every way the relay can fail maps to a reply that keeps the message at
 
 - the relay cannot be reached, times out, or drops the connection: ``451 4.4.1`` (the sending
   MTA keeps the message and retries);
+- the relay refuses the connection in its greeting (``421``, or ``554``, "no service here"):
+  ``451 4.4.0`` naming its words, whatever its code: a greeting says nothing about the message,
+  so a relay that is closed or misconfigured delays mail but never bounces it;
 - a 4xx at any step: ``451 4.4.x`` naming the relay's own words;
 - a 5xx at MAIL or DATA: the 5xx passed on (the relay will never take it; the sender bounces);
 - RCPT: the message is sent only when the relay took *every* recipient. Refused all with 5xx:
@@ -161,6 +164,11 @@ def send(
             if not 200 <= code < 300:
                 return _passed_on(code, message, "DATA", relay)
             return RelayReply(250, f"250 2.0.0 Ok: relayed ({_words(message)})")
+    except smtplib.SMTPConnectError as exc:  # refused in its greeting, before any command
+        return _tempfail(
+            f"relay {relay} refused the connection: {exc.smtp_code} {_words(exc.smtp_error)}",
+            "4.4.0",
+        )
     except smtplib.SMTPResponseException as exc:  # e.g. DATA refused before the message
         return _passed_on(exc.smtp_code, exc.smtp_error, "DATA", relay)
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
