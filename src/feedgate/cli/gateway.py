@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ._relay_tls import make_relay_tls, relay_tls_options
 from .errors import fail_because, listen, open_store
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     show_default=True,
     help="A scan that fails or takes too long: 451 (the sender retries) or relay it unscanned.",
 )
+@relay_tls_options
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate for STARTTLS.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
 @click.option(
@@ -107,6 +109,8 @@ def gateway_command(
     listen_on: tuple[str, int],
     relay: tuple[str, int],
     on_error: str,
+    relay_tls: str,
+    relay_ca_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     workers: int | None,
@@ -128,6 +132,7 @@ def gateway_command(
     from feedgate.mail.quarantine import QuarantineStore
 
     context = _tls(tls_cert, tls_key)
+    towards_relay = make_relay_tls(relay_tls, relay_ca_file)
     sock = listen(*listen_on)
     name = db or default_db()
     store = open_store(
@@ -147,6 +152,7 @@ def gateway_command(
         max_connections=max_connections,
         scan_timeout=scan_timeout,
         tls_context=context,
+        relay_tls=towards_relay,
     )
     gateway = Gateway(name, config, store, log)
 
@@ -157,7 +163,10 @@ def gateway_command(
             fail_because(f"the scanning workers cannot start on {display_name(name)}", exc)
         host, port = sock.getsockname()[:2]
         click.echo(f"gateway:   {host}:{port} -> relay {config.relay_text}")
-        click.echo(f"workers:   {config.workers}  (STARTTLS {'on' if context else 'off'})")
+        click.echo(
+            f"workers:   {config.workers}  (STARTTLS {'on' if context else 'off'};"
+            f" to the relay: TLS {towards_relay.level})"
+        )
         click.echo(f"database:  {display_name(name)}")
         click.echo(f"mail log:  {log_path}")
         sys.stdout.flush()

@@ -86,6 +86,8 @@ class GatewayConfig:
     hostname: str | None = None
     tls_context: ssl.SSLContext | None = None
     expire_every: float = EXPIRE_EVERY
+    #: TLS towards the relay (``--relay-tls``); None: ``may``, STARTTLS when offered.
+    relay_tls: relaying.RelayTls | None = None
 
     @property
     def relay_text(self) -> str:
@@ -361,6 +363,7 @@ class Gateway:
             raw,
             timeout=self.config.relay_timeout,
             local_hostname=self.config.hostname,
+            tls=self.config.relay_tls,
         )
 
     def _answer(self, reply: relaying.RelayReply, envelope: Envelope) -> str:
