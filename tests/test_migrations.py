@@ -158,7 +158,7 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts;
     feeds_0004: the mail policy's tables, the sources' false-positive gate; feeds_0005:
     observables' changed_version; feeds_0007: the mail index, the retro findings, the sources'
-    mode)."""
+    mode; feeds_0006's quarantine, with feeds_0008's release claims on it, is left out whole)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -569,3 +569,42 @@ def test_upgrade_without_the_secret_key_changes_nothing(
     assert migrate.current(eng, "feeds") == "feeds_0002"
     with eng.connect() as conn:
         assert conn.execute(sa.text("SELECT username FROM feed_sources")).scalar() == _KEY
+
+
+# --- feeds_0008: release claims on quarantined messages ----------------------------------------
+
+
+def test_upgrade_from_0007_keeps_held_messages_unclaimed_and_back(eng: sa.Engine) -> None:
+    """A message held before the claims came is releasable at once (no claim), on both
+    backends; the way back drops only the claim columns."""
+    from alembic import command
+
+    from feedgate.mail.quarantine import QuarantineStore, ReleaseRefused
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0007")
+    row = {
+        "id": "00aa11bb22cc33dd", "at": T0.replace(tzinfo=None), "size": 4, "rules": '["r"]',
+        "matches": "[]", "sources": ",otx,", "relay": "127.0.0.1:25", "raw": b"x\r\n\r\n",
+        "envelope": json.dumps({"mail_from": "a@x.test", "rcpt_tos": ["b@y.test"]}),
+    }  # fmt: skip
+    columns = [sa.column(k, sa.LargeBinary if k == "raw" else None) for k in row]
+    with eng.begin() as conn:
+        conn.execute(sa.table("mail_quarantine", *columns).insert(), [row])
+
+    store = QuarantineStore(eng)
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0008"
+    assert migrate.differences(eng, "feeds") == []
+    held = store.get(row["id"])
+    assert (held.claimed_by, held.claimed_at, held.claim_until) == (None, None, None)
+    with pytest.raises(ReleaseRefused, match="unreachable"):  # claimed, tried, claim freed
+        store.release(row["id"], by="admin", relay="127.0.0.1:1")
+    after = store.get(row["id"])
+    assert after.release_error is not None and after.claimed_by is None
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.downgrade(migrate.config("feeds", conn), "feeds_0007")
+    columns_left = {c["name"] for c in sa.inspect(eng).get_columns("mail_quarantine")}
+    assert not columns_left & {"claim_token", "claimed_by", "claimed_at", "claim_until"}
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT id FROM mail_quarantine")).scalar() == row["id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
@@ -83,6 +84,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     raw: bytes
+    tls: bool = False  # whether it came over STARTTLS
 
 
 @dataclass
@@ -106,7 +108,10 @@ class Sink:
             return self.data_reply
         self.received.append(
             Received(
-                str(envelope.mail_from), list(envelope.rcpt_tos), envelope.original_content or b""
+                str(envelope.mail_from),
+                list(envelope.rcpt_tos),
+                envelope.original_content or b"",
+                tls=session.ssl is not None,
             )
         )
         return "250 2.0.0 sink took it"
@@ -129,11 +134,32 @@ class Bench:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def serve_sink(self, sink: Sink, port: int = 0) -> tuple[asyncio.Server, int]:
+    def serve_sink(
+        self,
+        sink: Sink,
+        port: int = 0,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        server_class: type[SMTP] | None = None,
+    ) -> tuple[asyncio.Server, int]:
+        """A sink on 127.0.0.1; with ``tls_context`` it offers STARTTLS (and with
+        ``require_starttls`` refuses mail without it, 530); ``server_class`` changes how it
+        speaks SMTP."""
+        speaker = server_class or _LongLines
+
         async def start() -> asyncio.Server:
             loop = asyncio.get_running_loop()
             return await loop.create_server(
-                lambda: _LongLines(sink, hostname="sink.test", loop=loop), "127.0.0.1", port
+                lambda: speaker(
+                    sink,
+                    hostname="sink.test",
+                    loop=loop,
+                    tls_context=tls_context,
+                    require_starttls=require_starttls,
+                ),
+                "127.0.0.1",
+                port,
             )
 
         server = self.run(start())
@@ -165,6 +191,47 @@ class Bench:
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+
+
+def self_signed(folder: Path, common_name: str = "gateway.test") -> ssl.SSLContext:
+    """A server context with a self-signed certificate for 127.0.0.1 (``folder``/cert.pem,
+    key.pem), made here: the gateway's own STARTTLS and the TLS sinks of the relay tests."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
+    return context
 
 
 @contextmanager

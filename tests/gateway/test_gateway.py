@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from gateway_helpers import Bench, Sink, bench, make_store, message
+from gateway_helpers import self_signed as _tls_context
 
 from feedgate.db import engine
 from feedgate.feeds import secrets
@@ -466,46 +467,6 @@ def test_quarantine_rest_api_lists_gets_releases_and_deletes(rig: Rig) -> None:
     finally:
         feeds.close()
     assert "/api/v1/quarantine/{id}/release" in OPENAPI["paths"]
-
-
-def _tls_context(folder: Path) -> ssl.SSLContext:
-    """A server context with a self-signed certificate for 127.0.0.1, made here."""
-    import datetime as dt
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway.test")])
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(folder / "cert.pem", folder / "key.pem")
-    return context
 
 
 def test_starttls_with_the_given_certificate_then_mail_is_relayed(

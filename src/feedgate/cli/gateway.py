@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ._relay_tls import make_relay_tls, relay_tls_options
 from .errors import fail_because, listen, open_store
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def _tls(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     help="Clients that may tell the original sender with Postfix's XFORWARD (its content_filter"
     " hands mail over on loopback); the scan then uses that client's IP. 'none': nobody.",
 )
+@relay_tls_options
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate for STARTTLS.")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
 @click.option(
@@ -129,6 +131,8 @@ def gateway_command(
     relay: tuple[str, int],
     on_error: str,
     xforward_from: tuple[IPNetwork, ...],
+    relay_tls: str,
+    relay_ca_file: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     workers: int | None,
@@ -150,6 +154,7 @@ def gateway_command(
     from feedgate.mail.quarantine import QuarantineStore
 
     context = _tls(tls_cert, tls_key)
+    towards_relay = make_relay_tls(relay_tls, relay_ca_file)
     sock = listen(*listen_on)
     name = db or default_db()
     store = open_store(
@@ -170,6 +175,7 @@ def gateway_command(
         scan_timeout=scan_timeout,
         tls_context=context,
         xforward_from=xforward_from,
+        relay_tls=towards_relay,
     )
     gateway = Gateway(name, config, store, log)
 
@@ -186,7 +192,10 @@ def gateway_command(
             fail_because(f"the scanning workers cannot start on {display_name(name)}", exc)
         host, port = sock.getsockname()[:2]
         click.echo(f"gateway:   {host}:{port} -> relay {config.relay_text}")
-        click.echo(f"workers:   {config.workers}  (STARTTLS {'on' if context else 'off'})")
+        click.echo(
+            f"workers:   {config.workers}  (STARTTLS {'on' if context else 'off'};"
+            f" to the relay: TLS {towards_relay.level})"
+        )
         trusted = ", ".join(str(n) for n in config.xforward_from) or "nobody"
         click.echo(f"xforward:  from {trusted}")
         click.echo(f"database:  {display_name(name)}")

@@ -5,7 +5,7 @@ Thin over :class:`feedgate.mail.quarantine.QuarantineStore` (the REST API's
 :meth:`QuarantinedMessage.to_dict` per line; ``show --raw`` writes the message's bytes as they
 were received. A release is recorded with the OS user who ran it; a release the relay refuses
 leaves the message held with the relay's answer, says it, and the command exits 1 (the other
-ids named are still tried).
+ids named are still tried); so does one that another node or admin is releasing right now.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._policy import DB_HELP, print_table
+from ._relay_tls import make_relay_tls, relay_tls_options
 from .errors import database_failure, fail, open_store
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ def _since(text: str) -> datetime | None:
 def _status(m: QuarantinedMessage) -> str:
     if m.released_at is not None:
         return f"released by {m.released_by}"
+    if m.claim_until is not None and m.claim_until > datetime.now(UTC):
+        return f"held; being released by {m.claimed_by}"
     if m.release_error:
         return "held; release failed"
     return "held"
@@ -147,22 +150,34 @@ def show(ident: str, raw: bool, db: str | None) -> None:
     if m.release_error:
         when = m.release_error_at.isoformat(timespec="seconds") if m.release_error_at else "?"
         click.echo(f"last release refused ({when}): {m.release_error}")
+    if m.claimed_by is not None and m.released_at is None:
+        since = m.claimed_at.isoformat(timespec="seconds") if m.claimed_at else "?"
+        until = m.claim_until.isoformat(timespec="seconds") if m.claim_until else "?"
+        click.echo(f"release claimed: by {m.claimed_by} since {since} (claim lapses {until})")
 
 
 @quarantine.command("release")
 @click.argument("idents", nargs=-1, required=True, metavar="ID...")
 @click.option("--relay", metavar="HOST:PORT", help="Send through this relay, not the recorded one.")
+@relay_tls_options
 @db_option
-def release(idents: tuple[str, ...], relay: str | None, db: str | None) -> None:
+def release(
+    idents: tuple[str, ...],
+    relay: str | None,
+    relay_tls: str,
+    relay_ca_file: str | None,
+    db: str | None,
+) -> None:
     """Send messages to their original recipients, byte for byte, through their relay."""
     from feedgate.mail.quarantine import QuarantineError
 
+    tls = make_relay_tls(relay_tls, relay_ca_file)
     by = getpass.getuser()
     failed = False
     with _store(db) as store:
         for ident in idents:
             try:
-                m = store.release(ident, by=by, relay=relay)
+                m = store.release(ident, by=by, relay=relay, tls=tls)
             except QuarantineError as exc:
                 click.echo(f"feedgate: error: {exc.message}", err=True)
                 failed = True

@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -66,11 +66,12 @@ def _run_manager(
     lease: timedelta | None = None,
     quarantine_days: int = 14,
     retention: timedelta | None = None,
+    match_log_days: int = 14,
 ) -> None:
     """The scheduler, the retro-scan (mail index against each poll's new observables,
     expiring the index after ``retention``) and the quarantine's expiry (messages older than
-    ``quarantine_days``) in threads, and the API on ``sock`` in the foreground, until
-    interrupted."""
+    ``quarantine_days``, match log rows older than ``match_log_days``) in threads, and the API
+    on ``sock`` in the foreground, until interrupted."""
     from feedgate.asgi_server import base_url, serve
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
     from feedgate.mail.mailindex import DEFAULT_RETENTION, MailIndex
@@ -90,7 +91,9 @@ def _run_manager(
     worker = threading.Thread(target=scheduler.run_forever, args=(stop, tick), daemon=True)
     worker.start()
     expiry = threading.Thread(
-        target=_expire_quarantine, args=(store, quarantine_days, stop), daemon=True
+        target=_expire_quarantine,
+        args=(store, quarantine_days, stop, match_log_days),
+        daemon=True,
     )
     expiry.start()
     policy = PolicyStore(store.engine, store.source_names)
@@ -117,19 +120,33 @@ def _run_manager(
 QUARANTINE_EXPIRE_EVERY = 3600.0
 
 
-def _expire_quarantine(store: FeedStore, days: int, stop: threading.Event) -> None:
-    """Delete quarantined messages past retention now and every hour until ``stop`` (the
-    gateway does the same; either may run alone). Lives here: feeds never imports mail."""
+def _expire_quarantine(
+    store: FeedStore,
+    days: int,
+    stop: threading.Event,
+    match_log_days: int = 14,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> None:
+    """Delete quarantined messages past retention, and match log rows older than
+    ``match_log_days`` (in batches: the gateway keeps writing meanwhile), now and every hour
+    until ``stop`` (the gateway expires the quarantine too; either may run alone). Lives here:
+    feeds never imports mail."""
     import logging
 
+    from feedgate.mail.policy_store import PolicyStore
     from feedgate.mail.quarantine import QuarantineStore
 
-    quarantine = QuarantineStore(store.engine, retention=timedelta(days=days))
+    quarantine = QuarantineStore(store.engine, retention=timedelta(days=days), now=now)
+    policy = PolicyStore(store.engine, store.source_names)
     while True:
         try:
             quarantine.expire()
         except Exception:  # the database away for a while: try again next time
             logging.getLogger("feedgate.serve").exception("quarantine expiry failed")
+        try:
+            policy.expire_matches(now(), timedelta(days=match_log_days))
+        except Exception:
+            logging.getLogger("feedgate.serve").exception("match log expiry failed")
         if stop.wait(QUARANTINE_EXPIRE_EVERY):
             return
 
@@ -217,6 +234,14 @@ def _gateway(
         thread.stop()
         mail_log.close()
         signal.signal(signal.SIGTERM, previous)
+#: ``--match-log-days`` of ``serve`` and ``up``.
+match_log_days_option = click.option(
+    "--match-log-days",
+    type=click.IntRange(1),
+    default=14,
+    show_default=True,
+    help="Days the match log (feedgate hits) keeps a match (expired here every hour).",
+)
 
 
 def _port_option(help_: str) -> Callable[[F], F]:
@@ -253,6 +278,7 @@ def _port_option(help_: str) -> Callable[[F], F]:
     help="Days quarantined messages are kept (expired here every hour).",
 )
 @retention_option
+@match_log_days_option
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
 def serve_command(
     host: str,
@@ -261,6 +287,7 @@ def serve_command(
     lease: float,
     quarantine_days: int,
     retention: timedelta,
+    match_log_days: int,
     db: str | None,
 ) -> None:
     """Run the scheduler (polls what is due) and the REST API until interrupted.
@@ -279,7 +306,15 @@ def serve_command(
     click.echo(f"database:  {display_name(name)}")
     click.echo(f"log file:  {feed_log.path or '-'}")
     _run_manager(
-        store, feed_log, sock, token, tick, timedelta(seconds=lease), quarantine_days, retention
+        store,
+        feed_log,
+        sock,
+        token,
+        tick,
+        timedelta(seconds=lease),
+        quarantine_days,
+        retention,
+        match_log_days=match_log_days,
     )
 
 
@@ -309,6 +344,7 @@ def serve_command(
 )
 @lease_option("How long this node's claim on a source lasts unless renewed")
 @retention_option
+@match_log_days_option
 def up_command(
     port: int,
     gateway_port: int,
@@ -316,6 +352,7 @@ def up_command(
     pulses: int,
     lease: float,
     retention: timedelta,
+    match_log_days: int,
 ) -> None:
     """The whole system on the embedded default: hub, source, one poll, SMTP gateway,
     scheduler and API."""
@@ -382,7 +419,14 @@ def up_command(
             click.echo(f"first poll skipped: {exc}", err=True)
         with _gateway(store, feeds_db, gateway_sock, relay, sink_sock):
             _run_manager(
-                store, feed_log, sock, token, 10.0, timedelta(seconds=lease), retention=retention
+                store,
+                feed_log,
+                sock,
+                token,
+                10.0,
+                timedelta(seconds=lease),
+                retention=retention,
+                match_log_days=match_log_days,
             )
 
 

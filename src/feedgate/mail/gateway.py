@@ -111,6 +111,8 @@ class GatewayConfig:
     expire_every: float = EXPIRE_EVERY
     #: Who may tell the original client with XFORWARD (Postfix's content_filter: loopback).
     xforward_from: tuple[IPNetwork, ...] = DEFAULT_TRUSTED
+    #: TLS towards the relay (``--relay-tls``); None: ``may``, STARTTLS when offered.
+    relay_tls: relaying.RelayTls | None = None
 
     @property
     def relay_text(self) -> str:
@@ -399,6 +401,7 @@ class Gateway:
             timeout=self.config.relay_timeout,
             local_hostname=self.config.hostname,
             xforward=xforward,
+            tls=self.config.relay_tls,
         )
 
     def _answer(self, reply: relaying.RelayReply, envelope: Envelope) -> str:

@@ -11,7 +11,12 @@ a gateway compares :meth:`PolicyStore.version` with the :class:`~feedgate.mail.p
 holds and reloads only when they differ, so every node of a cluster follows within a check.
 
 The match log (:meth:`PolicyStore.record`, :meth:`PolicyStore.hits`) keeps one row per observable
-enforced in a message (the parts it was in joined), for ``feedgate hits``.
+enforced in a message (the parts it was in joined), for ``feedgate hits``, for
+:data:`DEFAULT_MATCH_LOG_RETENTION` (as the mail index keeps what passed): ``feedgate serve``
+calls :meth:`PolicyStore.expire_matches` every hour. It deletes in batches of
+:data:`EXPIRE_BATCH` rows, one transaction each, so a first prune of a large log never holds the
+write lock for long (on SQLite that lock is the whole file's, and every gateway worker records
+its matches through it).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -42,8 +47,10 @@ from .rules import PolicyConflict, PolicyError, PolicyNotFound, Rule, check_sour
 from .schema import POLICY_COUNTER, exceptions_table, match_log, rules_table
 
 __all__ = [
+    "DEFAULT_MATCH_LOG_RETENTION",
     "DEFAULT_TOP",
     "EDITABLE",
+    "EXPIRE_BATCH",
     "MAX_TOP",
     "MONITOR_ACTION",
     "Hits",
@@ -74,6 +81,10 @@ MAX_TOP: Final = 1000
 #: The match log's action for a match of a monitor-mode source: what "would have" counted,
 #: while nothing was done for it.
 MONITOR_ACTION: Final = "monitor"
+#: How long the match log keeps a row (``feedgate serve --match-log-days``), and how many rows
+#: one transaction of :meth:`PolicyStore.expire_matches` deletes (module doc).
+DEFAULT_MATCH_LOG_RETENTION: Final = timedelta(days=14)
+EXPIRE_BATCH: Final = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,6 +485,31 @@ class PolicyStore:
         with self._write() as conn:
             conn.execute(match_log.insert(), values)
         return len(values)
+
+    def expire_matches(
+        self,
+        now: datetime,
+        retention: timedelta = DEFAULT_MATCH_LOG_RETENTION,
+        *,
+        batch: int = EXPIRE_BATCH,
+    ) -> int:
+        """Delete the match log's rows older than ``retention`` before ``now``, ``batch`` rows
+        per transaction (module doc); how many were deleted. Rows recorded meanwhile are newer
+        than the cutoff, so the loop ends."""
+        if retention <= timedelta(0):
+            raise PolicyError("the match log's retention must be more than 0 days", "retention")
+        if batch < 1:
+            raise PolicyError(f"a batch of {batch} rows deletes nothing: give 1 or more", "batch")
+        cutoff = _to_db(now) - retention
+        m = match_log
+        oldest = sa.select(m.c.id).where(m.c.at < cutoff).order_by(m.c.at).limit(batch)
+        total = 0
+        while True:
+            with self._write() as conn:
+                done = int(conn.execute(m.delete().where(m.c.id.in_(oldest))).rowcount or 0)
+            total += done
+            if done < batch:
+                return total
 
     def _rows(
         self,

@@ -11,6 +11,17 @@ when) and the message leaves the list of held messages. A release the relay refu
 message held, with the relay's answer recorded and shown. Everything (held or released) is
 deleted :data:`DEFAULT_RETENTION` after it was quarantined, by :meth:`expire`, which the gateway
 and ``feedgate serve`` call periodically.
+
+**Sent once, cluster-wide.** Before sending, a release *claims* the message with one
+conditional UPDATE (not released, and no claim or a lapsed one: atomic on SQLite's single
+writer and under PostgreSQL's row lock, where the second UPDATE re-reads the row the first
+committed). Whoever loses is told who is releasing it and since when
+(:class:`ReleaseInProgress`). The claim lasts :data:`DEFAULT_CLAIM_LEASE`; the send is cut
+after half of it (``relay.send``'s ``deadline``), so a live release never outlives its claim
+and the other half absorbs clock differences between nodes. A releaser that dies leaves its
+claim to lapse, after which anyone may release the message. A refusal clears the claim and
+records the error (only if the claim is still the releaser's own: a release that lost its claim
+writes nothing over another's outcome).
 """
 
 from __future__ import annotations
@@ -20,13 +31,16 @@ import email.header
 import email.parser
 import email.policy
 import json
+import logging
 import secrets
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
+import sqlalchemy.exc
 
 from feedgate.db import aware_utc, naive_utc, read_transaction, write_transaction
 from feedgate.migrate import upgrade
@@ -38,15 +52,20 @@ from .rewrite import split_message
 from .schema import quarantine_table as q
 
 __all__ = [
+    "DEFAULT_CLAIM_LEASE",
     "DEFAULT_RETENTION",
     "QuarantineError",
     "QuarantineNotFound",
     "QuarantineStore",
     "QuarantinedMessage",
+    "ReleaseInProgress",
     "ReleaseRefused",
 ]
 
 DEFAULT_RETENTION: Final = timedelta(days=14)
+#: How long a release's claim keeps others from sending the same message (module doc).
+DEFAULT_CLAIM_LEASE: Final = timedelta(minutes=10)
+log = logging.getLogger(__name__)
 _MAX_SHOWN: Final = 998  # Subject and Message-ID as kept
 
 
@@ -66,6 +85,10 @@ class ReleaseRefused(QuarantineError):
     """The relay did not take a released message; it stays held, the error recorded."""
 
 
+class ReleaseInProgress(QuarantineError):
+    """Another node or admin is releasing the message right now (its claim holds)."""
+
+
 @dataclass(frozen=True, slots=True)
 class QuarantinedMessage:
     """One quarantined message without its bytes (:meth:`QuarantineStore.raw` has them)."""
@@ -83,6 +106,9 @@ class QuarantinedMessage:
     released_by: str | None = None
     release_error: str | None = None
     release_error_at: datetime | None = None
+    claimed_by: str | None = None  # a release in progress (or one that died): who, where
+    claimed_at: datetime | None = None
+    claim_until: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The row of ``feedgate quarantine list --format jsonl`` and the REST API."""
@@ -102,6 +128,9 @@ class QuarantinedMessage:
             "release_error_at": (
                 self.release_error_at.isoformat() if self.release_error_at else None
             ),
+            "claimed_by": self.claimed_by,
+            "claimed_at": self.claimed_at.isoformat() if self.claimed_at else None,
+            "claim_until": self.claim_until.isoformat() if self.claim_until else None,
         }
 
 
@@ -153,16 +182,27 @@ def _message(row: Any) -> QuarantinedMessage:
         released_by=row.released_by,
         release_error=row.release_error,
         release_error_at=_from_db(row.release_error_at),
+        claimed_by=row.claimed_by,
+        claimed_at=_from_db(row.claimed_at),
+        claim_until=_from_db(row.claim_until),
     )
 
 
-_LISTED: Final = [c for c in q.c if c.name != "raw"]
+_LISTED: Final = [c for c in q.c if c.name not in ("raw", "claim_token")]
+#: What a release sets when it ends, either way: no claim.
+_UNCLAIMED: Final = dict.fromkeys(("claim_token", "claimed_by", "claimed_at", "claim_until"))
+
+
+def _when(moment: datetime | None) -> str:
+    return "?" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 class QuarantineStore:
     """The quarantine over an engine from :func:`feedgate.db.engine` (module doc).
 
-    ``retention`` is how long a message is kept; ``now`` the clock messages are dated with.
+    ``retention`` is how long a message is kept; ``now`` the clock messages are dated and
+    claims are timed with; ``claim_lease`` how long a release's claim holds; ``node`` names
+    this host in a claim (default: its host name), so a loser is told where the release runs.
     """
 
     def __init__(
@@ -171,12 +211,18 @@ class QuarantineStore:
         *,
         retention: timedelta = DEFAULT_RETENTION,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        claim_lease: timedelta = DEFAULT_CLAIM_LEASE,
+        node: str | None = None,
     ) -> None:
         if retention <= timedelta(0):
             raise QuarantineError("the quarantine's retention must be more than 0 days")
-        upgrade(engine, "feeds")  # revision feeds_0006 made the table
+        if claim_lease <= timedelta(0):
+            raise QuarantineError("a release's claim must last more than 0 seconds")
+        upgrade(engine, "feeds")  # feeds_0006 made the table, feeds_0008 its claim columns
         self.engine = engine
         self.retention = retention
+        self.claim_lease = claim_lease
+        self.node = node or socket.gethostname()
         self._now = now
 
     def add(
@@ -252,18 +298,17 @@ class QuarantineStore:
         by: str,
         relay: str | None = None,
         timeout: float = relaying.DEFAULT_TIMEOUT,
+        tls: relaying.RelayTls | None = None,
     ) -> QuarantinedMessage:
         """Send message ``ident`` to its envelope's recipients through ``relay`` (``HOST:PORT``)
-        or the relay recorded with it, and record that ``by`` released it. Raises
+        or the relay recorded with it, with ``tls`` (default: STARTTLS when offered), once
+        across every node (module doc), and record that ``by`` released it. Raises
         :class:`ReleaseRefused` (the relay's answer recorded; the message stays held),
-        :class:`QuarantineNotFound`, or :class:`QuarantineError` (already released, no relay
-        known, a relay that is not ``HOST:PORT``)."""
+        :class:`ReleaseInProgress`, :class:`QuarantineNotFound`, or :class:`QuarantineError`
+        (already released, no relay known, a relay that is not ``HOST:PORT``)."""
         held = self.get(ident)
         if held.released_at is not None:
-            raise QuarantineError(
-                f"message {ident} was already released by {held.released_by} at"
-                f" {held.released_at.isoformat(timespec='seconds')}; it is not sent twice"
-            )
+            raise self._released(held)
         target = relay or held.relay
         if not target:
             raise QuarantineError(
@@ -273,26 +318,112 @@ class QuarantineStore:
             host, port = relaying.parse_address(target)
         except relaying.RelayAddressError as exc:
             raise QuarantineError(f"relay: {exc}") from None
-        reply = relaying.send(host, port, held.envelope, self.raw(ident), timeout=timeout)
+        token = self._claim(ident, by)
+        try:
+            raw = self.raw(ident)
+        except BaseException:
+            self._unclaim(ident, token)
+            raise
+        reply = relaying.send(
+            host,
+            port,
+            held.envelope,
+            raw,
+            timeout=timeout,
+            tls=tls,
+            deadline=self.claim_lease.total_seconds() / 2,
+        )
         moment = naive_utc(self._now())
         if not reply.accepted:
             with write_transaction(self.engine) as conn:
                 conn.execute(
                     q.update()
-                    .where(q.c.id == ident)
-                    .values(release_error=reply.reply, release_error_at=moment)
+                    .where(q.c.id == ident, q.c.claim_token == token)
+                    .values(release_error=reply.reply, release_error_at=moment, **_UNCLAIMED)
                 )
             raise ReleaseRefused(
                 f"message {ident} not released: relay {target} answered: {reply.reply}"
                 " (it stays in the quarantine)"
             )
+        try:
+            with write_transaction(self.engine) as conn:
+                done = conn.execute(
+                    q.update()
+                    .where(q.c.id == ident, q.c.released_at.is_(None))
+                    .values(released_at=moment, released_by=by, release_error=None, **_UNCLAIMED)
+                ).rowcount
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            # Sent, not recorded: the claim stays, so nobody sends it again while it holds.
+            until = _when(self._now() + self.claim_lease)
+            raise QuarantineError(
+                f"message {ident} was sent ({reply.reply}), but recording the release failed"
+                f" ({type(exc).__name__}); its claim keeps it from being sent again until"
+                f" {until}: delete it (`feedgate quarantine delete {ident}`) before then unless"
+                " you mean it to go twice"
+            ) from exc
+        if done == 0:  # deleted meanwhile, or released by another after our claim lapsed
+            log.warning("quarantined message %s was sent, but was no longer held", ident)
+        return replace(
+            held,
+            released_at=aware_utc(moment),
+            released_by=by,
+            release_error=None,
+            claimed_by=None,
+            claimed_at=None,
+            claim_until=None,
+        )
+
+    def _claim(self, ident: str, by: str) -> str:
+        """Take message ``ident`` for a release: a new token, or the reason it cannot be
+        taken (released, claimed by a live release, gone)."""
+        token = secrets.token_hex(16)
+        now = self._now()
+        stamp = naive_utc(now)
+        with write_transaction(self.engine) as conn:
+            taken = conn.execute(
+                q.update()
+                .where(
+                    q.c.id == ident,
+                    q.c.released_at.is_(None),
+                    sa.or_(q.c.claim_until.is_(None), q.c.claim_until <= stamp),
+                )
+                .values(
+                    claim_token=token,
+                    claimed_by=f"{by} on {self.node}"[:300],
+                    claimed_at=stamp,
+                    claim_until=naive_utc(now + self.claim_lease),
+                )
+            ).rowcount
+        if taken == 1:
+            return token
+        current = self.get(ident)  # QuarantineNotFound when it was deleted meanwhile
+        if current.released_at is not None:
+            raise self._released(current)
+        if current.claimed_by is None:  # that release ended between our UPDATE and this read
+            raise ReleaseInProgress(
+                f"message {ident} was being released by another node or admin a moment ago;"
+                f" see `feedgate quarantine show {ident}`, then release it again if it is"
+                " still held"
+            )
+        raise ReleaseInProgress(
+            f"message {ident} is being released by {current.claimed_by} since"
+            f" {_when(current.claimed_at)}; it is not sent twice (if that release died, its"
+            f" claim lapses at {_when(current.claim_until)}: release it again then)"
+        )
+
+    def _unclaim(self, ident: str, token: str) -> None:
         with write_transaction(self.engine) as conn:
             conn.execute(
-                q.update()
-                .where(q.c.id == ident)
-                .values(released_at=moment, released_by=by, release_error=None)
+                q.update().where(q.c.id == ident, q.c.claim_token == token).values(**_UNCLAIMED)
             )
-        return self.get(ident)
+
+    @staticmethod
+    def _released(held: QuarantinedMessage) -> QuarantineError:
+        when = held.released_at.isoformat(timespec="seconds") if held.released_at else "?"
+        return QuarantineError(
+            f"message {held.id} was already released by {held.released_by} at {when};"
+            " it is not sent twice"
+        )
 
     def delete(self, ident: str) -> None:
         """Delete message ``ident`` for good; :class:`QuarantineNotFound` if none."""

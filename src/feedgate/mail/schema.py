@@ -95,6 +95,12 @@ quarantine_table = sa.Table(
     sa.Column("released_by", sa.String(200), nullable=True),
     sa.Column("release_error", sa.Text, nullable=True),  # the last refused release, and when
     sa.Column("release_error_at", sa.DateTime, nullable=True),
+    # A release in progress (feeds_0008): the releaser's random token, who and where, since
+    # when, and until when the claim holds (a releaser that died leaves it to lapse).
+    sa.Column("claim_token", sa.String(32), nullable=True),
+    sa.Column("claimed_by", sa.String(300), nullable=True),
+    sa.Column("claimed_at", sa.DateTime, nullable=True),
+    sa.Column("claim_until", sa.DateTime, nullable=True),
     sa.Index("ix_mail_quarantine_at", "at"),
 )
 

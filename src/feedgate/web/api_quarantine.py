@@ -2,9 +2,11 @@
 (the methods ``feedgate quarantine`` calls, so both faces list, release and delete alike).
 
 A row is what ``feedgate quarantine list --format jsonl`` prints
-(:meth:`QuarantinedMessage.to_dict`). A release is recorded as released by ``api``. Refusals:
-404 for an id that is not there, 409 for a message already released, 400 for a relay that is not
-``HOST:PORT`` (or none known), 502 when the relay refused the message (it stays held, the
+(:meth:`QuarantinedMessage.to_dict`). A release is recorded as released by ``api``; its body may
+name the relay and the TLS towards it (``relay_tls``, the levels of ``--relay-tls``; default
+``may``). Refusals: 404 for an id that is not there, 409 for a message already released or being
+released by another node or admin right now, 400 for a relay that is not ``HOST:PORT`` (or none
+known) or an unknown TLS level, 502 when the relay refused the message (it stays held, the
 relay's answer recorded and in ``detail``).
 """
 
@@ -23,8 +25,10 @@ from feedgate.mail.quarantine import (
     QuarantineError,
     QuarantineNotFound,
     QuarantineStore,
+    ReleaseInProgress,
     ReleaseRefused,
 )
+from feedgate.mail.relay import TLS_LEVELS, RelayTlsError, relay_tls
 
 from .api_policy import since_moment
 
@@ -39,7 +43,7 @@ def _refusal(exc: QuarantineError) -> Response:
         status = 404
     elif isinstance(exc, ReleaseRefused):
         status = 502
-    elif "already released" in exc.message:
+    elif isinstance(exc, ReleaseInProgress) or "already released" in exc.message:
         status = 409
     else:
         status = 400
@@ -85,12 +89,21 @@ def quarantine_routes(
         data = body(request)
         if data is None:
             data = {}
-        if not isinstance(data, dict) or set(data) - {"relay"}:
-            raise SourceError("body", 'expected {} or {"relay": "HOST:PORT"}')
+        if not isinstance(data, dict) or set(data) - {"relay", "relay_tls"}:
+            raise SourceError("body", 'expected {} or {"relay": "HOST:PORT", "relay_tls": "may"}')
         relay = data.get("relay")
         if relay is not None and not isinstance(relay, str):
             raise SourceError("relay", "expected HOST:PORT as a string")
-        released = quarantine.release(request.path_params["id"], by=RELEASED_BY, relay=relay)
+        level = data.get("relay_tls", "may")
+        if not isinstance(level, str):
+            raise SourceError("relay_tls", f"expected one of {', '.join(TLS_LEVELS)}")
+        try:
+            tls = relay_tls(level)
+        except RelayTlsError as exc:
+            raise SourceError("relay_tls", str(exc)) from None
+        released = quarantine.release(
+            request.path_params["id"], by=RELEASED_BY, relay=relay, tls=tls
+        )
         return JSONResponse(released.to_dict())
 
     return [
@@ -169,7 +182,10 @@ QUARANTINE_PATHS: Final[dict[str, Any]] = {
                     "application/json": {
                         "schema": {
                             "type": "object",
-                            "properties": {"relay": {"type": "string"}},
+                            "properties": {
+                                "relay": {"type": "string"},
+                                "relay_tls": {"type": "string", "enum": list(TLS_LEVELS)},
+                            },
                             "additionalProperties": False,
                         }
                     }
@@ -178,9 +194,9 @@ QUARANTINE_PATHS: Final[dict[str, Any]] = {
             "responses": _answers(
                 "200",
                 "released",
-                _400="a bad relay, or none known",
+                _400="a bad relay (or none known), or an unknown relay_tls",
                 _404="no such message",
-                _409="already released",
+                _409="already released, or being released by another node or admin now",
                 _502="the relay refused it: it stays held, the answer recorded",
             ),
         },
