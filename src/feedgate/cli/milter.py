@@ -11,12 +11,13 @@ every refusal or failure) on stderr, until SIGINT or SIGTERM. In Postfix's ``mai
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
 import click
 
-from .errors import database_failure, fail, open_store
+from .errors import database_failure, fail, fail_because, open_store
 
 _DB_HELP = "The manager's database: a SQLite path or a postgresql:// URL [env: FEEDGATE_DB]."
 
@@ -50,9 +51,8 @@ def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> o
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Scans run at once (worker threads).",
+    default=None,
+    help="Scanning processes, the scans run at once [default: the CPU count].",
 )
 @click.option(
     "--relay",
@@ -62,7 +62,7 @@ def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> o
 )
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
 def milter_command(
-    address: object, scan_timeout: float, workers: int, relay: str | None, db: str | None
+    address: object, scan_timeout: float, workers: int | None, relay: str | None, db: str | None
 ) -> None:
     """Enforce the mail policy in Postfix or Sendmail before queue: reject (550 5.7.1),
     discard, quarantine, tag the Subject or add a header; a message the milter cannot decide
@@ -77,13 +77,11 @@ def milter_command(
 
     from feedgate.db import default_db, display_name
     from feedgate.feeds.store import FeedStore
-    from feedgate.mail.mailindex import MailIndex
     from feedgate.mail.milter import ListenAddress, MilterFilter, open_listener, serve
     from feedgate.mail.model import Envelope
     from feedgate.mail.policy import Verdict
-    from feedgate.mail.policy_store import PolicyStore
     from feedgate.mail.quarantine import QuarantineStore
-    from feedgate.mail.scanner import Scanner
+    from feedgate.mail.scan_pool import ScanPool
 
     assert isinstance(address, ListenAddress)
     if relay is not None:
@@ -96,22 +94,15 @@ def milter_command(
     name = db or default_db()
     store = open_store(name, FeedStore)
     try:
-        scanner = Scanner(
-            store,
-            PolicyStore(store.engine, store.source_names),
-            mail_index=MailIndex(store.engine),
-        )
-        scanner.matcher.snapshot()  # load the observables now, not on the first message
         quarantine_store = QuarantineStore(store.engine)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         database_failure(name, exc)
+    pool = ScanPool(str(name), workers or os.cpu_count() or 1, scan_timeout)
 
     def quarantine(raw: bytes, envelope: Envelope, verdict: Verdict) -> str:
         return str(quarantine_store.add(raw, envelope, verdict, relay=relay))
 
-    milter = MilterFilter(
-        scanner, quarantine=quarantine, scan_timeout=scan_timeout, workers=workers
-    )
+    milter = MilterFilter(pool, quarantine=quarantine)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("feedgate milter: %(message)s"))
@@ -122,6 +113,7 @@ def milter_command(
 
     async def ready(bound: ListenAddress) -> None:
         click.echo(f"milter:    {bound}")
+        click.echo(f"workers:   {pool.workers} scanning processes")
         click.echo(f"database:  {display_name(name)}")
         sys.stdout.flush()
 
@@ -130,6 +122,12 @@ def milter_command(
             listener = await open_listener(address)
         except OSError as exc:
             failed.append(exc)
+            return
+        try:  # the workers load the observables now, not on the first message
+            await pool.start()
+        except Exception as exc:  # they could not open the database
+            cannot_start.append(exc)
+            await listener.aclose()
             return
         async with anyio.create_task_group() as tasks:
 
@@ -144,10 +142,14 @@ def milter_command(
             tasks.cancel_scope.cancel()
 
     failed: list[OSError] = []
+    cannot_start: list[Exception] = []
     try:
         anyio.run(run, backend="asyncio")
     finally:
+        pool.close()
         store.close()
+    if cannot_start:
+        fail_because(f"the scanning workers cannot start on {display_name(name)}", cannot_start[0])
     if failed:
         error = failed[0]
         fail(

@@ -234,6 +234,8 @@ def _gateway(
         thread.stop()
         mail_log.close()
         signal.signal(signal.SIGTERM, previous)
+
+
 #: ``--match-log-days`` of ``serve`` and ``up``.
 match_log_days_option = click.option(
     "--match-log-days",

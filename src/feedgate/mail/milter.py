@@ -7,8 +7,10 @@ gateway make. Per message it collects what the MTA tells a milter: the client's 
 (connect), the HELO name, MAIL FROM, RCPT TO, the headers (with their leading white space, as
 received) and the body (CRLF lines, as Postfix sends them). From these it rebuilds the message
 (``Name:value`` CRLF per header, a blank line, the body bytes) and, at the end of the message,
-scans it off the event loop (a worker thread, bounded by ``workers``, for at most
-``scan_timeout`` seconds), then answers:
+scans it off the event loop, then answers. ``feedgate milter`` scans in worker processes (a
+:class:`~feedgate.mail.scan_pool.ScanPool`, the gateway's, so every core scans); a filter
+given a :class:`Scanner` instead (one process embedding it) scans in threads, bounded by
+``workers``, for at most ``scan_timeout`` seconds:
 
 ======================  ================================================================
 verdict                 answer to the MTA
@@ -87,6 +89,7 @@ from .limits import MAX_MESSAGE_BYTES
 from .model import Action, Envelope
 from .policy import HEADER_NAME, Verdict
 from .rewrite import prefixed_value
+from .scan_pool import ScanPool
 
 if TYPE_CHECKING:
     from kilter.service.session import Filter
@@ -212,13 +215,15 @@ def _fold(value: str) -> bytes:
 class MilterFilter:
     """The filter kilter runs for each milter connection (``await filter(session)``).
 
-    ``scanner`` decides; ``quarantine`` keeps what it quarantines (:func:`no_quarantine` when
-    none is wired, which tempfails); at most ``workers`` scans run at once, each for at most
-    ``scan_timeout`` seconds; a message over ``max_bytes`` is refused unscanned (552)."""
+    ``scanner`` decides: a started :class:`ScanPool` (worker processes, with its own limits)
+    or a :class:`Scanner` run in threads, at most ``workers`` at once, each for at most
+    ``scan_timeout`` seconds; ``quarantine`` keeps what it quarantines (:func:`no_quarantine`
+    when none is wired, which tempfails); a message over ``max_bytes`` is refused unscanned
+    (552)."""
 
     def __init__(
         self,
-        scanner: Scanner,
+        scanner: Scanner | ScanPool,
         *,
         quarantine: QuarantineFn = no_quarantine,
         scan_timeout: float = DEFAULT_SCAN_TIMEOUT,
@@ -293,15 +298,19 @@ class MilterFilter:
     async def _decide(
         self, session: Session, raw: bytes, envelope: Envelope, headers: list[tuple[str, bytes]]
     ) -> Response:
-        verdict = await self._in_thread(
-            lambda: self.scanner.scan(
-                raw,
-                message=envelope.queue_id,
-                client_ip=envelope.client_ip,
-                envelope_from=envelope.mail_from,
-            ),
-            "scan",
-        )
+        scanner = self.scanner
+        if isinstance(scanner, ScanPool):
+            verdict = await scanner.scan(raw, envelope)  # ScanFailed: tempfailed by __call__
+        else:
+            verdict = await self._in_thread(
+                lambda: scanner.scan(
+                    raw,
+                    message=envelope.queue_id,
+                    client_ip=envelope.client_ip,
+                    envelope_from=envelope.mail_from,
+                ),
+                "scan",
+            )
         what = _describe(envelope)
         rules = ",".join(verdict.rules) or "-"
         match verdict.action:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -99,6 +100,11 @@ def _scan(raw: bytes, ident: str, client_ip: str | None, mail_from: str) -> Verd
 # ---- in the parent --------------------------------------------------------------------------
 
 
+def _say_if_failed(warming: asyncio.Future[list[int]]) -> None:
+    if not warming.cancelled() and warming.exception() is not None:
+        log.error("the new scanning workers failed to start: %s", warming.exception())
+
+
 class ScanPool:
     """``workers`` scanning processes on the manager's database ``db`` (module doc). Start it
     with :meth:`start` inside the event loop that will call :meth:`scan`."""
@@ -151,20 +157,21 @@ class ScanPool:
             process.kill()  # a stuck scan: its worker would hold a slot for good
         broken.shutdown(wait=False, cancel_futures=True)
         self._warming = asyncio.ensure_future(self._start_workers())
+        self._warming.add_done_callback(_say_if_failed)
 
     async def ready(self) -> list[int]:
         """Wait until a replaced pool's workers are up (at once if none is starting); their
         pids. What a test awaits instead of sleeping."""
         if self._warming is not None:
-            try:
-                await self._warming
-            except Exception:
-                log.exception("the new scanning workers failed to start")
+            with contextlib.suppress(Exception):  # said once, by _say_if_failed
+                await asyncio.shield(self._warming)
         return self.worker_pids
 
     async def scan(self, raw: bytes, envelope: Envelope) -> Verdict:
         """The verdict on ``raw`` from a worker; :class:`ScanFailed` when there is none."""
         assert self._slots is not None and self._pool is not None, "ScanPool.start() first"
+        if self._warming is not None and not self._warming.done():
+            await self.ready()  # a fresh pool's start is not this message's scan time
         loop = asyncio.get_running_loop()
         async with self._slots:
             pool = self._pool

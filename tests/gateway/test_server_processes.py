@@ -1,6 +1,6 @@
-"""`feedgate gateway` as a service manager runs it: stopped by SIGTERM or Ctrl-C it exits 0 with
-its scanning workers gone, and killed with SIGKILL its workers end by themselves (they watch
-their parent), so no worker outlives its gateway holding the database.
+"""`feedgate gateway` and `feedgate milter` as a service manager runs them: stopped by SIGTERM or
+Ctrl-C they exit 0 with their scanning workers gone, and killed with SIGKILL their workers end by
+themselves (they watch their parent), so no worker outlives its server holding the database.
 
 Before, SIGTERM killed the gateway at once and left its workers running with PPID 1.
 """
@@ -49,16 +49,36 @@ def _gone_within(pids: set[int], seconds: float) -> set[int]:
     return {pid for pid in pids if _alive(pid)}
 
 
-@pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+#: Each server's command line after ``feedgate``, and the last line it prints once it serves.
+SERVERS = {
+    "gateway": (
+        lambda tmp: [
+            *("gateway", "--listen", f"127.0.0.1:{free_port()}"),
+            *("--relay", f"127.0.0.1:{free_port()}", "--mail-log", str(tmp / "mail.log")),
+        ],
+        "mail log:",
+    ),
+    "milter": (lambda tmp: ["milter", "--listen", "inet:127.0.0.1:0"], "database:"),
+}
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    arguments, last_line = SERVERS[request.param]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
     if "FEEDGATE_CLOCK_OFFSET" in os.environ:
         env["FEEDGATE_CLOCK_OFFSET"] = os.environ["FEEDGATE_CLOCK_OFFSET"]
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    command = [sys.executable, "-m", "feedgate.cli", "gateway", "--db", str(tmp_path / "f.db")]
-    command += ["--listen", f"127.0.0.1:{free_port()}", "--relay", f"127.0.0.1:{free_port()}"]
+    if request.param == "milter":  # it serves an existing database only
+        subprocess.run(
+            [sys.executable, "-m", "feedgate.cli", "db", "upgrade", "--db", str(tmp_path / "f.db")],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+    command = [sys.executable, "-m", "feedgate.cli", *arguments(tmp_path)]
     proc = subprocess.Popen(
-        [*command, "--workers", "2", "--mail-log", str(tmp_path / "mail.log")],
+        [*command, "--db", str(tmp_path / "f.db"), "--workers", "2"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -66,10 +86,10 @@ def gateway(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     )
     assert proc.stdout is not None
     for line in proc.stdout:  # the last line it prints once it serves
-        if line.startswith("mail log:"):
+        if line.startswith(last_line):
             break
     else:
-        pytest.fail(f"the gateway did not start: {proc.communicate()[1]}")
+        pytest.fail(f"feedgate {request.param} did not start: {proc.communicate()[1]}")
     try:
         yield proc
     finally:
@@ -80,20 +100,20 @@ def gateway(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_signal_ends_it_cleanly_with_its_workers(
-    gateway: subprocess.Popen[str], signum: int
+    server: subprocess.Popen[str], signum: int
 ) -> None:
-    workers = _children(gateway.pid)
+    workers = _children(server.pid)
     assert len(workers) >= 2  # the two scanners (and multiprocessing's resource tracker)
-    gateway.send_signal(signum)
-    _out, err = gateway.communicate(timeout=60)
-    assert gateway.returncode == 0, err
+    server.send_signal(signum)
+    _out, err = server.communicate(timeout=60)
+    assert server.returncode == 0, err
     assert "Traceback" not in err
     assert _gone_within(workers, 30) == set()
 
 
-def test_killed_with_sigkill_its_workers_end_by_themselves(gateway: subprocess.Popen[str]) -> None:
-    workers = _children(gateway.pid)
+def test_killed_with_sigkill_its_workers_end_by_themselves(server: subprocess.Popen[str]) -> None:
+    workers = _children(server.pid)
     assert len(workers) >= 2
-    gateway.kill()
-    gateway.wait(timeout=30)
+    server.kill()
+    server.wait(timeout=30)
     assert _gone_within(workers, 30) == set()
