@@ -4,7 +4,6 @@ that made it and kept 0600 for the next starts, which only say where it is."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import stat
@@ -16,13 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.clean_env import clean_env
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 SUPPLIED = "supplied-token-0123456789abcdefghijklmnop"
 
 
 def environment(tmp_path: Path, **more: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+    env = clean_env()
     env.update(
         XDG_DATA_HOME=str(tmp_path / "data"),
         FEEDGATE_DB=str(tmp_path / "feeds.db"),

@@ -16,25 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.clean_env import clean_env
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 TAXII_POLL = str(Path(sys.executable).parent / "taxii-poll")
 
 
-def clean_env(tmp_path: Path, **more: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("FEEDGATE_") and k not in ("XDG_DATA_HOME",)
+def walk_env(tmp_path: Path, **more: str) -> dict[str, str]:
+    settings = {
+        "FEEDGATE_DB": str(tmp_path / "feeds.db"),
+        "FEEDGATE_HUB_DB": str(tmp_path / "hub.db"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "NO_PROXY": "127.0.0.1",
     }
-    env.update(
-        FEEDGATE_DB=str(tmp_path / "feeds.db"),
-        FEEDGATE_HUB_DB=str(tmp_path / "hub.db"),
-        XDG_DATA_HOME=str(tmp_path / "data"),
-        NO_PROXY="127.0.0.1",
-    )
-    env.update(more)
-    return env
+    return clean_env(**{**settings, **more})
 
 
 def run(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -69,7 +64,7 @@ class Hub:
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """A hub with no pulses: the user gateway's own collection, user_gateway, is empty."""
     tmp = tmp_path_factory.mktemp("hub")
-    env = clean_env(tmp)
+    env = walk_env(tmp)
     key = run(env, "hub", "user", "add", "gateway").stdout.strip()
     assert key
     server = subprocess.Popen(
@@ -131,14 +126,14 @@ def start_and_stop(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_serve_stops_cleanly_with_exit_0(tmp_path: Path, sig: signal.Signals) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     done = start_and_stop(env, ["serve", "--port", "0"], "API token:", sig)
     assert done.returncode == 0, done.stderr
     assert "Aborted" not in done.stderr and "Traceback" not in done.stderr
 
 
 def test_hub_serve_stops_on_ctrl_c_with_exit_0(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     done = start_and_stop(env, ["hub", "serve", "--port", "0"], "hub on ", signal.SIGINT)
     assert done.returncode == 0, done.stderr
     assert "Aborted" not in done.stderr
@@ -148,7 +143,7 @@ def test_hub_serve_stops_on_ctrl_c_with_exit_0(tmp_path: Path) -> None:
 
 
 def test_serve_with_an_unusable_database_is_one_line(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     bad = not_a_directory(tmp_path) / "feeds.db"
     line = one_error_line(run(env, "serve", "--port", "0", "--db", str(bad)))
     assert line.startswith(f"feedgate: error: database {bad}: ")
@@ -160,14 +155,14 @@ def test_serve_with_an_unusable_database_is_one_line(tmp_path: Path) -> None:
 
 
 def test_up_with_an_unwritable_data_directory_is_one_line(tmp_path: Path) -> None:
-    env = clean_env(tmp_path, XDG_DATA_HOME=str(not_a_directory(tmp_path)))
+    env = walk_env(tmp_path, XDG_DATA_HOME=str(not_a_directory(tmp_path)))
     del env["FEEDGATE_DB"], env["FEEDGATE_HUB_DB"]
     line = one_error_line(run(env, "up", "--port", "0", "--gateway-port", "0"))
     assert "hub.db" in line
 
 
 def test_serve_and_up_on_a_busy_port_say_so_before_doing_anything(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
@@ -187,7 +182,7 @@ def test_serve_and_up_on_a_busy_port_say_so_before_doing_anything(tmp_path: Path
 
 
 def test_poll_with_an_unwritable_log_file_warns_once_and_polls(tmp_path: Path, hub: Hub) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     add_source(env, hub)
     (tmp_path / "data" / "feedgate" / "threat-feed.log").mkdir(parents=True)  # not a file
     polled = run(env, "poll", "local")
@@ -197,7 +192,7 @@ def test_poll_with_an_unwritable_log_file_warns_once_and_polls(tmp_path: Path, h
     assert len(warnings) == 1 and "cannot write the threat-feed log file" in warnings[0]
     assert "poll done" in run(env, "log").stdout  # the database still has the log
 
-    elsewhere = clean_env(
+    elsewhere = walk_env(
         tmp_path,
         XDG_DATA_HOME=str(not_a_directory(tmp_path)),
         FEEDGATE_SECRET_KEY_FILE=str(tmp_path / "data" / "feedgate" / "secret.key"),
@@ -215,7 +210,7 @@ def test_a_url_too_long_for_http_is_one_error_not_a_traceback(tmp_path: Path) ->
     url = "http://127.0.0.1:1/" + "x" * 70_000
     done = subprocess.run(
         [TAXII_POLL, "--path", url, "-c", "c"],
-        env=clean_env(tmp_path),
+        env=walk_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=60,
@@ -240,7 +235,7 @@ def add_offline(env: dict[str, str], name: str, *more: str) -> None:
 def test_a_source_whose_credentials_no_longer_decrypt_can_still_be_deleted(
     tmp_path: Path,
 ) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     add_offline(env, "old")
     other = {**env, "FEEDGATE_SECRET_KEY_FILE": str(tmp_path / "another.key")}
     assert "cannot be decrypted" in run(other, "source", "show", "old").stdout
@@ -252,7 +247,7 @@ def test_a_source_whose_credentials_no_longer_decrypt_can_still_be_deleted(
 
 
 def test_poll_all_with_nothing_enabled_says_so(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     add_offline(env, "off", "--disabled")
     done = run(env, "poll", "--all")
     assert done.returncode == 0 and done.stdout == ""
@@ -262,7 +257,7 @@ def test_poll_all_with_nothing_enabled_says_so(tmp_path: Path) -> None:
 
 
 def test_source_list_cuts_long_values_show_has_them_whole(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     add_offline(env, "long", "--collection", "c" * 5000)
     add_offline(env, "short")
     lines = run(env, "source", "list").stdout.splitlines()
@@ -272,7 +267,7 @@ def test_source_list_cuts_long_values_show_has_them_whole(tmp_path: Path) -> Non
 
 
 def test_log_of_an_unknown_source_is_an_error_of_a_quiet_one_is_not(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     add_offline(env, "quiet")
     quiet = run(env, "log", "--source", "quiet")
     assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
@@ -281,7 +276,7 @@ def test_log_of_an_unknown_source_is_an_error_of_a_quiet_one_is_not(tmp_path: Pa
 
 
 def test_search_text_has_a_bound(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     long = run(env, "observables", "--search", "x" * 1001)
     assert long.returncode == 2 and "at most 1000" in long.stderr
     assert run(env, "db", "upgrade").returncode == 0  # a database to search in
@@ -292,7 +287,7 @@ def test_search_text_has_a_bound(tmp_path: Path) -> None:
 
 
 def test_a_database_that_cannot_be_opened_says_why_and_what_to_do(tmp_path: Path) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     for args in (("source", "list"), ("observables",), ("log",), ("db", "upgrade")):
         line = one_error_line(run(env, *args, "--db", str(tmp_path)))
         assert f"{tmp_path} is a directory: give the path of a file" in line, line
@@ -310,7 +305,7 @@ def test_a_database_that_cannot_be_opened_says_why_and_what_to_do(tmp_path: Path
 
 
 def test_https_to_a_plain_http_hub_says_to_drop_https(tmp_path: Path, hub: Hub) -> None:
-    env = clean_env(tmp_path)
+    env = walk_env(tmp_path)
     add_source(env, hub, "tls", "--https", "--retries", "0")
     polled = run(env, "poll", "tls")
     assert polled.returncode == 1

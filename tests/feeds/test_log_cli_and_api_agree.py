@@ -3,7 +3,6 @@ order (one store query under both); the newest rows can be asked for, and a limi
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.clean_env import clean_env
 
 from feedgate import db
 from feedgate.asgi_server import serving
@@ -39,7 +39,7 @@ def logged(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def cli_lines(path: Path, *args: str) -> list[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+    env = clean_env()
     done = subprocess.run(
         [FEEDGATE, "log", "--db", str(path), *args],
         env=env,

@@ -4,13 +4,13 @@ SQLite file feedgate creates is for its owner only (0600, in a 0700 directory it
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.clean_env import clean_env
 
 from feedgate.feeds import secrets
 from pgserver import PgServer
@@ -34,7 +34,7 @@ READERS = [
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+    env = clean_env()
     return {
         **env,
         "XDG_DATA_HOME": str(tmp_path / "data"),

@@ -4,13 +4,13 @@ bare "HTTP 404": ``feedgate poll``, the threat-feed log and the source's status 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.clean_env import clean_env
 
 from feedgate import db
 from feedgate.asgi_server import serving
@@ -31,7 +31,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
 
 
 def feedgate(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+    env = clean_env()
     env.update(
         FEEDGATE_DB=str(tmp_path / "feeds.db"),
         XDG_DATA_HOME=str(tmp_path / "data"),

@@ -7,7 +7,6 @@ Before, SIGTERM killed the gateway at once and left its workers running with PPI
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.clean_env import clean_env
 from tests.postfix import free_port
 
 
@@ -65,9 +65,7 @@ SERVERS = {
 @pytest.fixture(params=sorted(SERVERS))
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
     arguments, last_line = SERVERS[request.param]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
-    if "FEEDGATE_CLOCK_OFFSET" in os.environ:
-        env["FEEDGATE_CLOCK_OFFSET"] = os.environ["FEEDGATE_CLOCK_OFFSET"]
+    env = clean_env()
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
     if request.param == "milter":  # it serves an existing database only
         subprocess.run(

@@ -4,7 +4,6 @@ is said, nothing-to-change is said plainly, unknown authors are refused, keys ca
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import click
 import pytest
 from hub_helpers import make_pulse, open_store
 from test_hub_cli import one_error_line, run
+from tests.clean_env import clean_env
 
 from feedgate.cli.hub import hub as hub_group
 from feedgate.hub.passwords import api_key_digest
@@ -168,7 +168,7 @@ def _up_once(env: dict[str, str]) -> str:
 
 
 def test_up_reuses_its_demo_key(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDGATE_")}
+    env = clean_env()
     env.update(
         FEEDGATE_DB=str(tmp_path / "feeds.db"),
         FEEDGATE_HUB_DB=str(tmp_path / "hub.db"),

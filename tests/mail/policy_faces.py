@@ -4,12 +4,13 @@ the stores opened on it, and a match log filled through the real evaluate and re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from tests.clean_env import clean_env
 
 from feedgate import db as feedgate_db
 from feedgate.feeds.sources import Source
@@ -27,11 +28,7 @@ class Cli:
         # The caller's FEEDGATE_ settings must not leak in, except the clock: under
         # `make test-future` the command must run on the test's (moved) clock, or "the last
         # 7 days" of the match log the test fills mean another week for the command.
-        self.vars = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("FEEDGATE_") or k == "FEEDGATE_CLOCK_OFFSET"
-        }
+        self.vars = clean_env()
         self.vars.update(FEEDGATE_DB=str(self.db), XDG_DATA_HOME=str(tmp_path / "data"))
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:

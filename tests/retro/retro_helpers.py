@@ -4,13 +4,14 @@ messages built with ``email``, a clock the test moves, and ``feedgate`` run as a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+
+from tests.clean_env import clean_env
 
 from feedgate import db as feedgate_db
 from feedgate.feeds.sources import Source
@@ -87,11 +88,7 @@ class Cli:
         self.db = tmp_path / "feeds.db"
         # No FEEDGATE_ setting of the caller leaks in, except the clock (make test-future):
         # the command must run on the test's clock.
-        self.vars = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("FEEDGATE_") or k == "FEEDGATE_CLOCK_OFFSET"
-        }
+        self.vars = clean_env()
         self.vars.update(
             FEEDGATE_DB=str(self.db),
             XDG_DATA_HOME=str(tmp_path / "data"),

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.clean_env import clean_env
+
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 TOKEN = "up-test-token-0123456789abcdefghijklmnop"
 #: Seconds `up` may take to say "API:" (seeding, one poll, spawning the scanning workers) on a
@@ -27,11 +29,7 @@ START_TIMEOUT = 180.0
 def up_env(tmp_path: Path, **more: str) -> dict[str, str]:
     """No FEEDGATE_ setting of the caller leaks in, except the clock (make test-future); the
     data directory (the databases, the Maildir, the logs) is the test's."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("FEEDGATE_") or k == "FEEDGATE_CLOCK_OFFSET"
-    }
+    env = clean_env()
     env.update(
         XDG_DATA_HOME=str(tmp_path / "data"),
         FEEDGATE_API_TOKEN=TOKEN,
