@@ -15,7 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.clean_env import clean_env
+
+from clean_env import clean_env
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 SUPPLIED = "supplied-token-0123456789abcdefghijklmnop"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.clean_env import clean_env
+
+from clean_env import clean_env
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 TAXII_POLL = str(Path(sys.executable).parent / "taxii-poll")

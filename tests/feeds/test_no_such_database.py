@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.clean_env import clean_env
 
+from clean_env import clean_env
 from feedgate.feeds import secrets
 from pgserver import PgServer
 

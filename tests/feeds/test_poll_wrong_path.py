@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.clean_env import clean_env
 
+from clean_env import clean_env
 from feedgate import db
 from feedgate.asgi_server import serving
 from feedgate.hub.app import create_app

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.clean_env import clean_env
-from tests.postfix import free_port
+
+from clean_env import clean_env
+from postfix import free_port
 
 
 def _children(pid: int) -> set[int]:

@@ -15,8 +15,8 @@ import click
 import pytest
 from hub_helpers import make_pulse, open_store
 from test_hub_cli import one_error_line, run
-from tests.clean_env import clean_env
 
+from clean_env import clean_env
 from feedgate.cli.hub import hub as hub_group
 from feedgate.hub.passwords import api_key_digest
 from feedgate.hub.store import HubStore

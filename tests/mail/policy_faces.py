@@ -10,8 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.clean_env import clean_env
-
+from clean_env import clean_env
 from feedgate import db as feedgate_db
 from feedgate.feeds.sources import Source
 from feedgate.feeds.store import FeedStore

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.clean_env import clean_env
+from clean_env import clean_env
 
 FEEDGATE = str(Path(sys.executable).parent / "feedgate")
 TOKEN = "up-test-token-0123456789abcdefghijklmnop"
