@@ -44,7 +44,8 @@ class DatabaseConfigError(ValueError):
 #: What a missing SQLite database is told (:class:`NoSuchDatabase`; a PostgreSQL server's
 #: "database ... does not exist" is told the same way by :func:`describe_error`).
 NO_SUCH_DATABASE: Final = (
-    "no such database (check the name; a command that only reads never creates one)"
+    "no such database (check the name; only a command that adds something, such as"
+    " `feedgate source add` or `feedgate db upgrade`, makes one)"
 )
 
 

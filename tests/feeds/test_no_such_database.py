@@ -30,6 +30,10 @@ READERS = [
     ["poll", "otx"],
     ["poll", "--all"],
     ["db", "current"],
+    # A server that writes (quarantine, match log) but must not serve an empty database made
+    # of a typo: it would enforce nothing, and say nothing of it.
+    ["gateway", "--listen", "127.0.0.1:0", "--relay", "127.0.0.1:9"],
+    ["milter", "--listen", "inet:127.0.0.1:0"],
 ]
 
 
@@ -63,7 +67,8 @@ def test_a_reader_does_not_create_a_mistyped_database(tmp_path: Path, command: l
     line = the_error(run(env, *command, "--db", str(typo)))
     assert line == (
         f"feedgate: error: database {typo}: no such database "
-        "(check the name; a command that only reads never creates one)"
+        "(check the name; only a command that adds something, such as `feedgate source add` or"
+        " `feedgate db upgrade`, makes one)"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no folder, no file, no data dir
 

@@ -68,13 +68,13 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[subproces
     arguments, last_line = SERVERS[request.param]
     env = clean_env()
     env["XDG_DATA_HOME"] = str(tmp_path / "data")
-    if request.param == "milter":  # it serves an existing database only
-        subprocess.run(
-            [sys.executable, "-m", "feedgate.cli", "db", "upgrade", "--db", str(tmp_path / "f.db")],
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+    # Either serves an existing database only (a typo must not make an empty one).
+    subprocess.run(
+        [sys.executable, "-m", "feedgate.cli", "db", "upgrade", "--db", str(tmp_path / "f.db")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     command = [sys.executable, "-m", "feedgate.cli", *arguments(tmp_path)]
     proc = subprocess.Popen(
         [*command, "--db", str(tmp_path / "f.db"), "--workers", "2"],

@@ -155,12 +155,13 @@ def gateway_command(
 
     context = _tls(tls_cert, tls_key)
     towards_relay = make_relay_tls(relay_tls, relay_ca_file)
-    sock = listen(*listen_on)
+    sock = listen(*listen_on, option="--listen")
     name = db or default_db()
     store = open_store(
         name,
+        # Not created: a mistyped --db would be an empty database, and the gateway would
+        # enforce nothing without a word (a new site runs `feedgate source add` first).
         lambda e: QuarantineStore(e, retention=timedelta(days=quarantine_days)),
-        create=True,
     )
     log_path = Path(mail_log) if mail_log else default_path()
     try:
