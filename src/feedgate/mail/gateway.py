@@ -37,6 +37,7 @@ gateway passes on its own client (peer address, port, HELO) and queue id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import logging
@@ -246,9 +247,17 @@ class _Session(SMTP):
             await self.push("552 5.3.4 Message too big for the gateway")
             return
         self.envelope.content = self.envelope.original_content = block.content
-        reply = await self._gateway.handle_DATA(self, self.session, self.envelope)
-        self._set_post_data_state()  # type: ignore[no-untyped-call]
-        await self.push(reply)
+        gateway = self._gateway
+        gateway.answering.add(self)
+        try:
+            reply = await gateway.handle_DATA(self, self.session, self.envelope)
+            self._set_post_data_state()  # type: ignore[no-untyped-call]
+            await self.push(reply)
+        finally:
+            gateway.answering.discard(self)
+            gateway.answered.set()
+        if gateway.stopping and self.transport is not None:  # the reply is out: now go
+            self.transport.close()
 
 
 def _origin(session: Session, smtp: SmtpEnvelope) -> tuple[Envelope, dict[str, str]]:
@@ -299,6 +308,12 @@ class Gateway:
         self.connections = 0
         #: The connections open now (closed by :meth:`stop`).
         self.sessions: set[SMTP] = set()
+        #: Sessions between a message's final dot and their reply to it (:meth:`stop` waits).
+        self.answering: set[SMTP] = set()
+        #: Set whenever a session in :attr:`answering` has sent its reply.
+        self.answered = asyncio.Event()
+        #: True once :meth:`stop` began: a session that has answered closes its connection.
+        self.stopping = False
         self._now = now
         self.pool = ScanPool(db, config.workers, config.scan_timeout)
         self._server: asyncio.Server | None = None
@@ -344,21 +359,50 @@ class Gateway:
         assert self._server is not None
         await self._server.serve_forever()
 
-    async def stop(self) -> None:
-        """Stop listening, close the connections still open and let the workers go (a message
-        in flight gets no 250, so its sender keeps it). Closing the connections is what lets
-        ``wait_closed`` return on Python 3.12+, which waits for every connection: an idle client
-        would otherwise hold the stop (and the worker processes) for good."""
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop listening, let the messages already taken be answered, close every connection
+        and let the workers go.
+
+        A message whose final dot has come is scanned and relayed to its end, for up to
+        ``grace`` seconds (default: the scan and relay timeouts together), and its client gets
+        the reply: cutting it off after the relay had it would make its sender send it again,
+        a duplicate (SMTP's own window, opened by us). Connections that are idle or still
+        sending a message are closed at once: nothing of theirs was accepted, their senders
+        keep it. Closing the connections is also what lets ``wait_closed`` return on Python
+        3.12+, which waits for every connection."""
+        self.stopping = True
         if self._expiry is not None:
             self._expiry.cancel()
         if self._server is not None:
             self._server.close()
+            for session in list(self.sessions):
+                if session not in self.answering and session.transport is not None:
+                    session.transport.close()
+            await self._let_answer(
+                self.config.scan_timeout + self.config.relay_timeout if grace is None else grace
+            )
             for session in list(self.sessions):
                 if session.transport is not None:
                     session.transport.close()
             await self._server.wait_closed()
             self._server = None
         self.pool.close()
+
+    async def _let_answer(self, grace: float) -> None:
+        """Wait, at most ``grace`` seconds, until no session is between a final dot and its
+        reply."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while self.answering and (left := end - loop.time()) > 0:
+            self.answered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.answered.wait(), left)
+        if self.answering:
+            log.warning(
+                "stopped with %d message(s) unanswered after %g s; their senders retry",
+                len(self.answering),
+                grace,
+            )
 
     async def _expire_periodically(self) -> None:
         while True:

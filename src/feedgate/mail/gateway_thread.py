@@ -28,9 +28,11 @@ __all__ = ["STOP_TIMEOUT", "GatewayThread"]
 
 log = logging.getLogger("feedgate.gateway")
 
-#: Seconds :meth:`GatewayThread.stop` waits for the servers and the workers (a scan in progress
-#: is let finish: it is bounded by the gateway's scan timeout).
+#: Seconds :meth:`GatewayThread.stop` waits for the servers and the workers: the messages
+#: already taken are let be answered, for up to :data:`ANSWER_GRACE` (the rest is the workers').
 STOP_TIMEOUT: Final = 90.0
+#: Seconds the gateway's stop lets messages past their final dot be scanned and relayed.
+ANSWER_GRACE: Final = 60.0
 
 
 class GatewayThread:
@@ -106,7 +108,7 @@ class GatewayThread:
 
     async def _stop(self) -> None:
         try:
-            await self.gateway.stop()
+            await self.gateway.stop(grace=ANSWER_GRACE)
         finally:
             try:
                 if self.sink is not None:
