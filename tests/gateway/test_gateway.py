@@ -120,9 +120,10 @@ def test_quarantine_keeps_the_message_until_released_byte_for_byte(rig: Rig) -> 
     raw = message("quarantine", subject="invoice")
     code, text = rig.reply(raw, ["x@rcpt.test", "y@rcpt.test"])
     assert code == 250 and rig.sink.received == []
-    queue_id = text.rsplit(" ", 1)[1]
+    queue_id = text.split("queued as ", 1)[1].split()[0]
     store = QuarantineStore(engine(str(rig.db)))
     [held] = [m for m in store.list() if m.envelope.queue_id == queue_id]
+    assert text.endswith(f"(quarantined as {held.id})")  # what the handing MTA logs
     assert held.subject == "invoice" and held.rules == ("threat-feeds",)
     assert held.envelope.rcpt_tos == ("x@rcpt.test", "y@rcpt.test")
     assert held.envelope.client_ip == "127.0.0.1"
@@ -350,7 +351,7 @@ def test_quarantine_cli_lists_shows_and_releases_to_the_sink(rig: Rig) -> None:
     raw = message("quarantine", subject="cli release")
     code, text = rig.reply(raw, ["r1@rcpt.test", "r2@rcpt.test"])
     assert code == 250
-    queue_id = text.rsplit(" ", 1)[1]
+    queue_id = text.split("queued as ", 1)[1].split()[0]
     runner = CliRunner()
     db = ["--db", str(rig.db)]
     listed = runner.invoke(main, ["quarantine", "list", "--format", "jsonl", *db])

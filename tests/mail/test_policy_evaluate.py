@@ -120,8 +120,8 @@ def test_reject_reply_names_source_and_kind_and_no_value() -> None:
     ]
     verdict = run(matches, policy(rule("r", "reject", 1)))
     assert verdict.smtp_reply == (
-        "550 5.7.1 Message refused: it contains a url and domain listed by threat feed"
-        " partner; ipv4 listed by threat feed otx"
+        "550 5.7.1 Message refused: a URL and a domain listed by threat feed partner; the"
+        " sending server's IP address listed by threat feed otx"
     )
     assert "secret-indicator" not in (verdict.smtp_reply or "")
     assert "198.51.100.7" not in (verdict.smtp_reply or "")

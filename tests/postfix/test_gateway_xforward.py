@@ -128,7 +128,7 @@ def test_postfix_xforwards_the_client_so_client_ip_rules_decide(
     [handed] = [
         line for line in postfix.log_lines(f"{listed}: to=<bob@example.net>") if "relay=" in line
     ]
-    assert f"status=sent (250 2.0.0 Ok: queued as {listed})" in handed
+    assert f"status=sent (250 2.0.0 Ok: queued as {listed} (quarantined as " in handed
     # ... and the reinjected clean message is logged with its original client and id.
     [reinjected] = postfix.log_lines(f"orig_queue_id={clean}")
     assert f"orig_client=mail.clean.test[{CLEAN}]" in reinjected

@@ -106,7 +106,7 @@ def test_each_verdict_acts_at_postfix_and_no_message_is_lost(
     codes = {s.subject: (s.code, s.reply.decode()) for s in sent}
     assert codes["rejected"] == (
         550,
-        "5.7.1 Message refused: it contains a domain listed by threat feed rejectfeed",
+        "5.7.1 Message refused: a domain listed by threat feed rejectfeed",
     )
     # The CLI's milter keeps a quarantined message in feedgate's quarantine, then Postfix
     # discards its copy.

@@ -502,8 +502,10 @@ class Gateway:
             reply = verdict.smtp_reply or "550 5.7.1 Message refused"
             self._log(envelope, str(action), reply, verdict)
             return reply
+        # A drop and a quarantine are 250 as a delivery is; the text says which, so the log of
+        # the mail system that handed the message over (the gateway's only client) shows it.
         if action is Action.DROP:
-            reply = f"250 2.0.0 Ok: queued as {envelope.queue_id}"
+            reply = f"250 2.0.0 Ok: queued as {envelope.queue_id} (dropped by policy)"
             self._log(envelope, str(action), reply, verdict, note="dropped: not relayed")
             return reply
         if action is Action.QUARANTINE:
@@ -515,7 +517,7 @@ class Gateway:
                 reply = f"451 4.3.0 Quarantine unavailable ({envelope.queue_id}); try again later"
                 self._log(envelope, "tempfail", reply, verdict, note=f"quarantine failed: {exc}")
                 return reply
-            reply = f"250 2.0.0 Ok: queued as {envelope.queue_id}"
+            reply = f"250 2.0.0 Ok: queued as {envelope.queue_id} (quarantined as {kept})"
             self._log(envelope, str(action), reply, verdict, note=f"quarantine id {kept}")
             return reply
         out = raw

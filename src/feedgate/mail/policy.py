@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from .exceptions import ExceptionList
 from .gate import gate_reason
-from .model import ACTION_SEVERITY, Action, Inspection, Match, Offer, Skipped
+from .model import ACTION_SEVERITY, Action, Inspection, Match, Offer, Part, Skipped
 from .rules import Rule
 
 __all__ = [
@@ -162,19 +162,44 @@ def _header(matches: Sequence[Match]) -> str:
     return "; ".join(shown) + (f"; and {more} more" if more else "")
 
 
+#: How the reject reply names what was listed: the kind of observable, as the sender knows it.
+_SAID: Final = {
+    "ipv4": "an IP address",
+    "ipv6": "an IP address",
+    "cidr": "an IP address",
+    "domain": "a domain",
+    "url": "a URL",
+    "email": "an e-mail address",
+    "md5": "an attachment",
+    "sha1": "an attachment",
+    "sha256": "an attachment",
+}
+
+
+def _said(match: Match) -> str:
+    if match.part == Part.CLIENT_IP:
+        return "the sending server's IP address"
+    return _SAID.get(match.kind, "an observable")
+
+
 def _reply(matches: Sequence[Match]) -> str:
     """The reject reply: the source names and observable kinds only (no value: it may be what
-    a partner shared under TLP, and the sender learns nothing to work around)."""
+    a partner shared under TLP, and the sender learns nothing to work around), in words a
+    sender's admin reads: "a URL and the sending server's IP address listed by threat feed
+    X"."""
     by_source: dict[str, list[str]] = {}
     for m in matches:
-        kinds = by_source.setdefault(m.source, [])
-        if m.kind not in kinds:
-            kinds.append(m.kind)
+        said = by_source.setdefault(m.source, [])
+        if _said(m) not in said:
+            said.append(_said(m))
     listed = "; ".join(
-        f"{' and '.join(kinds)} listed by threat feed {source}"
-        for source, kinds in by_source.items()
+        f"{_and(said)} listed by threat feed {source}" for source, said in by_source.items()
     )
-    return "550 5.7.1 " + _clean(f"Message refused: it contains a {listed}", _MAX_REPLY)
+    return "550 5.7.1 " + _clean(f"Message refused: {listed}", _MAX_REPLY)
+
+
+def _and(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def evaluate(

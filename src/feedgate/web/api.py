@@ -206,6 +206,7 @@ INDEX: Final[dict[str, Any]] = {
         "exceptions": "/api/v1/exceptions",
         "hits": "/api/v1/hits",
         "retro": "/api/v1/retro",
+        "quarantine": "/api/v1/quarantine",
     },
 }
 
