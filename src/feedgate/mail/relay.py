@@ -183,10 +183,17 @@ def _opportunistic() -> RelayTls:
 @dataclass(frozen=True, slots=True)
 class RelayReply:
     """What to answer the client after a relay attempt: ``code`` and the whole ``reply`` line
-    (``250 2.0.0 ...``); ``accepted`` when the relay took the message for every recipient."""
+    (``250 2.0.0 ...``); ``accepted`` when the relay took the message for every recipient.
+
+    ``detail`` is set when the reply is ours rather than the relay's (it was unreachable, its
+    TLS failed, it refused some recipients, ...): what happened, in words without a reply
+    code, for those who report to a person rather than to an SMTP client (a release must not
+    say the relay "answered 451" when nothing answered). None: ``reply`` is the relay's own
+    answer, passed on."""
 
     code: int
     reply: str
+    detail: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -200,7 +207,7 @@ def _words(message: bytes | str) -> str:
 
 
 def _tempfail(detail: str, status: str = "4.4.1") -> RelayReply:
-    return RelayReply(451, f"451 {status} {detail}; try again later")
+    return RelayReply(451, f"451 {status} {detail}; try again later", detail)
 
 
 def _passed_on(code: int, message: bytes | str, where: str, relay: str) -> RelayReply:
@@ -324,7 +331,7 @@ def send(
     announces XFORWARD. Blocking; never raises for the relay's sake."""
     relay = f"{host}:{port}"
     if not envelope.rcpt_tos:
-        return RelayReply(554, "554 5.5.1 no recipients")
+        return RelayReply(554, "554 5.5.1 no recipients", "the message has no recipients")
     policy = tls or _opportunistic()
     watchdog = _Watchdog(deadline)
     try:
