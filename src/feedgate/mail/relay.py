@@ -240,6 +240,12 @@ class _Watchdog:
             self._timer.daemon = True
             self._timer.start()
 
+    @property
+    def passed(self) -> bool:
+        """Whether the deadline has come: the timer fired, or a socket timeout (never longer
+        than what was left, :meth:`step`) ran out first, at the same moment."""
+        return self.fired or (self._end is not None and time.monotonic() >= self._end)
+
     def step(self, timeout: float) -> float:
         """The timeout of the next connect: no later than the deadline."""
         if self._end is None:
@@ -404,7 +410,7 @@ def _converse(
     except smtplib.SMTPResponseException as exc:  # a command smtplib itself checks
         return _passed_on(exc.smtp_code, exc.smtp_error, "a command", relay)
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-        if watchdog.fired:
+        if watchdog.passed:
             return _tempfail(
                 f"relay {relay} did not finish within {watchdog.deadline:g} s; gave up"
             )
@@ -436,7 +442,7 @@ def _starttls(
             )
         return None
     except (OSError, ValueError) as exc:  # the handshake (ssl.SSLError), or the connection
-        if watchdog.fired:
+        if watchdog.passed:
             raise
         raise _HandshakeFailed(_tls_reason(exc)) from exc
     watchdog.watch(smtp.sock)
