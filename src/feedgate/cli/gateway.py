@@ -155,7 +155,7 @@ def gateway_command(
 
     context = _tls(tls_cert, tls_key)
     towards_relay = make_relay_tls(relay_tls, relay_ca_file)
-    sock = listen(*listen_on)
+    sock = listen(*listen_on, option="--listen")
     name = db or default_db()
     store = open_store(
         name,
