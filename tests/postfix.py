@@ -20,6 +20,11 @@ Two ways of putting a filter in front of delivery (the two a Postfix admin has):
   the mail deferred in the queue; Postfix retries it every second or two here
   (``queue_run_delay``/backoff times are short), or at once after :meth:`Postfix.flush`.
 
+With ``release_port``, the instance also runs the README's release port beside a milter: an
+smtpd on that port without milters, where feedgate releases what the milter quarantined (the
+milter's own port would scan the message again and quarantine it anew). The caller chooses the
+port, because ``feedgate milter --relay`` must be told it before Postfix starts.
+
 Starting takes about half a second: ``postfix start`` runs its checks (permissions, queue
 directories), then the master, which binds the ports before ``start`` returns. (The
 configuration files are dated a minute back: Postfix pauses until a file changed within the
@@ -265,7 +270,8 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 @dataclass
 class Postfix:
     """One running instance. ``port`` is its smtpd (where tests send mail); ``reinject_port``
-    the content filter's way back in (0 without a content filter)."""
+    the content filter's way back in (0 without a content filter); ``release_port`` an smtpd
+    without milters (0: none)."""
 
     root: Path
     port: int
@@ -273,6 +279,7 @@ class Postfix:
     milter: str | None = None
     content_filter: int | None = None
     reinject_port: int = 0
+    release_port: int = 0
     main_extra: Mapping[str, str] = field(default_factory=dict)
     _master_pid: int | None = None
 
@@ -369,6 +376,13 @@ class Postfix:
                 "  -o smtpd_sender_restrictions=",
                 "  -o smtpd_recipient_restrictions=permit_mynetworks,reject",
                 "  -o smtpd_relay_restrictions=permit_mynetworks,reject",
+            ]
+        if self.release_port:
+            lines += [  # the README's release port, as it is written there
+                f"127.0.0.1:{self.release_port} inet n - n - - smtpd",
+                "  -o smtpd_milters=",
+                "  -o mynetworks=127.0.0.0/8",
+                "  -o smtpd_recipient_restrictions=permit_mynetworks,reject",
             ]
         return "\n".join(lines) + "\n"
 
@@ -540,9 +554,11 @@ def start_postfix(
     milter: str | None = None,
     content_filter: int | None = None,
     main_extra: Mapping[str, str] | None = None,
+    release_port: int = 0,
 ) -> Postfix:
     """A started instance relaying to ``[127.0.0.1]:sink_port`` (``PostfixUnavailable`` when
-    it cannot start; nothing is left running then)."""
+    it cannot start; nothing is left running then); ``release_port`` (module doc) when not
+    0."""
     reason = unavailable_reason()
     if reason is not None:
         raise PostfixUnavailable(reason)
@@ -561,6 +577,7 @@ def start_postfix(
             milter=milter,
             content_filter=content_filter,
             reinject_port=free_port() if content_filter is not None else 0,
+            release_port=release_port,
             main_extra=dict(main_extra or {}),
         )
         try:
@@ -599,9 +616,9 @@ PostfixFactory = Callable[..., Postfix]
 
 @pytest.fixture
 def postfix_factory(sink: Sink) -> Iterator[PostfixFactory]:
-    """``start(milter=..., content_filter=..., main_extra=...) -> Postfix``: instances that
-    deliver to ``sink``, all stopped (processes gone) and removed at teardown. A failure to
-    start fails the test with Postfix's own words and log."""
+    """``start(milter=..., content_filter=..., main_extra=..., release_port=...) -> Postfix``:
+    instances that deliver to ``sink``, all stopped (processes gone) and removed at teardown.
+    A failure to start fails the test with Postfix's own words and log."""
     started: list[Postfix] = []
 
     def start(**options: Any) -> Postfix:

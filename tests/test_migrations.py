@@ -593,7 +593,7 @@ def test_upgrade_from_0007_keeps_held_messages_unclaimed_and_back(eng: sa.Engine
         conn.execute(sa.table("mail_quarantine", *columns).insert(), [row])
 
     store = QuarantineStore(eng)
-    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0008"
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"]
     assert migrate.differences(eng, "feeds") == []
     held = store.get(row["id"])
     assert (held.claimed_by, held.claimed_at, held.claim_until) == (None, None, None)
@@ -608,3 +608,57 @@ def test_upgrade_from_0007_keeps_held_messages_unclaimed_and_back(eng: sa.Engine
     assert not columns_left & {"claim_token", "claimed_by", "claimed_at", "claim_until"}
     with eng.connect() as conn:
         assert conn.execute(sa.text("SELECT id FROM mail_quarantine")).scalar() == row["id"]
+
+
+# --- feeds_0009: the relay TLS recorded with a quarantined message ------------------------------
+
+
+def test_upgrade_from_0008_releases_held_messages_at_may_and_back(eng: sa.Engine) -> None:
+    """A message held before the TLS was recorded is released at ``may`` (as it was before:
+    plain text to a relay without STARTTLS, here a real aiosmtpd sink), on both backends; a new
+    one records the level given; the way back drops only the two columns."""
+    from alembic import command
+
+    from feedgate.mail.model import Action, Envelope
+    from feedgate.mail.policy import Verdict
+    from feedgate.mail.quarantine import QuarantineStore
+    from feedgate.mail.relay import relay_tls
+    from postfix import Sink  # an aiosmtpd server that keeps what it is sent
+
+    sink = Sink()
+    sink.start()
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0008")
+    row = {
+        "id": "00aa11bb22cc33ee", "at": T0.replace(tzinfo=None), "size": 4, "rules": '["r"]',
+        "matches": "[]", "sources": ",otx,", "relay": f"127.0.0.1:{sink.port}",
+        "raw": b"x\r\n\r\n",
+        "envelope": json.dumps({"mail_from": "a@x.test", "rcpt_tos": ["b@y.test"]}),
+    }  # fmt: skip
+    columns = [sa.column(k, sa.LargeBinary if k == "raw" else None) for k in row]
+    with eng.begin() as conn:
+        conn.execute(sa.table("mail_quarantine", *columns).insert(), [row])
+    try:
+        store = QuarantineStore(eng)
+        assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0009"
+        assert migrate.differences(eng, "feeds") == []
+        held = store.get(row["id"])
+        assert (held.relay_tls, held.relay_ca_file) == ("may", None)
+        assert held.to_dict()["relay_tls"] == "may"
+        assert store.release(row["id"], by="admin").released_by == "admin"
+        [got] = sink.wait_count(1)
+        assert got.content == row["raw"] and got.rcpt_tos == ("b@y.test",)
+    finally:
+        sink.stop()
+    verdict = Verdict(None, Action.QUARANTINE, rules=("r",))
+    newer = store.add(b"y\r\n\r\n", Envelope("a@x.test", ("b@y.test",)), verdict,
+                      tls=relay_tls("encrypt"))  # fmt: skip
+    assert store.get(newer).relay_tls == "encrypt"
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.downgrade(migrate.config("feeds", conn), "feeds_0008")
+    columns_left = {c["name"] for c in sa.inspect(eng).get_columns("mail_quarantine")}
+    assert not columns_left & {"relay_tls", "relay_ca_file"} and "claim_token" in columns_left
+    with eng.connect() as conn:
+        ids = {r[0] for r in conn.execute(sa.text("SELECT id FROM mail_quarantine"))}
+    assert ids == {row["id"], newer}

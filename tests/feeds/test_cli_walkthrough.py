@@ -172,6 +172,7 @@ def test_serve_and_up_on_a_busy_port_say_so_before_doing_anything(tmp_path: Path
             (("serve", "--port", port), "--port"),
             (("up", "--port", port, "--gateway-port", "0"), "--port"),
             (("up", "--port", "0", "--gateway-port", port), "--gateway-port"),
+            (("gateway", "--listen", f"127.0.0.1:{port}", "--relay", "127.0.0.1:1"), "--listen"),
         ):
             line = one_error_line(run(env, *args))
             assert f"cannot listen on 127.0.0.1:{port}" in line, line

@@ -381,6 +381,7 @@ def test_quarantine_cli_lists_shows_and_releases_to_the_sink(rig: Rig) -> None:
     rig.sink.data_reply = None
     released = runner.invoke(main, ["quarantine", "release", row["id"], *db])
     assert released.exit_code == 0, released.output
+    assert released.output == f"released {row['id']} to 2 recipients\n"
     [got] = rig.sink.received
     assert got.raw == raw and got.rcpt_tos == ["r1@rcpt.test", "r2@rcpt.test"]
     again = runner.invoke(main, ["quarantine", "release", row["id"], *db])

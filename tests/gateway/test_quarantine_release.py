@@ -4,11 +4,13 @@ claim, revision feeds_0008), on SQLite and on a real PostgreSQL: two stores on o
 the loser told who is releasing it and since when; a releaser killed mid-send (kill -9) leaves a
 claim that another node takes over once it lapses on the injected clock; a release that lost its
 claim writes nothing over the one that took it over; a refusal frees the claim. Then the
-release's TLS through the CLI and the REST API."""
+release's TLS through the CLI and the REST API: by default the TLS the gateway recorded with the
+message (its --relay-tls and CA file, feeds_0009), an explicit one winning."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -22,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_helpers import Bench, Sink, bench, self_signed
+from gateway_helpers import Bench, Sink, bench, make_store, message, self_signed
 
 from feedgate.db import engine
+from feedgate.feeds import secrets
+from feedgate.mail.gateway import GatewayConfig
 from feedgate.mail.model import Action, Envelope, Match, Part
 from feedgate.mail.policy import Verdict
 from feedgate.mail.quarantine import (
@@ -34,6 +38,7 @@ from feedgate.mail.quarantine import (
     ReleaseInProgress,
     ReleaseRefused,
 )
+from feedgate.mail.relay import RelayTls, relay_tls
 from pgserver import Database
 
 RAW = b"Message-ID: <held@x>\r\nSubject: held\r\n\r\n.dot line\r\nbody\r\n"
@@ -289,7 +294,8 @@ def test_cli_release_with_required_tls(tmp_path: Path, bench_: Bench) -> None:
     try:
         args = ["quarantine", "release", ident, "--db", db]
         none = runner.invoke(main, [*args, "--relay-tls", "none"])
-        assert none.exit_code == 1 and "4.7.0" in none.output and "stays" in none.output
+        assert none.exit_code == 1 and "stays" in none.output
+        assert "requires TLS or authentication (530" in none.output
         bad = runner.invoke(main, [*args, "--relay-tls", "verify", "--relay-ca-file", "/nope"])
         assert bad.exit_code == 2 and "cannot read the CA file /nope" in bad.output
         ca = str(tmp_path / "cert.pem")
@@ -319,7 +325,7 @@ def test_rest_release_takes_a_tls_level_and_refuses_unknown_ones(
     db = str(tmp_path / "q.db")
     feeds = FeedStore(engine(db))
     store = QuarantineStore(feeds.engine)
-    ident = store.add(RAW, ENV, VERDICT, relay=f"127.0.0.1:{port}")
+    ident = store.add(RAW, ENV, VERDICT, relay=f"127.0.0.1:{port}", tls=relay_tls("encrypt"))
     token = "release-tls-test-token-0123456789abcdef"
     app = create_api(feeds, ThreatFeedLog(feeds, write_file=False), token)
     try:
@@ -331,8 +337,12 @@ def test_rest_release_takes_a_tls_level_and_refuses_unknown_ones(
             unknown = api.post(path, json={"relay_tls": "sometimes"})
             assert unknown.status_code == 400 and "not one of none, may" in unknown.json()["detail"]
             assert api.post(path, json={"relay_tls": 3}).status_code == 400
-            required = api.post(path, json={"relay_tls": "encrypt"})
-            assert required.status_code == 502 and "4.7.4" in required.json()["detail"]
+            for body in (None, {}, {"relay_tls": "encrypt"}):  # none given: the recorded one
+                required = api.post(path, json=body)
+                assert required.status_code == 502, required.text
+                detail = required.json()["detail"]
+                assert "does not offer STARTTLS" in detail and "encrypt" in detail, detail
+                assert "answered" not in detail  # the relay was reached, and refused nothing
             assert sink.received == []
             held = api.get(f"/api/v1/quarantine/{ident}").json()
             assert held["claimed_by"] is None and "STARTTLS" in held["release_error"]
@@ -345,3 +355,161 @@ def test_rest_release_takes_a_tls_level_and_refuses_unknown_ones(
     schema = OPENAPI["paths"]["/api/v1/quarantine/{id}/release"]["post"]["requestBody"]
     props = schema["content"]["application/json"]["schema"]["properties"]
     assert props["relay_tls"]["enum"] == ["none", "may", "encrypt", "verify"]
+
+
+# --- the TLS the gateway recorded with the message -------------------------------------------
+
+
+@dataclass
+class Quarantined:
+    """Messages a real gateway (with a relay TLS of its own) quarantined, and the database."""
+
+    db: str
+    ids: list[str]
+
+
+def quarantine_through_gateway(
+    bench_: Bench, folder: Path, relay_port: int, tls: RelayTls, count: int
+) -> Quarantined:
+    """``count`` messages sent over SMTP to a gateway relaying to ``relay_port`` with ``tls``,
+    each quarantined by its rule (250, nothing relayed); their ids, oldest first."""
+    import smtplib
+
+    db = folder / "feeds.db"
+    make_store(db).close()
+    config = GatewayConfig(relay=("127.0.0.1", relay_port), workers=1, relay_tls=tls)
+    gateway, port, _pids = bench_.start_gateway(db, config)
+    try:
+        for n in range(count):
+            with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
+                smtp.ehlo("client.test")
+                raw = message("quarantine", subject=f"held {n}")
+                assert smtp.sendmail("a@sender.test", ["u@rcpt.test"], raw) == {}
+    finally:
+        bench_.stop_gateway(gateway)
+    store = QuarantineStore(engine(str(db)))
+    try:
+        held = sorted(store.list(), key=lambda m: m.subject or "")
+    finally:
+        store.engine.dispose()
+    assert [m.subject for m in held] == [f"held {n}" for n in range(count)]
+    return Quarantined(str(db), [m.id for m in held])
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(secrets.KEY_ENV, secrets.generate_key())
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.mark.usefixtures("key")
+def test_a_release_goes_with_the_gateways_relay_tls_unless_told_otherwise(
+    tmp_path: Path, bench_: Bench
+) -> None:
+    """A gateway at --relay-tls encrypt towards a relay without STARTTLS: its quarantined
+    mail is not released there in plain text (the release says why, nothing answered 451),
+    goes over TLS to a relay that offers it, and in plain text only when asked for."""
+    from click.testing import CliRunner
+
+    from feedgate.cli import main
+
+    plain, tls_sink = Sink(), Sink()
+    plain_server, plain_port = bench_.serve_sink(plain)
+    tls_server, tls_port = bench_.serve_sink(tls_sink, tls_context=self_signed(tmp_path))
+    runner = CliRunner()
+    try:
+        kept = quarantine_through_gateway(bench_, tmp_path, plain_port, relay_tls("encrypt"), 2)
+        first, second = kept.ids
+        db = ["--db", kept.db]
+        listed = runner.invoke(main, ["quarantine", "list", "--format", "jsonl", *db])
+        rows = [json.loads(line) for line in listed.output.splitlines()]
+        assert {(r["relay"], r["relay_tls"]) for r in rows} == {
+            (f"127.0.0.1:{plain_port}", "encrypt")
+        }
+        shown = runner.invoke(main, ["quarantine", "show", first, *db]).output
+        assert f"relay:       127.0.0.1:{plain_port}  (TLS encrypt)" in shown
+
+        refused = runner.invoke(main, ["quarantine", "release", first, *db])
+        assert refused.exit_code == 1
+        assert (
+            f"not released: relay 127.0.0.1:{plain_port} does not offer STARTTLS, and TLS level"
+            " encrypt sends only over TLS (it stays in the quarantine)"
+        ) in refused.output
+        assert plain.received == []
+        recorded = runner.invoke(main, ["quarantine", "show", first, *db]).output
+        assert "does not offer STARTTLS" in recorded and "answered" not in recorded
+
+        over_tls = runner.invoke(
+            main, ["quarantine", "release", first, "--relay", f"127.0.0.1:{tls_port}", *db]
+        )
+        assert over_tls.exit_code == 0, over_tls.output
+        assert over_tls.output == f"released {first} to 1 recipient\n"
+        [got] = tls_sink.received
+        assert got.tls and got.raw.startswith(b"From: friend@sender.test")
+
+        asked = runner.invoke(main, ["quarantine", "release", second, "--relay-tls", "may", *db])
+        assert asked.exit_code == 0, asked.output  # an explicit choice wins over the record
+        [plain_got] = plain.received
+        assert not plain_got.tls and b"held 1" in plain_got.raw
+    finally:
+        bench_.close_server(plain_server)
+        bench_.close_server(tls_server)
+
+
+@pytest.mark.usefixtures("key")
+def test_a_release_verifies_with_the_recorded_ca_file_and_says_when_it_is_gone(
+    tmp_path: Path, bench_: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--relay-tls verify --relay-ca-file: the release trusts that file alone (the system's
+    trust, SSL_CERT_FILE here, knows no certificate of the relay); when the file is gone, the
+    release says so and what to give, and the message stays held and unclaimed."""
+    from click.testing import CliRunner
+
+    from feedgate.cli import main
+
+    certs, other = tmp_path / "certs", tmp_path / "other"
+    certs.mkdir()
+    other.mkdir()
+    self_signed(other, "stranger.test")
+    monkeypatch.setenv("SSL_CERT_FILE", str(other / "cert.pem"))
+    sink = Sink()
+    server, port = bench_.serve_sink(sink, tls_context=self_signed(certs, "relay.test"))
+    ca = certs / "cert.pem"
+    runner = CliRunner()
+    try:
+        kept = quarantine_through_gateway(bench_, tmp_path, port, relay_tls("verify", str(ca)), 2)
+        first, second = kept.ids
+        db = ["--db", kept.db]
+        done = runner.invoke(main, ["quarantine", "release", first, *db])
+        assert done.exit_code == 0, done.output
+        [got] = sink.received
+        assert got.tls and b"held 0" in got.raw
+
+        ca.rename(certs / "moved.pem")
+        gone = runner.invoke(main, ["quarantine", "release", second, *db])
+        assert gone.exit_code == 1
+        assert f"recorded when it was quarantined (verify with {ca})" in gone.output
+        assert f"cannot read the CA file {ca}" in gone.output and "--relay-tls" in gone.output
+        store = QuarantineStore(engine(kept.db))
+        held = store.get(second)
+        store.engine.dispose()
+        assert held.released_at is None and held.claimed_by is None
+        lonely = runner.invoke(
+            main, ["quarantine", "release", second, "--relay-ca-file", str(ca), *db]
+        )
+        assert lonely.exit_code == 2 and "give --relay-tls verify" in lonely.output
+        told = runner.invoke(main, ["quarantine", "release", second, "--relay-tls", "encrypt", *db])
+        assert told.exit_code == 0, told.output
+    finally:
+        bench_.close_server(server)
+    assert [r.tls for r in sink.received] == [True, True]
+
+
+def test_the_release_help_says_the_recorded_tls_is_the_default() -> None:
+    from click.testing import CliRunner
+
+    from feedgate.cli import main
+
+    shown = " ".join(CliRunner().invoke(main, ["quarantine", "release", "--help"]).output.split())
+    assert "default: the TLS recorded with the message" in shown
+    assert "given, this wins" in shown

@@ -6,7 +6,9 @@ is empty at the end.
 
 The milter runs as a real ``feedgate milter`` process on a real FeedStore; the quarantine
 tests run it in this process, with a quarantine callable that keeps messages in a dict (the
-real QuarantineStore is the gateway's, wired by the CLI later)."""
+real QuarantineStore is the gateway's, wired by the CLI later). A message the real milter
+quarantined is released with ``feedgate quarantine release`` to the README's release port (an
+smtpd without milters, ``feedgate milter --relay``): delivered once, not quarantined again."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 from milter_helpers import (
     PREFIX,
+    ROOT,
     MilterProcess,
     Sent,
     discarded_ids,
@@ -27,6 +30,7 @@ from milter_helpers import (
     send_all,
 )
 
+from feedgate.cli import main
 from feedgate.db import engine
 from feedgate.feeds import secrets
 from feedgate.feeds.store import FeedStore
@@ -287,3 +291,73 @@ def test_a_client_that_never_says_helo_is_scanned_all_the_same(
     assert envelope.helo is None and envelope.mail_from == "alice@example.org"
     assert verdict.action == "quarantine"
     assert sink.messages == []
+
+
+def test_a_released_message_goes_through_the_release_port_once_and_is_not_held_again(
+    feeds: tuple[Path, FeedStore, PolicyStore], postfix_factory: PostfixFactory, sink: Sink
+) -> None:
+    """README "Enforce on live mail": `feedgate milter --relay 127.0.0.1:PORT` and that port in
+    master.cf with `-o smtpd_milters=`. The release is delivered once at the sink and not
+    quarantined again; released to the port that runs the milter instead, the same message
+    would be scanned again and held as a new id while the release says "released" (what the
+    README warns of)."""
+    from click.testing import CliRunner
+
+    db = feeds[0]
+    release_port = free_port()
+    milter = MilterProcess(db, extra=("--relay", f"127.0.0.1:{release_port}"))
+    try:
+        postfix = postfix_factory(milter=milter.spec, release_port=release_port)
+        served = postfix.master_cf().replace(str(release_port), "10027").splitlines()[-4:]
+        assert readme_release_port() == [" ".join(line.split()) for line in served]  # the same
+        first = message("held", "quarantine.example")
+        second = message("again", "quarantine.example")
+        sent = send_all(
+            postfix.port, [("held", first), ("again", second), ("clean", message("clean"))]
+        )
+        assert account(sent, sink, postfix)["discarded"] == ["again", "held"]
+        quarantine = QuarantineStore(engine(str(db)))
+        held = {m.subject: m for m in quarantine.list()}
+        assert set(held) == {"held", "again"}
+        assert {(m.relay, m.relay_tls) for m in held.values()} == {
+            (f"127.0.0.1:{release_port}", "may")
+        }
+        runner = CliRunner()
+        ident = held["held"].id
+        done = runner.invoke(main, ["quarantine", "release", ident, "--db", str(db)])
+        assert done.exit_code == 0, done.output
+        assert done.output == f"released {ident} to 1 recipient\n"
+        delivered = sink.wait_count(2)
+        postfix.wait_queue_empty()
+        assert sorted(d.header("Subject") or "" for d in sink.messages) == ["clean", "held"]
+        [out] = [d for d in delivered if d.header("Subject") == "held"]
+        assert out.rcpt_tos == ("bob@example.net",)
+        assert out.content.endswith(first.split(b"\r\n\r\n", 1)[1])  # the body, byte for byte
+        assert [m.subject for m in quarantine.list()] == ["again"]  # nothing new held
+        assert quarantine.get(ident).released_at is not None
+
+        # The trap: the milter's own port scans it again and keeps it as another id.
+        trap = runner.invoke(
+            main,
+            ["quarantine", "release", held["again"].id, "--relay", f"127.0.0.1:{postfix.port}",
+             "--db", str(db)],
+        )  # fmt: skip
+        assert trap.exit_code == 0, trap.output
+        postfix.wait_queue_empty()
+        [anew] = quarantine.list()  # committed before the milter let Postfix answer 250
+        assert anew.subject == "again" and anew.id != held["again"].id
+        assert sorted(d.header("Subject") or "" for d in sink.messages) == ["clean", "held"]
+        quarantine.engine.dispose()
+    finally:
+        milter.stop()
+
+
+def readme_release_port() -> list[str]:
+    """The README's master.cf lines of the milter's release port (spaces normalised), after
+    checking it tells the milter of that port."""
+    readme = (ROOT / "README.md").read_text()
+    told = "feedgate milter --listen inet:127.0.0.1:11332 --relay 127.0.0.1:10027"
+    assert told in " ".join(readme.split())
+    start = "127.0.0.1:10027 inet"
+    block = start + readme.split(f"\n{start}", 1)[1].split("```", 1)[0]
+    return [" ".join(line.split()) for line in block.splitlines() if line.strip()]

@@ -1,7 +1,9 @@
 """`feedgate up` runs the SMTP gateway too (issue 13, "Done when"): a real `up` process, mail
 sent to the gateway port it printed with smtplib, clean mail filed byte for byte into the
 Maildir under the data directory, a message with a demo observable quarantined, and a stop that
-leaves no process and no open port behind."""
+leaves no process and no open port behind. The Maildir sink keeps its port (the gateway's + 1)
+across restarts, so a message quarantined before one is released after it; a busy sink port
+is said before anything is done."""
 
 from __future__ import annotations
 
@@ -151,3 +153,99 @@ def test_up_refuses_a_relay_that_is_not_host_port(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "--relay" in done.stderr and "HOST:PORT" in done.stderr
     assert not (tmp_path / "data").exists()  # refused before anything was done
+
+
+def free_port_pair() -> int:
+    """A loopback port P with P and P + 1 free now (``up`` binds them soon after)."""
+    for _ in range(100):
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port: int = first.getsockname()[1]
+            if port >= 65535:
+                continue
+            with socket.socket() as second:
+                try:
+                    second.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no two free consecutive loopback ports")
+
+
+def quarantine_one(env: dict[str, str], gateway_port: int) -> bytes:
+    """A message carrying a demo observable, sent to the gateway and quarantined there."""
+    found = feedgate(env, "observables", "--source", "otx-demo", "--kind", "url", "--limit", "1")
+    assert found.returncode == 0, found.stderr
+    url = json.loads(found.stdout.splitlines()[0])["value"]
+    bad = clean_message(subject="held over").replace(b"trailing", f"see {url}\r\ntrailing".encode())
+    assert send(gateway_port, bad).startswith("250 "), "not taken"
+    return bad
+
+
+def test_mail_quarantined_before_up_restarts_is_released_to_the_sink_after(
+    tmp_path: Path,
+) -> None:
+    env = up_env(tmp_path)
+    maildir = tmp_path / "data" / "feedgate" / "delivered"
+    port = free_port_pair()
+    with running_up(tmp_path, env, "--pulses", "5", gateway_port=port) as up:
+        assert up.gateway_port == port
+        up.said(rf"^gateway:\s+127\.0\.0\.1:{port} -> relay 127\.0\.0\.1:{port + 1} ")
+        up.said(rf"^delivered: \S+/  \(Maildir of the sink on 127\.0\.0\.1:{port + 1}:")
+        bad = quarantine_one(env, port)
+        assert up.stop("ctrl-c") == 0, up.stderr.read_text()
+    (held,) = [
+        json.loads(line)
+        for line in feedgate(env, "quarantine", "list", "--format", "jsonl").stdout.splitlines()
+    ]
+    assert held["relay"] == f"127.0.0.1:{port + 1}" and held["relay_tls"] == "may"
+    assert not maildir.joinpath("new").exists() or not list(maildir.joinpath("new").iterdir())
+
+    with running_up(tmp_path, env, "--pulses", "5", gateway_port=port) as up:
+        up.said(rf"^delivered: \S+/  \(Maildir of the sink on 127\.0\.0\.1:{port + 1}:")
+        released = feedgate(env, "quarantine", "release", held["id"])
+        assert released.returncode == 0, released.stderr
+        assert released.stdout == f"released {held['id']} to 1 recipient\n"
+        (filed,) = (maildir / "new").iterdir()
+        assert filed.read_bytes() == (
+            b"Return-Path: <friend@example.net>\r\nDelivered-To: alice@example.org\r\n" + bad
+        )
+        assert up.stop("sigterm") == 0, up.stderr.read_text()
+
+
+def test_a_release_to_a_sink_that_is_down_says_it_is_unreachable(tmp_path: Path) -> None:
+    """What `up` stopped leaves: the recorded relay answers nothing, and the release says
+    that, not that the relay answered."""
+    env = up_env(tmp_path)
+    with running_up(tmp_path, env, "--pulses", "5") as up:
+        quarantine_one(env, up.gateway_port)
+        sink = up.said(r"^delivered: \S+/  \(Maildir of the sink on (\S+):").group(1)
+        assert up.stop("ctrl-c") == 0, up.stderr.read_text()
+    (held,) = [
+        json.loads(line)
+        for line in feedgate(env, "quarantine", "list", "--format", "jsonl").stdout.splitlines()
+    ]
+    refused = feedgate(env, "quarantine", "release", held["id"])
+    assert refused.returncode == 1
+    assert (
+        f"feedgate: error: message {held['id']} not released: relay {sink} unreachable:"
+        " Connection refused (it stays in the quarantine)"
+    ) in refused.stderr, refused.stderr
+
+
+def test_a_busy_sink_port_is_said_before_anything_is_done(tmp_path: Path) -> None:
+    port = free_port_pair()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port + 1))
+        taken.listen(1)
+        done = feedgate(up_env(tmp_path), "up", "--port", "0", "--gateway-port", str(port))
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"feedgate: error: cannot listen on 127.0.0.1:{port + 1} (the Maildir sink:"
+        " --gateway-port + 1): Address already in use (choose another with --gateway-port, or"
+        " stop what is using it)"
+    )
+    assert not (tmp_path / "data").exists()
+    last = feedgate(up_env(tmp_path), "up", "--port", "0", "--gateway-port", "65535")
+    assert last.returncode == 2 and "--gateway-port" in last.stderr and "--relay" in last.stderr
+    assert not (tmp_path / "data").exists()

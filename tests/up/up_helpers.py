@@ -149,13 +149,15 @@ def gone_within(pgid: int, seconds: float) -> list[int]:
 
 
 @contextmanager
-def running_up(tmp_path: Path, env: dict[str, str], *args: str) -> Iterator[Up]:
-    """`feedgate up --port 0 --gateway-port 0 ARGS` until it said "API:"; stopped (Ctrl-C) at
-    the end if the test did not stop it."""
+def running_up(
+    tmp_path: Path, env: dict[str, str], *args: str, gateway_port: int = 0
+) -> Iterator[Up]:
+    """`feedgate up --port 0 --gateway-port GATEWAY_PORT ARGS` until it said "API:"; stopped
+    (Ctrl-C) at the end if the test did not stop it."""
     err = tmp_path / "up.stderr"
     with err.open("w") as err_file:
         proc = subprocess.Popen(
-            [FEEDGATE, "up", "--port", "0", "--gateway-port", "0", *args],
+            [FEEDGATE, "up", "--port", "0", "--gateway-port", str(gateway_port), *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=err_file,

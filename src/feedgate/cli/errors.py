@@ -79,14 +79,19 @@ def open_store(name: str, store_class: Callable[[sa.Engine], S], *, create: bool
         database_failure(name, exc)
 
 
-def listen(host: str, port: int, option: str | None = "--port") -> socket.socket:
+def listen(
+    host: str, port: int, option: str | None = "--port", *, role: str | None = None
+) -> socket.socket:
     """A server's listening socket on ``host:port``, or one line and exit 1 (a busy port says
     "Address already in use" and what to do, not a bare ``[Errno 98]``). ``option`` is the
-    one that chooses this port (``up`` listens on two), or None when none does."""
+    one that chooses this port (``up`` listens on three), or None when none does; ``role``
+    says what the port is for when the option does not name it alone (``up``'s Maildir sink
+    takes the port after the gateway's)."""
     from feedgate.asgi_server import bind
 
     hint = f" (choose another with {option}, or stop what is using it)" if option else ""
+    what = f" ({role})" if role else ""
     try:
         return bind(host, port)
     except OSError as exc:
-        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", exc)
+        fail(f"cannot listen on {host}:{port}{what}: {exc.strerror or exc}{hint}", exc)

@@ -58,7 +58,9 @@ def _check_listen(_ctx: click.Context, _param: click.Parameter, value: str) -> o
     "--relay",
     metavar="HOST:PORT",
     default=None,
-    help="Where a released quarantined message goes (recorded with it; else given at release).",
+    help="Where a released quarantined message goes (recorded with it; else given at release):"
+    " an MTA port without this milter (README: Postfix's release port), since one that runs it"
+    " would quarantine the message again.",
 )
 @click.option("--db", envvar="FEEDGATE_DB", default=None, metavar="DB", help=_DB_HELP)
 def milter_command(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ._policy import DB_HELP, print_table
-from ._relay_tls import make_relay_tls, relay_tls_options
+from ._relay_tls import make_release_tls, release_tls_options
 from .errors import database_failure, fail, open_store
 
 if TYPE_CHECKING:
@@ -138,7 +138,8 @@ def show(ident: str, raw: bool, db: str | None) -> None:
     click.echo(f"message-id:  {m.message_id or '-'}")
     click.echo(f"subject:     {m.subject or '-'}")
     click.echo(f"size:        {m.size} bytes")
-    click.echo(f"relay:       {m.relay or '-'}")
+    ca = f", CA file {m.relay_ca_file}" if m.relay_ca_file else ""
+    click.echo(f"relay:       {m.relay or '-'}  (TLS {m.relay_tls}{ca})")
     click.echo(f"rules:       {', '.join(m.rules) or '-'}")
     for x in m.matches:
         click.echo(
@@ -159,19 +160,22 @@ def show(ident: str, raw: bool, db: str | None) -> None:
 @quarantine.command("release")
 @click.argument("idents", nargs=-1, required=True, metavar="ID...")
 @click.option("--relay", metavar="HOST:PORT", help="Send through this relay, not the recorded one.")
-@relay_tls_options
+@release_tls_options
 @db_option
 def release(
     idents: tuple[str, ...],
     relay: str | None,
-    relay_tls: str,
+    relay_tls: str | None,
     relay_ca_file: str | None,
     db: str | None,
 ) -> None:
-    """Send messages to their original recipients, byte for byte, through their relay."""
+    """Send messages to their original recipients, byte for byte, through their relay.
+
+    Each goes with the relay TLS recorded with it (the gateway's --relay-tls when it was
+    quarantined; may for the milter's) unless --relay-tls is given, which wins."""
     from feedgate.mail.quarantine import QuarantineError
 
-    tls = make_relay_tls(relay_tls, relay_ca_file)
+    tls = make_release_tls(relay_tls, relay_ca_file)
     by = getpass.getuser()
     failed = False
     with _store(db) as store:
@@ -182,7 +186,8 @@ def release(
                 click.echo(f"feedgate: error: {exc.message}", err=True)
                 failed = True
                 continue
-            click.echo(f"released {m.id} to {len(m.envelope.rcpt_tos)} recipients")
+            count = len(m.envelope.rcpt_tos)
+            click.echo(f"released {m.id} to {count} recipient{'' if count == 1 else 's'}")
     if failed:
         sys.exit(1)
 

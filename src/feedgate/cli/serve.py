@@ -4,7 +4,9 @@
 the embedded default, for a first look: a hub seeded with demo pulses and served on
 127.0.0.1, a user subscribed to its main author, a source pointing at it, one poll, then the
 SMTP gateway on 127.0.0.1 (relaying to ``--relay``, or to a Maildir sink under the data
-directory when there is no MTA), the scheduler and the API; it prints where everything is.
+directory when there is no MTA, on the port after the gateway's: stable across restarts, since
+quarantined messages record it as their relay), the scheduler and the API; it prints where
+everything is.
 Thin: the work is in feeds/, hub/, mail/, web/.
 
 Threads: the API (uvicorn) stays in the main thread, where SIGINT/SIGTERM arrive and stop it;
@@ -171,6 +173,22 @@ def _relay_address(
         raise click.BadParameter(str(exc)) from None
 
 
+def _sink_socket(gateway_port: int) -> socket.socket:
+    """The Maildir sink's listening socket: on the port after the gateway's (any free one
+    with ``--gateway-port 0``). Stable, because each quarantined message records the relay
+    it would have gone to, and a release after ``up`` restarted must find the sink there."""
+    if gateway_port == 65535:
+        raise click.BadParameter(
+            "65535 leaves no port for the Maildir sink, which takes the next one: choose a"
+            " lower port, or give --relay",
+            param_hint="--gateway-port",
+        )
+    port = gateway_port + 1 if gateway_port else 0
+    return listen(
+        "127.0.0.1", port, option="--gateway-port", role="the Maildir sink: --gateway-port + 1"
+    )
+
+
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -334,7 +352,9 @@ def serve_command(
     type=click.IntRange(0, 65535),
     default=10025,
     show_default=True,
-    help="The SMTP gateway's port on 127.0.0.1 (0: any free port, said on start).",
+    help="The SMTP gateway's port on 127.0.0.1 (0: any free port, said on start); without"
+    " --relay, the Maildir sink takes the next port (10026 by default), so released mail finds it"
+    " after a restart.",
 )
 @click.option(
     "--relay",
@@ -375,7 +395,7 @@ def up_command(
     # First: a busy port is said before anything is done.
     sock = listen("127.0.0.1", port)
     gateway_sock = listen("127.0.0.1", gateway_port, option="--gateway-port")
-    sink_sock = None if relay else listen("127.0.0.1", 0, option=None)
+    sink_sock = None if relay else _sink_socket(gateway_port)
     hub = open_store(hub_db, HubStore, create=True)
     token = _token()  # before the seeding and the poll: a short one is said at once
     author = hub.default_author() or "AlienVault"

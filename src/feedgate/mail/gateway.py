@@ -511,7 +511,12 @@ class Gateway:
         if action is Action.QUARANTINE:
             try:
                 kept = await asyncio.to_thread(
-                    self.quarantine.add, raw, envelope, verdict, relay=self.config.relay_text
+                    self.quarantine.add,
+                    raw,
+                    envelope,
+                    verdict,
+                    relay=self.config.relay_text,
+                    tls=self.config.relay_tls,  # a release goes out as the gateway relays
                 )
             except Exception as exc:  # the database away: the sender keeps the message
                 reply = f"451 4.3.0 Quarantine unavailable ({envelope.queue_id}); try again later"

@@ -6,7 +6,10 @@ committed, so a quarantined message is never lost. The one place quarantined mes
 released and deleted: ``feedgate quarantine`` and ``/api/v1/quarantine`` both call these methods.
 
 A release sends the message's original bytes to its envelope's recipients (not the headers'
-To/Cc) through the relay recorded when it was quarantined, or one given; it is recorded (who,
+To/Cc) through the relay recorded when it was quarantined, or one given, with the relay TLS
+recorded with it (the gateway's ``--relay-tls`` and CA file, feeds_0009; ``may`` when none
+was: the milter's, and messages held before), or the TLS given: a gateway that relays only
+over TLS does not see its quarantined mail released in plain text. It is recorded (who,
 when) and the message leaves the list of held messages. A release the relay refuses leaves the
 message held, with the relay's answer recorded and shown. Everything (held or released) is
 deleted :data:`DEFAULT_RETENTION` after it was quarantined, by :meth:`expire`, which the gateway
@@ -102,6 +105,10 @@ class QuarantinedMessage:
     rules: tuple[str, ...]
     matches: tuple[dict[str, Any], ...]
     relay: str | None
+    #: The relay TLS a release uses unless given one: a level of ``relay.TLS_LEVELS`` and,
+    #: for ``verify``, the CA file trusted (module doc).
+    relay_tls: str = relaying.DEFAULT_TLS
+    relay_ca_file: str | None = None
     released_at: datetime | None = None
     released_by: str | None = None
     release_error: str | None = None
@@ -122,6 +129,8 @@ class QuarantinedMessage:
             "rules": list(self.rules),
             "matches": list(self.matches),
             "relay": self.relay,
+            "relay_tls": self.relay_tls,
+            "relay_ca_file": self.relay_ca_file,
             "released_at": self.released_at.isoformat() if self.released_at else None,
             "released_by": self.released_by,
             "release_error": self.release_error,
@@ -178,6 +187,8 @@ def _message(row: Any) -> QuarantinedMessage:
         rules=tuple(json.loads(row.rules)),
         matches=tuple(json.loads(row.matches)),
         relay=row.relay,
+        relay_tls=row.relay_tls or relaying.DEFAULT_TLS,
+        relay_ca_file=row.relay_ca_file,
         released_at=_from_db(row.released_at),
         released_by=row.released_by,
         release_error=row.release_error,
@@ -232,9 +243,11 @@ class QuarantineStore:
         verdict: Verdict,
         *,
         relay: str | None = None,
+        tls: relaying.RelayTls | None = None,
     ) -> str:
         """Keep ``raw`` with its envelope and verdict; the id, once committed. ``relay`` is
-        the ``HOST:PORT`` a release sends it to by default."""
+        the ``HOST:PORT`` a release sends it to by default, ``tls`` the TLS it is sent with
+        by default (the gateway's towards that relay; None: ``may``)."""
         message_id, subject = _headers(raw)
         sources = sorted({m.source for m in verdict.matches})
         ident = secrets.token_hex(8)
@@ -251,6 +264,8 @@ class QuarantineStore:
                     matches=json.dumps([m.to_dict() for m in verdict.matches], default=str),
                     sources="," + ",".join(sources) + "," if sources else ",",
                     relay=relay,
+                    relay_tls=None if tls is None else tls.level,
+                    relay_ca_file=None if tls is None else tls.ca_file,
                     raw=raw,
                 )
             )
@@ -301,11 +316,12 @@ class QuarantineStore:
         tls: relaying.RelayTls | None = None,
     ) -> QuarantinedMessage:
         """Send message ``ident`` to its envelope's recipients through ``relay`` (``HOST:PORT``)
-        or the relay recorded with it, with ``tls`` (default: STARTTLS when offered), once
-        across every node (module doc), and record that ``by`` released it. Raises
-        :class:`ReleaseRefused` (the relay's answer recorded; the message stays held),
+        or the relay recorded with it, with ``tls`` or the TLS recorded with it (``may`` when
+        none was), once across every node (module doc), and record that ``by`` released it.
+        Raises :class:`ReleaseRefused` (the relay's answer recorded; the message stays held),
         :class:`ReleaseInProgress`, :class:`QuarantineNotFound`, or :class:`QuarantineError`
-        (already released, no relay known, a relay that is not ``HOST:PORT``)."""
+        (already released, no relay known, a relay that is not ``HOST:PORT``, a recorded TLS
+        that cannot be used here, such as a CA file this host cannot read)."""
         held = self.get(ident)
         if held.released_at is not None:
             raise self._released(held)
@@ -318,6 +334,8 @@ class QuarantineStore:
             host, port = relaying.parse_address(target)
         except relaying.RelayAddressError as exc:
             raise QuarantineError(f"relay: {exc}") from None
+        if tls is None:
+            tls = self._recorded_tls(held)
         token = self._claim(ident, by)
         try:
             raw = self.raw(ident)
@@ -335,15 +353,17 @@ class QuarantineStore:
         )
         moment = naive_utc(self._now())
         if not reply.accepted:
+            # Our own words when nothing answered (unreachable, TLS failed, ...): they name
+            # the relay; else what the relay answered.
+            why = reply.detail or f"relay {target} answered: {reply.reply}"
             with write_transaction(self.engine) as conn:
                 conn.execute(
                     q.update()
                     .where(q.c.id == ident, q.c.claim_token == token)
-                    .values(release_error=reply.reply, release_error_at=moment, **_UNCLAIMED)
+                    .values(release_error=why, release_error_at=moment, **_UNCLAIMED)
                 )
             raise ReleaseRefused(
-                f"message {ident} not released: relay {target} answered: {reply.reply}"
-                " (it stays in the quarantine)"
+                f"message {ident} not released: {why} (it stays in the quarantine)"
             )
         try:
             with write_transaction(self.engine) as conn:
@@ -372,6 +392,23 @@ class QuarantineStore:
             claimed_at=None,
             claim_until=None,
         )
+
+    @staticmethod
+    def _recorded_tls(held: QuarantinedMessage) -> relaying.RelayTls:
+        """The TLS recorded with ``held``, ready to use; :class:`QuarantineError` saying what
+        to give when it cannot be (a CA file gone, or not readable on this node)."""
+        try:
+            return relaying.relay_tls(held.relay_tls, held.relay_ca_file)
+        except relaying.RelayTlsError as exc:
+            recorded = held.relay_tls + (
+                f" with {held.relay_ca_file}" if held.relay_ca_file else ""
+            )
+            raise QuarantineError(
+                f"message {held.id} is released with the relay TLS recorded when it was"
+                f" quarantined ({recorded}), which cannot be used here: {exc}. Give the TLS"
+                " for this release (--relay-tls, with --relay-ca-file for verify; relay_tls in"
+                " the REST API)"
+            ) from None
 
     def _claim(self, ident: str, by: str) -> str:
         """Take message ``ident`` for a release: a new token, or the reason it cannot be

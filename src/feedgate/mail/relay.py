@@ -183,10 +183,17 @@ def _opportunistic() -> RelayTls:
 @dataclass(frozen=True, slots=True)
 class RelayReply:
     """What to answer the client after a relay attempt: ``code`` and the whole ``reply`` line
-    (``250 2.0.0 ...``); ``accepted`` when the relay took the message for every recipient."""
+    (``250 2.0.0 ...``); ``accepted`` when the relay took the message for every recipient.
+
+    ``detail`` is set when the reply is ours rather than the relay's (it was unreachable, its
+    TLS failed, it refused some recipients, ...): what happened, in words without a reply
+    code, for those who report to a person rather than to an SMTP client (a release must not
+    say the relay "answered 451" when nothing answered). None: ``reply`` is the relay's own
+    answer, passed on."""
 
     code: int
     reply: str
+    detail: str | None = None
 
     @property
     def accepted(self) -> bool:
@@ -200,7 +207,7 @@ def _words(message: bytes | str) -> str:
 
 
 def _tempfail(detail: str, status: str = "4.4.1") -> RelayReply:
-    return RelayReply(451, f"451 {status} {detail}; try again later")
+    return RelayReply(451, f"451 {status} {detail}; try again later", detail)
 
 
 def _passed_on(code: int, message: bytes | str, where: str, relay: str) -> RelayReply:
@@ -232,6 +239,12 @@ class _Watchdog:
             self._timer = threading.Timer(deadline, self._fire)
             self._timer.daemon = True
             self._timer.start()
+
+    @property
+    def passed(self) -> bool:
+        """Whether the deadline has come: the timer fired, or a socket timeout (never longer
+        than what was left, :meth:`step`) ran out first, at the same moment."""
+        return self.fired or (self._end is not None and time.monotonic() >= self._end)
 
     def step(self, timeout: float) -> float:
         """The timeout of the next connect: no later than the deadline."""
@@ -324,7 +337,7 @@ def send(
     announces XFORWARD. Blocking; never raises for the relay's sake."""
     relay = f"{host}:{port}"
     if not envelope.rcpt_tos:
-        return RelayReply(554, "554 5.5.1 no recipients")
+        return RelayReply(554, "554 5.5.1 no recipients", "the message has no recipients")
     policy = tls or _opportunistic()
     watchdog = _Watchdog(deadline)
     try:
@@ -397,7 +410,7 @@ def _converse(
     except smtplib.SMTPResponseException as exc:  # a command smtplib itself checks
         return _passed_on(exc.smtp_code, exc.smtp_error, "a command", relay)
     except (TimeoutError, smtplib.SMTPException, OSError) as exc:
-        if watchdog.fired:
+        if watchdog.passed:
             return _tempfail(
                 f"relay {relay} did not finish within {watchdog.deadline:g} s; gave up"
             )
@@ -429,7 +442,7 @@ def _starttls(
             )
         return None
     except (OSError, ValueError) as exc:  # the handshake (ssl.SSLError), or the connection
-        if watchdog.fired:
+        if watchdog.passed:
             raise
         raise _HandshakeFailed(_tls_reason(exc)) from exc
     watchdog.watch(smtp.sock)

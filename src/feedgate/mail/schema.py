@@ -90,6 +90,10 @@ quarantine_table = sa.Table(
     sa.Column("matches", sa.Text, nullable=False),  # JSON list of Match.to_dict
     sa.Column("sources", sa.Text, nullable=False),  # ",a,b,": the sources matched, for --source
     sa.Column("relay", sa.String(300), nullable=True),  # HOST:PORT it would have gone to
+    # The TLS it would have gone with (feeds_0009): the gateway's --relay-tls level and
+    # --relay-ca-file; NULL (the milter's, and messages held before) is ``may``.
+    sa.Column("relay_tls", sa.String(16), nullable=True),
+    sa.Column("relay_ca_file", sa.Text, nullable=True),
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Column("released_at", sa.DateTime, nullable=True),
     sa.Column("released_by", sa.String(200), nullable=True),

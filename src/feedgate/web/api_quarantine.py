@@ -3,11 +3,13 @@
 
 A row is what ``feedgate quarantine list --format jsonl`` prints
 (:meth:`QuarantinedMessage.to_dict`). A release is recorded as released by ``api``; its body may
-name the relay and the TLS towards it (``relay_tls``, the levels of ``--relay-tls``; default
-``may``). Refusals: 404 for an id that is not there, 409 for a message already released or being
-released by another node or admin right now, 400 for a relay that is not ``HOST:PORT`` (or none
-known) or an unknown TLS level, 502 when the relay refused the message (it stays held, the
-relay's answer recorded and in ``detail``).
+name the relay and the TLS towards it (``relay_tls``, the levels of ``--relay-tls``; default:
+the TLS recorded with the message, the gateway's ``--relay-tls`` when it quarantined it, ``may``
+for the milter's; given, it wins). Refusals: 404 for an id that is not there, 409 for a message
+already released or being released by another node or admin right now, 400 for a relay that
+is not ``HOST:PORT`` (or none known), an unknown TLS level or a recorded one that cannot be
+used here (its CA file unreadable), 502 when the relay refused the message or could not be
+reached (it stays held, the reason recorded and in ``detail``).
 """
 
 from __future__ import annotations
@@ -94,11 +96,11 @@ def quarantine_routes(
         relay = data.get("relay")
         if relay is not None and not isinstance(relay, str):
             raise SourceError("relay", "expected HOST:PORT as a string")
-        level = data.get("relay_tls", "may")
-        if not isinstance(level, str):
+        level = data.get("relay_tls")
+        if level is not None and not isinstance(level, str):
             raise SourceError("relay_tls", f"expected one of {', '.join(TLS_LEVELS)}")
         try:
-            tls = relay_tls(level)
+            tls = None if level is None else relay_tls(level)  # None: the recorded TLS
         except RelayTlsError as exc:
             raise SourceError("relay_tls", str(exc)) from None
         released = quarantine.release(
@@ -174,7 +176,8 @@ QUARANTINE_PATHS: Final[dict[str, Any]] = {
         "parameters": [_ID],
         "post": {
             "summary": "Send the message, byte for byte, to its envelope's recipients through its"
-            " relay (or body.relay); recorded as released by api",
+            " relay (or body.relay) with its recorded relay TLS (or body.relay_tls); recorded as"
+            " released by api",
             "security": _SEC,
             "requestBody": {
                 "required": False,
@@ -184,7 +187,13 @@ QUARANTINE_PATHS: Final[dict[str, Any]] = {
                             "type": "object",
                             "properties": {
                                 "relay": {"type": "string"},
-                                "relay_tls": {"type": "string", "enum": list(TLS_LEVELS)},
+                                "relay_tls": {
+                                    "type": "string",
+                                    "enum": list(TLS_LEVELS),
+                                    "description": "default: the TLS recorded with the"
+                                    " message (the gateway's --relay-tls; may for the"
+                                    " milter's)",
+                                },
                             },
                             "additionalProperties": False,
                         }
