@@ -593,7 +593,7 @@ def test_upgrade_from_0007_keeps_held_messages_unclaimed_and_back(eng: sa.Engine
         conn.execute(sa.table("mail_quarantine", *columns).insert(), [row])
 
     store = QuarantineStore(eng)
-    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0008"
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"]
     assert migrate.differences(eng, "feeds") == []
     held = store.get(row["id"])
     assert (held.claimed_by, held.claimed_at, held.claim_until) == (None, None, None)
