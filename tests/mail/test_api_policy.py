@@ -236,7 +236,7 @@ def test_the_index_and_openapi_document_name_the_policy_paths(api: httpx.Client)
     assert {"201", "400", "401", "409", "413"} <= set(post["responses"])
     assert set(spec["paths"]["/api/v1/rules/{name}"]) == {"parameters", "get", "patch", "delete"}
     hits = {p["name"] for p in spec["paths"]["/api/v1/hits"]["get"]["parameters"]}
-    assert hits == {"source", "since", "top"}
+    assert hits == {"source", "since", "top", "mode"}
     answer = api.get("/api/v1/hits").json()
     assert set(answer) == set(schemas["Hits"]["properties"])
 

@@ -316,9 +316,9 @@ def test_hits_table_and_json(sources: Cli) -> None:
     lines = cli.ok("hits", "--since", "1w").splitlines()
     assert lines[0].startswith("hits since ")
     assert table("\n".join(lines[1:4]))[:3] == [
-        ["SOURCE", "HITS", "MESSAGES", "LAST"],
-        ["otx", "3", "2", table(lines[2])[0][3]],
-        ["partner", "1", "1", table(lines[3])[0][3]],
+        ["SOURCE", "MODE", "HITS", "MESSAGES", "LAST"],
+        ["otx", "enforce", "3", "2", table(lines[2])[0][4]],
+        ["partner", "enforce", "1", "1", table(lines[3])[0][4]],
     ]
     assert "top 3 observables:" in lines
     assert table(lines[-1])[0][0] == "1" and table(lines[-1])[0][-1] == "198.51.100.7"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from feedgate.cli.scan import line
+from feedgate.cli.scan import line, lines
 from feedgate.db import engine
 from feedgate.feeds import secrets
 from feedgate.feeds.sources import Source
@@ -113,3 +113,22 @@ def test_the_line_names_each_distinct_match_once_and_what_a_tag_adds() -> None:
     assert line(verdict) == (
         "m.eml: tag [tag-it]: url domain bad.example (otx: no title) x2; subject prefix '[THREAT]'"
     )
+
+
+def test_a_monitored_match_gets_a_would_have_line_of_its_own_once() -> None:
+    match = Match(Part.URL, "domain", "bad.example", "http://a.bad.example/", "new", 1,
+                  {"package_title": "Phish wave"})  # fmt: skip
+    again = Match(Part.URL, "domain", "bad.example", "http://b.bad.example/", "new", 1,
+                  {"package_title": "Phish wave"})  # fmt: skip
+    verdict = Verdict(
+        message="m.eml",
+        action=Action.DELIVER,
+        monitored=(match, again),
+        monitored_rules=(("threat-feeds",), ("threat-feeds",)),
+        rule_actions={"threat-feeds": Action.QUARANTINE},
+    )
+    assert lines(verdict) == [
+        "m.eml: deliver",
+        "m.eml: would have quarantine [threat-feeds]: url domain bad.example"
+        " (new: Phish wave, monitor mode) x2",
+    ]

@@ -14,7 +14,7 @@ import pytest
 from feedgate.mail.exceptions import ExceptionList, parse_exception
 from feedgate.mail.model import ACTION_SEVERITY, Action, Inspection, Lookup, Match, Offer, Part
 from feedgate.mail.model import Skipped as SkippedPart
-from feedgate.mail.policy import HEADER_NAME, Policy, Verdict, evaluate
+from feedgate.mail.policy import HEADER_NAME, Policy, Verdict, evaluate, would_have_summary
 from feedgate.mail.rules import DEFAULT_SUBJECT_PREFIX, make_rule
 
 
@@ -332,3 +332,34 @@ def test_to_dict_is_the_scan_json_shape() -> None:
     ]
     assert data["excepted"] == [{**excepted.to_dict(), "exception": "example.com"}]
     assert data["skipped"] == [{"what": "attachment big.zip", "reason": "larger than 10 MB"}]
+
+
+# --- monitor mode: what would have been done ----------------------------------------------
+
+
+def test_would_have_names_each_monitored_match_its_rules_and_action() -> None:
+    pol = policy(
+        rule("urls", "tag", 1, parts=["url"]),
+        rule("partner-ips", "reject", 2, sources=["partner"], parts=["client-ip"]),
+        rule("otx-all", "quarantine", 3, sources=["otx"]),
+    )
+    url = match(source="otx")
+    ip = match(Part.CLIENT_IP, "ipv4", "198.51.100.7", source="partner", observable_id=2)
+    nothing = match(Part.FROM, "domain", "x.example", source="partner", observable_id=3)
+    verdict = run([url, ip, nothing], pol, modes={"otx": "monitor", "partner": "monitor"})
+    assert verdict.action == Action.DELIVER and verdict.matches == ()
+    assert [(w.match.value, w.rules, w.action) for w in verdict.would_have()] == [
+        ("evil.example", ("otx-all", "urls"), Action.QUARANTINE),  # the most severe first
+        ("198.51.100.7", ("partner-ips",), Action.REJECT),
+        ("x.example", (), Action.DELIVER),  # no rule applies: it would have done nothing
+    ]
+    assert verdict.to_dict()["monitored"][0]["action"] == "quarantine"
+    assert would_have_summary(verdict) == (
+        "quarantine [otx-all] (source otx, monitor mode);"
+        " reject [partner-ips] (source partner, monitor mode)"
+    )
+    only_nothing = run([nothing], pol, modes={"partner": "monitor"})
+    assert would_have_summary(only_nothing) == (
+        "deliver (no rule applies) (source partner, monitor mode)"
+    )
+    assert would_have_summary(run([url], pol)) is None  # enforced: nothing "would have"

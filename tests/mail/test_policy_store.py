@@ -503,6 +503,7 @@ def test_record_and_hits_with_an_injected_clock(store: PolicyStore) -> None:
     assert store.hits(since=now + timedelta(seconds=1)).to_dict() == {"sources": [], "top": []}
     assert everything.to_dict()["top"][0] == {
         "source": "otx",
+        "mode": "enforce",
         "kind": "domain",
         "value": "evil.example",
         "hits": 3,

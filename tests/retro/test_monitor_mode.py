@@ -20,7 +20,7 @@ from feedgate.feeds.log import ThreatFeedLog
 from feedgate.feeds.sources import SourceError, make_source
 from feedgate.feeds.store import FeedStore
 from feedgate.mail.matcher import Matcher
-from feedgate.mail.policy_store import MONITOR_ACTION, PolicyStore
+from feedgate.mail.policy_store import PolicyStore
 from feedgate.mail.scanner import Scanner
 from feedgate.mail.schema import match_log
 from feedgate.observables import Kind
@@ -53,11 +53,11 @@ def test_make_source_takes_the_modes_in_any_case_and_refuses_others() -> None:
     assert "give enforce" in refused.value.message and "monitor" in refused.value.message
 
 
-def log_rows(store: FeedStore) -> list[tuple[str, str | None, str, str]]:
+def log_rows(store: FeedStore) -> list[tuple[str, str | None, str, str, str]]:
     m = match_log
-    query = sa.select(m.c.message_id, m.c.rule, m.c.action, m.c.value).order_by(m.c.id)
+    query = sa.select(m.c.message_id, m.c.rule, m.c.action, m.c.mode, m.c.value).order_by(m.c.id)
     with store.engine.connect() as conn:
-        return [(r[0], r[1], r[2], r[3]) for r in conn.execute(query)]
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in conn.execute(query)]
 
 
 def test_a_monitor_source_would_have_and_enforce_acts(store: FeedStore) -> None:
@@ -81,7 +81,9 @@ def test_a_monitor_source_would_have_and_enforce_acts(store: FeedStore) -> None:
     assert verdict.monitored_rules == (("threat-feeds",),)  # what would have decided
     shown = verdict.to_dict()["monitored"]
     assert shown[0]["value"] == "bad.example" and shown[0]["rules"] == ["threat-feeds"]
-    assert log_rows(store) == [("<m1@example.org>", "threat-feeds", MONITOR_ACTION, "bad.example")]
+    assert log_rows(store) == [  # what the rule would have done; nothing was
+        ("<m1@example.org>", "threat-feeds", "quarantine", "monitor", "bad.example")
+    ]
 
     source = store.get_source("otx")
     assert source is not None
@@ -90,7 +92,13 @@ def test_a_monitor_source_would_have_and_enforce_acts(store: FeedStore) -> None:
     verdict = scanner.scan(raw)
     assert verdict.action == "quarantine" and verdict.monitored == ()
     assert [m.value for m in verdict.matches] == ["bad.example"]
-    assert log_rows(store)[-1] == ("<m1@example.org>", "threat-feeds", "quarantine", "bad.example")
+    assert log_rows(store)[-1] == (
+        "<m1@example.org>",
+        "threat-feeds",
+        "quarantine",
+        "enforce",
+        "bad.example",
+    )
 
 
 def test_exceptions_and_the_gate_still_come_before_monitor(store: FeedStore) -> None:

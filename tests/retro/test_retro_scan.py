@@ -194,6 +194,9 @@ def test_a_monitor_source_shows_what_it_would_have_caught(world: World) -> None:
     assert log_actions(world.store) == [
         (RETRO_MONITOR_ACTION, "<inv7@phish.example>", "203.0.113.0/24")
     ]
+    hits = world.policy.hits(since=None)  # counted as monitored, never as enforced
+    assert [(h.source, h.mode, h.hits) for h in hits.sources] == [("otx", "monitor", 1)]
+    assert world.policy.hits(since=None, mode="enforce").sources == ()
     [line] = [e for e in world.store.log_entries() if e.message.startswith("retro")]
     assert "retro (monitor mode)" in line.message and "would have been quarantined" in line.message
 

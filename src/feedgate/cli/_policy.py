@@ -43,6 +43,7 @@ OPTION_OF: Final[dict[str, str]] = {
     "note": "--note",
     "since": "--since",
     "top": "--top",
+    "mode": "--mode",
 }
 
 

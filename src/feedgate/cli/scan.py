@@ -2,9 +2,11 @@
 
 Thin over :class:`feedgate.mail.scanner.Scanner` (the same decision the SMTP gateway makes).
 One line per message: the path, the action, and each match as ``part kind value (source:
-pulse title)``; ``--json`` writes one JSON object per message instead (the keys are
-``Verdict.to_dict``'s). A folder is scanned recursively (``.eml`` files and files without an
-extension); ``-`` reads one message from stdin.
+pulse title)``; then, for a source in monitor mode, a line per match it would have acted on,
+``path: would have quarantine [rule]: part kind value (source: pulse title, monitor mode)``
+(its action is not taken: the first line's is). ``--json`` writes one JSON object per message
+instead (the keys are ``Verdict.to_dict``'s). A folder is scanned recursively (``.eml`` files
+and files without an extension); ``-`` reads one message from stdin.
 
 Exit status 0 whatever the verdicts, 1 if a file could not be read (the others are still
 scanned), 2 on bad usage.
@@ -120,6 +122,27 @@ def line(verdict: Verdict) -> str:
     return text
 
 
+def would_have_lines(verdict: Verdict) -> list[str]:
+    """A line per distinct monitored match (counted when the message carries it in several
+    places): what its rules would have done, had its source not been in monitor mode."""
+    found: dict[str, int] = {}
+    for w in verdict.would_have():
+        m = w.match
+        rules = f" [{', '.join(w.rules)}]" if w.rules else " (no rule applies)"
+        entry = (
+            f"would have {w.action}{rules}: {m.part} {m.kind} {m.value}"
+            f" ({m.source}: {_title(dict(m.context))}, monitor mode)"
+        )
+        found[entry] = found.get(entry, 0) + 1
+    return [f"{verdict.message}: {e}" + (f" x{n}" if n > 1 else "") for e, n in found.items()]
+
+
+def lines(verdict: Verdict) -> list[str]:
+    """What ``feedgate scan`` prints for a verdict: :func:`line`, then
+    :func:`would_have_lines`."""
+    return [line(verdict), *would_have_lines(verdict)]
+
+
 def _check_ip(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
@@ -225,7 +248,7 @@ def scan(
             if as_json:
                 click.echo(json.dumps(verdict.to_dict(), ensure_ascii=False))
             else:
-                click.echo(line(verdict))
+                click.echo("\n".join(lines(verdict)))
     except sqlalchemy.exc.SQLAlchemyError as exc:
         database_failure(name, exc)
     except MemoryError:

@@ -4,8 +4,11 @@ What an admin greps for when a user asks "where is my mail": the time, the queue
 the 250 reply the sender's MTA logs; behind Postfix, Postfix's own, from XFORWARD), the client
 IP and its HELO name, the envelope sender, the recipients (a
 count and the first few), the action, the rules and each matched observable with its source,
-and the reply given. The match log in the database (``feedgate hits``) gets the same verdict
-from the scanner; this file is the per-message trail, written even for clean mail.
+and the reply given; when a source in monitor mode matched, ``would_have`` lists those
+observables with the rules and the action that would have applied (nothing was done for them:
+this is where an admin reads what a new source would do before enforcing it). The match log in
+the database (``feedgate hits``) gets the same verdict from the scanner; this file is the
+per-message trail, written even for clean mail.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def entry(
     note: str | None = None,
 ) -> dict[str, Any]:
     """The log line's fields for one message (``verdict`` None: no verdict, e.g. a scan that
-    failed, said in ``note``)."""
+    failed, said in ``note``); ``would_have`` only when the verdict has monitored matches."""
     fields: dict[str, Any] = {
         "time": (at or datetime.now(UTC)).isoformat(timespec="milliseconds"),
         "queue_id": envelope.queue_id,
@@ -61,6 +64,8 @@ def entry(
         ],
         "reply": reply,
     }
+    if verdict is not None and verdict.monitored:
+        fields["would_have"] = [w.to_dict() for w in verdict.would_have()]
     if note:
         fields["note"] = note
     return fields

@@ -22,6 +22,8 @@ quarantine              the injected ``quarantine(raw, envelope, verdict)`` keep
 tag / header            Subject prefixed / ``X-Feedgate-Threat`` added at the top (any the
                         sender put there removed), then accept
 log / deliver           accept, unchanged
+monitor-mode matches    no effect on the answer; the log line ends ``; would have: quarantine
+                        [rule] (source NAME, monitor mode)``, what they would have done
 larger than the limit   ``552 5.3.4``: :data:`~feedgate.mail.limits.MAX_MESSAGE_BYTES` is
                         what feedgate scans at all, as the gateway refuses past it (a 4xx
                         would have the sender retry, forever, a message that cannot pass)
@@ -87,7 +89,7 @@ from kilter.service.options import (
 
 from .limits import MAX_MESSAGE_BYTES
 from .model import Action, Envelope
-from .policy import HEADER_NAME, Verdict
+from .policy import HEADER_NAME, Verdict, would_have_summary
 from .rewrite import prefixed_value
 from .scan_pool import ScanPool
 
@@ -313,13 +315,15 @@ class MilterFilter:
             )
         what = _describe(envelope)
         rules = ",".join(verdict.rules) or "-"
+        would = would_have_summary(verdict)  # monitor-mode sources: said, never acted on
+        also = f"; would have: {would}" if would else ""
         match verdict.action:
             case Action.REJECT:
                 reply = verdict.smtp_reply or "550 5.7.1 Message refused by the threat feeds"
-                log.info("%s: reject [%s]", what, rules)
+                log.info("%s: reject [%s]%s", what, rules, also)
                 return ReplyCode(reply.encode("ascii", "replace") + b"\0")
             case Action.DROP:
-                log.info("%s: drop [%s]", what, rules)
+                log.info("%s: drop [%s]%s", what, rules, also)
                 return Discard()
             case Action.QUARANTINE:
                 try:
@@ -329,15 +333,17 @@ class MilterFilter:
                 except Exception as exc:
                     log.error("%s: quarantine [%s] failed, tempfailed: %s", what, rules, exc)
                     return TemporaryFailure()
-                log.info("%s: quarantine [%s]: kept as %s, discarded", what, rules, ident)
+                log.info("%s: quarantine [%s]: kept as %s, discarded%s", what, rules, ident, also)
                 return Discard()
             case Action.TAG | Action.HEADER:
                 await self._edit(session, verdict, headers)
-                log.info("%s: %s [%s]", what, verdict.action, rules)
+                log.info("%s: %s [%s]%s", what, verdict.action, rules, also)
                 return Accept()
             case _:
                 if verdict.matches:
-                    log.info("%s: %s [%s]", what, verdict.action, rules)
+                    log.info("%s: %s [%s]%s", what, verdict.action, rules, also)
+                elif would:
+                    log.info("%s: %s%s", what, verdict.action, also)
                 return Accept()
 
     async def _in_thread(self, work: Callable[[], _T], what: str) -> _T:

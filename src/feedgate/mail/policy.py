@@ -35,7 +35,9 @@ __all__ = [
     "Policy",
     "Suppressed",
     "Verdict",
+    "WouldHave",
     "evaluate",
+    "would_have_summary",
 ]
 
 #: The header a header rule adds, naming the source and observable of each match.
@@ -79,6 +81,32 @@ class Excepted:
 
 
 @dataclass(frozen=True, slots=True)
+class WouldHave:
+    """A match of a monitor-mode source and what it would have done were the source enforced:
+    the enabled rules that apply to it (the most severe first) and the first one's action
+    (``deliver`` when no enabled rule applies: it would have done nothing). What the mail log,
+    the milter's line and ``feedgate scan`` say, so an admin can judge a new source before
+    switching it to enforce."""
+
+    match: Match
+    rules: tuple[str, ...]
+    action: Action
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mail log's ``would_have`` entry: where, what, whose, and what would have been
+        done (no context: the log line stays short)."""
+        m = self.match
+        return {
+            "part": str(m.part),
+            "kind": m.kind,
+            "value": m.value,
+            "source": m.source,
+            "rules": list(self.rules),
+            "action": str(self.action),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """What is done to one message, and everything that led there.
 
@@ -108,6 +136,17 @@ class Verdict:
     monitored: tuple[Match, ...] = ()
     monitored_rules: tuple[tuple[str, ...], ...] = ()
 
+    def would_have(self) -> tuple[WouldHave, ...]:
+        """Each monitored match with the rules and the action it would have had."""
+        return tuple(
+            WouldHave(
+                match,
+                rules,
+                self.rule_actions.get(rules[0], Action.DELIVER) if rules else Action.DELIVER,
+            )
+            for match, rules in zip(self.monitored, self.monitored_rules, strict=True)
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON of ``feedgate scan --json`` for this message."""
         return {
@@ -119,10 +158,31 @@ class Verdict:
             "excepted": [e.to_dict() for e in self.excepted],
             "skipped": [s.to_dict() for s in self.skipped],
             "monitored": [
-                {**m.to_dict(), "rules": list(rules)}
-                for m, rules in zip(self.monitored, self.monitored_rules, strict=True)
+                {**w.match.to_dict(), "rules": list(w.rules), "action": str(w.action)}
+                for w in self.would_have()
             ],
         }
+
+
+def would_have_summary(verdict: Verdict) -> str | None:
+    """What the monitor-mode sources would have done to the message, one clause per source,
+    e.g. ``quarantine [threat-feeds] (source otx, monitor mode)``: the most severe action its
+    matches would have had and the rules that would have taken it; None without monitored
+    matches. The milter's log line ends with it (``...: deliver; would have: ...``)."""
+    by_source: dict[str, list[WouldHave]] = {}
+    for would in verdict.would_have():
+        by_source.setdefault(would.match.source, []).append(would)
+    clauses = []
+    for source, items in by_source.items():
+        top = max(ACTION_SEVERITY[w.action] for w in items)
+        action = next(w.action for w in items if ACTION_SEVERITY[w.action] == top)
+        rules: list[str] = []
+        for w in items:
+            if w.rules and ACTION_SEVERITY[w.action] == top and w.rules[0] not in rules:
+                rules.append(w.rules[0])
+        named = f" [{', '.join(rules)}]" if rules else " (no rule applies)"
+        clauses.append(f"{action}{named} (source {source}, monitor mode)")
+    return "; ".join(clauses) if clauses else None
 
 
 def _offers_by_place(offers: Sequence[Offer]) -> dict[tuple[str, str], list[Offer]]:

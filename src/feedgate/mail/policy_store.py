@@ -11,7 +11,9 @@ a gateway compares :meth:`PolicyStore.version` with the :class:`~feedgate.mail.p
 holds and reloads only when they differ, so every node of a cluster follows within a check.
 
 The match log (:meth:`PolicyStore.record`, :meth:`PolicyStore.hits`) keeps one row per observable
-enforced in a message (the parts it was in joined), for ``feedgate hits``, for
+matched in a message (the parts it was in joined), enforced or, for a source in monitor mode,
+monitored (its ``mode``: what would have been done, nothing was; ``feedgate hits`` counts the
+two apart), for
 :data:`DEFAULT_MATCH_LOG_RETENTION` (as the mail index keeps what passed): ``feedgate serve``
 calls :meth:`PolicyStore.expire_matches` every hour. It deletes in batches of
 :data:`EXPIRE_BATCH` rows, one transaction each, so a first prune of a large log never holds the
@@ -31,6 +33,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from feedgate.db import aware_utc, naive_utc, read_transaction, write_transaction
+from feedgate.feeds.sources import MODES
 from feedgate.observables import observable_digest
 
 from ._shown import shown
@@ -52,11 +55,11 @@ __all__ = [
     "EDITABLE",
     "EXPIRE_BATCH",
     "MAX_TOP",
-    "MONITOR_ACTION",
     "Hits",
     "ObservableHits",
     "PolicyStore",
     "SourceHits",
+    "check_mode",
     "check_top",
 ]
 
@@ -78,9 +81,6 @@ EDITABLE: Final = (
 #: --top``, ``GET /api/v1/hits?top=``: one limit for both faces).
 DEFAULT_TOP: Final = 10
 MAX_TOP: Final = 1000
-#: The match log's action for a match of a monitor-mode source: what "would have" counted,
-#: while nothing was done for it.
-MONITOR_ACTION: Final = "monitor"
 #: How long the match log keeps a row (``feedgate serve --match-log-days``), and how many rows
 #: one transaction of :meth:`PolicyStore.expire_matches` deletes (module doc).
 DEFAULT_MATCH_LOG_RETENTION: Final = timedelta(days=14)
@@ -89,16 +89,19 @@ EXPIRE_BATCH: Final = 5000
 
 @dataclass(frozen=True, slots=True)
 class SourceHits:
-    """How often one source's observables were enforced in messages."""
+    """How often one source's observables were enforced (``mode`` enforce) or would have been
+    (monitor) in messages: a source switched from monitor to enforce has a row of each."""
 
     source: str
     hits: int  # log rows: one per observable per message
     messages: int  # distinct message ids among them
     last: datetime
+    mode: str = "enforce"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "mode": self.mode,
             "hits": self.hits,
             "messages": self.messages,
             "last": self.last.isoformat(),
@@ -107,17 +110,19 @@ class SourceHits:
 
 @dataclass(frozen=True, slots=True)
 class ObservableHits:
-    """One observable's hits."""
+    """One observable's hits in one mode (enforced, or monitored: would have)."""
 
     source: str
     kind: str
     value: str
     hits: int
     last: datetime
+    mode: str = "enforce"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
+            "mode": self.mode,
             "kind": self.kind,
             "value": self.value,
             "hits": self.hits,
@@ -127,8 +132,8 @@ class ObservableHits:
 
 @dataclass(frozen=True, slots=True)
 class Hits:
-    """What ``feedgate hits`` shows: counts per source (most hits first) and the observables
-    hit most (most first)."""
+    """What ``feedgate hits`` shows: counts per source and mode (most hits first) and the
+    observables hit most (most first)."""
 
     sources: tuple[SourceHits, ...]
     top: tuple[ObservableHits, ...]
@@ -153,6 +158,20 @@ def check_top(top: object) -> int:
             f"top: {shown(top)} cannot be used: give a whole number from 0 to {MAX_TOP}", "top"
         )
     return number
+
+
+def check_mode(mode: object) -> str | None:
+    """The hits of which mode to count: ``enforce`` or ``monitor`` (any case), None or empty
+    for both; :class:`PolicyError` for field ``mode`` otherwise, in the same words for the CLI
+    and the REST API."""
+    if mode is None or (isinstance(mode, str) and not mode.strip()):
+        return None
+    text = mode.strip().lower() if isinstance(mode, str) else None
+    if text not in MODES:
+        raise PolicyError(
+            f"mode: {shown(mode)} is not a mode: give {' or '.join(MODES)} (none: both)", "mode"
+        )
+    return text
 
 
 def _to_db(moment: datetime) -> datetime:
@@ -471,12 +490,12 @@ class PolicyStore:
 
     def record(self, verdict: Verdict, message_id: str | None, at: datetime) -> int:
         """Log the observables ``verdict`` enforced (one row per observable, with the parts of
-        the message it was in), at ``at``, and those of monitor-mode sources as "would have"
-        (action :data:`MONITOR_ACTION`, the rule that would have decided); returns the rows
-        written."""
+        the message it was in; mode ``enforce``, the message's action), at ``at``, and those of
+        monitor-mode sources as "would have" (mode ``monitor``, the rule that would have
+        decided and its action); returns the rows written."""
         values = [
-            *self._rows(verdict, verdict.matches, verdict.match_rules, str(verdict.action), at),
-            *self._rows(verdict, verdict.monitored, verdict.monitored_rules, MONITOR_ACTION, at),
+            *self._rows(verdict, verdict.matches, verdict.match_rules, "enforce", at),
+            *self._rows(verdict, verdict.monitored, verdict.monitored_rules, "monitor", at),
         ]
         if not values:
             return 0
@@ -516,7 +535,7 @@ class PolicyStore:
         verdict: Verdict,
         matches: Sequence[Match],
         applies: Sequence[tuple[str, ...]],
-        action: str,
+        mode: str,
         at: datetime,
     ) -> list[dict[str, Any]]:
         rows: dict[tuple[str, int, str, str], dict[str, Any]] = {}
@@ -528,7 +547,8 @@ class PolicyStore:
                     "at": _to_db(at),
                     "parts": set(),
                     "rule": None,
-                    "action": action,
+                    "action": str(verdict.action),
+                    "mode": mode,
                     "observable_id": match.observable_id,
                     "kind": match.kind,
                     "value": match.value,
@@ -543,6 +563,9 @@ class PolicyStore:
             parts = row.pop("parts")
             row.pop("_severity")
             row["parts"] = ",".join(str(p) for p in PARTS if p in parts)
+            if mode == "monitor":  # nothing was done for it: what its rule would have done
+                rule = row["rule"]
+                row["action"] = str(verdict.rule_actions.get(rule, Action.DELIVER))
             values.append(row)
         return values
 
@@ -557,44 +580,53 @@ class PolicyStore:
         return ACTION_SEVERITY[action], -order.index(rule)
 
     def hits(
-        self, source: str | None = None, since: datetime | None = None, top: int = DEFAULT_TOP
+        self,
+        source: str | None = None,
+        since: datetime | None = None,
+        top: int = DEFAULT_TOP,
+        mode: str | None = None,
     ) -> Hits:
         """Per-source counts and the ``top`` observables hit most, from ``since`` on (None: the
-        whole log), for one source or all; ``top`` is checked by :func:`check_top`."""
+        whole log), for one source or all, each mode apart (``mode``: only that one's, checked
+        by :func:`check_mode`; None: both); ``top`` is checked by :func:`check_top`."""
         top = check_top(top)
+        mode = check_mode(mode)
         m = match_log
         where: list[sa.ColumnElement[bool]] = []
         if source is not None:
             where.append(m.c.source == source)
         if since is not None:
             where.append(m.c.at >= _to_db(since))
+        if mode is not None:
+            where.append(m.c.mode == mode)
         per_source = (
             sa.select(
                 m.c.source,
+                m.c.mode,
                 sa.func.count(),
                 sa.func.count(sa.distinct(m.c.message_id)),
                 sa.func.max(m.c.at),
             )
             .where(*where)
-            .group_by(m.c.source)
-            .order_by(sa.func.count().desc(), m.c.source)
+            .group_by(m.c.source, m.c.mode)
+            .order_by(sa.func.count().desc(), m.c.source, m.c.mode)
         )
         count = sa.func.count().label("n")
         most = (
-            sa.select(m.c.source, m.c.kind, m.c.value, count, sa.func.max(m.c.at))
+            sa.select(m.c.source, m.c.mode, m.c.kind, m.c.value, count, sa.func.max(m.c.at))
             .where(*where)
-            .group_by(m.c.source, m.c.kind, m.c.value)
-            .order_by(count.desc(), m.c.source, m.c.kind, m.c.value)
+            .group_by(m.c.source, m.c.mode, m.c.kind, m.c.value)
+            .order_by(count.desc(), m.c.source, m.c.mode, m.c.kind, m.c.value)
             .limit(top)
         )
         with self._read() as conn:
             sources = tuple(
-                SourceHits(name, int(n), int(msgs), _from_db(last))
-                for name, n, msgs, last in conn.execute(per_source)
+                SourceHits(name, int(n), int(msgs), _from_db(last), mode=row_mode)
+                for name, row_mode, n, msgs, last in conn.execute(per_source)
             )
             tops = tuple(
-                ObservableHits(src, kind, value, int(n), _from_db(last))
-                for src, kind, value, n, last in conn.execute(most)
+                ObservableHits(src, kind, value, int(n), _from_db(last), mode=row_mode)
+                for src, row_mode, kind, value, n, last in conn.execute(most)
             )
         return Hits(sources, tops)
 

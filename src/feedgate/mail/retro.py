@@ -11,8 +11,9 @@ more to it than was done (``quarantine`` where it was delivered, say; ``log`` is
 
 - a row in ``mail_retro`` (``feedgate retro``, ``GET /api/v1/retro``), one per message and
   observable, ever;
-- a row in the match log with action :data:`RETRO_ACTION` (or :data:`RETRO_MONITOR_ACTION` for a
-  source in monitor mode: what it *would have* caught), so ``feedgate hits`` counts them too;
+- a row in the match log with action :data:`RETRO_ACTION` (or :data:`RETRO_MONITOR_ACTION` and
+  mode ``monitor`` for a source in monitor mode: what it *would have* caught), so ``feedgate
+  hits`` counts them too, each mode apart;
 - a ``retro`` line in the threat-feed log, one per message and source.
 
 The version matched up to is ``feed_counters.retro_version``, moved in the transaction that
@@ -368,6 +369,7 @@ class RetroScanner:
             "parts": row["part"],
             "rule": row["rule"],
             "action": RETRO_ACTION if row["mode"] == "enforce" else RETRO_MONITOR_ACTION,
+            "mode": row["mode"],  # hits counts a monitor-mode source's finds apart
             "observable_id": row["observable_id"],
             "kind": row["kind"],
             "value": row["value"],

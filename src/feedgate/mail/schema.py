@@ -65,12 +65,17 @@ match_log = sa.Table(
     sa.Column("message_id", sa.Text, nullable=True),
     sa.Column("parts", sa.String(200), nullable=False),  # comma-separated model.Part values
     sa.Column("rule", sa.String(64), nullable=True),  # the rule that decided; NULL: none did
-    sa.Column("action", sa.String(16), nullable=False),  # what was done to the message
+    # What was done to the message; mode monitor: what the rule would have done (rows from before
+    # feeds_0009 say "monitor"); the retro-scan's rows: "retro" or "retro-monitor".
+    sa.Column("action", sa.String(16), nullable=False),
     # The observable as it was: the log outlives observables and sources (no foreign keys).
     sa.Column("observable_id", sa.BigInteger, nullable=False),
     sa.Column("kind", sa.String(16), nullable=False),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("source", sa.String(64), nullable=False),
+    # "enforce", or "monitor": the source was in monitor mode, nothing was done for this match
+    # (feeds.sources.MODES; feeds_0009)
+    sa.Column("mode", sa.String(16), nullable=False, server_default="enforce"),
     sa.Index("ix_mail_match_log_at", "at"),
     sa.Index("ix_mail_match_log_source_at", "source", "at"),
 )

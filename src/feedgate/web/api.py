@@ -630,6 +630,12 @@ _EXCEPTION_FIELDS: Final[dict[str, Any]] = {
 }
 _HITS_ROW: Final[dict[str, Any]] = {
     "source": _TEXT,
+    "mode": {
+        "type": "string",
+        "enum": list(MODES),
+        "description": "monitor: hits of a source in monitor mode (what it would have done;"
+        " nothing was), counted apart from the enforced ones",
+    },
     "hits": _COUNT,
     "last": {"type": "string", "format": "date-time"},
 }
@@ -755,10 +761,10 @@ OPENAPI: Final[dict[str, Any]] = {
                 "properties": {
                     "sources": {
                         "type": "array",
-                        "description": "per source, most hits first",
+                        "description": "per source and mode, most hits first",
                         "items": {
                             "type": "object",
-                            "required": ["source", "hits", "messages", "last"],
+                            "required": ["source", "mode", "hits", "messages", "last"],
                             "properties": {**_HITS_ROW, "messages": _COUNT},
                         },
                     },
@@ -767,7 +773,7 @@ OPENAPI: Final[dict[str, Any]] = {
                         "description": "the observables hit most, most first",
                         "items": {
                             "type": "object",
-                            "required": ["source", "kind", "value", "hits", "last"],
+                            "required": ["source", "mode", "kind", "value", "hits", "last"],
                             "properties": {**_HITS_ROW, "kind": _TEXT, "value": _TEXT},
                         },
                     },
@@ -956,11 +962,16 @@ OPENAPI: Final[dict[str, Any]] = {
         },
         "/api/v1/hits": {
             "get": _op(
-                "How often each source's observables were enforced in mail, and the observables"
-                " hit most",
+                "How often each source's observables were enforced in mail (or, in monitor mode,"
+                " would have been), and the observables hit most",
                 schema=_ref("Hits"),
                 query=(
                     _param("source", _TEXT, "only this source's"),
+                    _param(
+                        "mode",
+                        {"type": "string", "enum": list(MODES)},
+                        "only the enforced hits, or only the monitored ones (none: both, apart)",
+                    ),
                     _param(
                         "since",
                         {"type": "string", "default": DEFAULT_SINCE},

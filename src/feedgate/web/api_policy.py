@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from feedgate.feeds.sources import parse_duration
-from feedgate.mail.policy_store import DEFAULT_TOP, MAX_TOP, PolicyStore, check_top
+from feedgate.mail.policy_store import DEFAULT_TOP, MAX_TOP, PolicyStore, check_mode, check_top
 from feedgate.mail.rules import PolicyConflict, PolicyError, PolicyNotFound
 
 __all__ = [
@@ -131,7 +131,8 @@ def policy_routes(
         q = request.query_params
         start = since_moment(q.get("since"), now())
         top = check_top(q.get("top") or DEFAULT_TOP)  # the limit and its words: the library's
-        return JSONResponse(policy.hits(q.get("source") or None, start, top).to_dict())
+        mode = check_mode(q.get("mode"))
+        return JSONResponse(policy.hits(q.get("source") or None, start, top, mode).to_dict())
 
     return [
         Route("/api/v1/rules", guard(rules_root), methods=["GET", "POST"]),
