@@ -1,4 +1,4 @@
-"""feeds_0009: the match log's ``mode``, on SQLite and PostgreSQL. Rows written before it are
+"""feeds_0010: the match log's ``mode``, on SQLite and PostgreSQL. Rows written before it are
 told apart by their action (``monitor``, ``retro-monitor``: monitor mode's), ``feedgate hits``
 counts them apart at once, and the way back marks monitored rows by their action again, as the
 code before it knew them."""
@@ -48,9 +48,9 @@ def _rows(eng: sa.Engine) -> list[tuple[str, str, str]]:
 
 
 def test_upgrade_marks_the_old_monitor_rows_and_back(eng: sa.Engine) -> None:
-    _to(eng, "feeds_0008")
+    _to(eng, "feeds_0009")
     at = (datetime.now(UTC) - timedelta(hours=1)).replace(tzinfo=None, microsecond=0)
-    old = [  # as the code before feeds_0009 wrote them
+    old = [  # as the code before feeds_0010 wrote them
         ("enforced.example", "quarantine", "threat-feeds"),
         ("watched.example", "monitor", "threat-feeds"),
         ("found.example", "retro", "threat-feeds"),
@@ -93,7 +93,7 @@ def test_upgrade_marks_the_old_monitor_rows_and_back(eng: sa.Engine) -> None:
     assert _rows(eng)[-1] == ("new.example", "quarantine", "monitor")
     feeds.close()
 
-    _to(eng, "feeds_0008", down=True)
+    _to(eng, "feeds_0009", down=True)
     with eng.connect() as conn:
         back = conn.execute(sa.text("SELECT value, action FROM mail_match_log ORDER BY id"))
         assert [(v, a) for v, a in back] == [

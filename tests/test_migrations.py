@@ -640,7 +640,7 @@ def test_upgrade_from_0008_releases_held_messages_at_may_and_back(eng: sa.Engine
         conn.execute(sa.table("mail_quarantine", *columns).insert(), [row])
     try:
         store = QuarantineStore(eng)
-        assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0009"
+        assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"]
         assert migrate.differences(eng, "feeds") == []
         held = store.get(row["id"])
         assert (held.relay_tls, held.relay_ca_file) == ("may", None)

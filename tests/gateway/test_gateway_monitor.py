@@ -40,7 +40,7 @@ class Rig:
             assert smtp.mail("a@sender.test")[0] == 250
             assert smtp.rcpt("user@rcpt.test")[0] == 250
             code, text = smtp.data(raw)
-            return code, text.decode().rsplit(" ", 1)[1]
+            return code, text.decode().split("queued as ", 1)[1].split()[0]
 
     def logged(self, queue_id: str) -> dict[str, Any]:
         lines = [json.loads(line) for line in self.mail_log.read_text().splitlines()]

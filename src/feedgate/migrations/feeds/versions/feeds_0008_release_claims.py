@@ -7,7 +7,7 @@ for every message already held (none is being released while the schema changes)
 
 Revision ID: feeds_0008
 Revises: feeds_0007
-Create Date: 2027-01-05 10:00:00
+Create Date: 2026-12-08 04:00:00
 """
 
 from collections.abc import Sequence

@@ -9,7 +9,7 @@ relay TLS): a release then uses ``may``, as it did before.
 
 Revision ID: feeds_0009
 Revises: feeds_0008
-Create Date: 2027-01-12 10:00:00
+Create Date: 2026-12-08 04:30:00
 """
 
 from collections.abc import Sequence

@@ -7,9 +7,9 @@ retro-scan) were monitor mode's, every other enforced; their action is left as i
 rule would have decided is recorded, what that rule then did is not). The way back writes
 ``monitor`` into the action of every monitored row again, the old code's only sign of one.
 
-Revision ID: feeds_0009
-Revises: feeds_0008
-Create Date: 2027-01-10 10:00:00
+Revision ID: feeds_0010
+Revises: feeds_0009
+Create Date: 2026-12-08 05:00:00
 """
 
 from collections.abc import Sequence
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "feeds_0009"
-down_revision: str | None = "feeds_0008"
+revision: str = "feeds_0010"
+down_revision: str | None = "feeds_0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
