@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import smtplib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,10 +76,18 @@ def set_mode(store: FeedStore, name: str, mode: str) -> None:
     store.update_source(dataclasses.replace(source, mode=mode))
 
 
-def test_monitor_mode_logs_would_have_then_enforce_acts(rig: Rig) -> None:
+def test_monitor_mode_logs_would_have_then_enforce_acts(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
     raw = message("quarantine", subject="invoice")
-    code, queue_id = rig.send(raw)
+    with caplog.at_level(logging.INFO, logger="feedgate.gateway"):
+        code, queue_id = rig.send(raw)
     assert code == 250
+    # The gateway's own line (its stderr) says it as well as the mail log.
+    [said] = [r.getMessage() for r in caplog.records if r.getMessage().startswith(queue_id)]
+    assert said.endswith(
+        "; would have: quarantine [threat-feeds] (source quarantine, monitor mode)"
+    )
     [got] = rig.sink.received
     assert got.raw == raw  # delivered byte for byte: nothing was done
     line = rig.logged(queue_id)

@@ -57,7 +57,7 @@ from . import relay as relaying
 from .limits import MAX_MESSAGE_BYTES
 from .maillog import MailLog, entry
 from .model import Action, Envelope
-from .policy import Verdict
+from .policy import Verdict, would_have_summary
 from .quarantine import QuarantineStore
 from .rewrite import rewrite
 from .scan_pool import ScanFailed, ScanPool
@@ -425,7 +425,14 @@ class Gateway:
         note: str | None = None,
     ) -> None:
         fields = entry(envelope, action, reply, verdict, at=self._now(), note=note)
-        log.info("%s %s %s", envelope.queue_id, action, reply)
+        would = would_have_summary(verdict) if verdict is not None else None
+        log.info(
+            "%s %s %s%s",
+            envelope.queue_id,
+            action,
+            reply,
+            f"; would have: {would}" if would else "",
+        )
         if self.mail_log is not None:
             try:
                 self.mail_log.write(fields)
