@@ -158,7 +158,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts;
     feeds_0004: the mail policy's tables, the sources' false-positive gate; feeds_0005:
     observables' changed_version; feeds_0007: the mail index, the retro findings, the sources'
-    mode; feeds_0006's quarantine, with feeds_0008's release claims on it, is left out whole)."""
+    mode; feeds_0006's quarantine, with feeds_0008's release claims on it, is left out whole;
+    feeds_0010: the console's users, sessions and login throttle)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -173,6 +174,9 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
                 "mail_index_messages",
                 "mail_retro",
                 "mail_quarantine",
+                "console_users",
+                "console_sessions",
+                "console_login_failures",
             ):
                 md.remove(md.tables[name])
         md.create_all(e)
@@ -593,7 +597,7 @@ def test_upgrade_from_0007_keeps_held_messages_unclaimed_and_back(eng: sa.Engine
         conn.execute(sa.table("mail_quarantine", *columns).insert(), [row])
 
     store = QuarantineStore(eng)
-    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0008"
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"]
     assert migrate.differences(eng, "feeds") == []
     held = store.get(row["id"])
     assert (held.claimed_by, held.claimed_at, held.claim_until) == (None, None, None)
@@ -608,3 +612,37 @@ def test_upgrade_from_0007_keeps_held_messages_unclaimed_and_back(eng: sa.Engine
     assert not columns_left & {"claim_token", "claimed_by", "claimed_at", "claim_until"}
     with eng.connect() as conn:
         assert conn.execute(sa.text("SELECT id FROM mail_quarantine")).scalar() == row["id"]
+
+
+# --- feeds_0010: the console's users, sessions and login throttle ------------------------------
+
+
+def test_upgrade_from_0008_adds_the_console_tables_and_back(eng: sa.Engine) -> None:
+    """New tables only: a database at feeds_0008 gets them empty (its rows stay), a user
+    added there logs in, and the way back drops exactly them."""
+    from alembic import command
+
+    from feedgate.feeds.console_users import ConsoleUsers
+
+    console = {"console_users", "console_sessions", "console_login_failures"}
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0008")
+    assert not tables(eng) & console
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO feed_log (at, level, message) VALUES (:at, 'info', 'kept')"),
+            {"at": T0.replace(tzinfo=None)},
+        )
+
+    users = ConsoleUsers(eng, now=lambda: T0)
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"]
+    assert migrate.differences(eng, "feeds") == []
+    assert console <= tables(eng)
+    users.add("admin", "a long enough password")
+    assert users.login("admin", "a long enough password", "192.0.2.1").session.user == "admin"
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.downgrade(migrate.config("feeds", conn), "feeds_0008")
+    assert not tables(eng) & console
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT message FROM feed_log")).scalar() == "kept"
