@@ -146,6 +146,39 @@ def set_password_command(
     click.echo(f"changed the password of console user {name} (their sessions have ended)")
 
 
+#: The console user ``feedgate up`` makes on its first start.
+FIRST_ADMIN = "admin"
+
+
+def console_login(users: ConsoleUsers, *, first_admin: bool) -> str:
+    """What ``feedgate serve`` and ``up`` say after the console's URL. With ``first_admin``
+    (``up``) and no console user yet, :data:`FIRST_ADMIN` is made with a random password, said
+    this once (only its hash is kept, so a later start cannot say it again: it says that the
+    user exists and how to set a new password)."""
+    from feedgate.feeds.console_users import ConsoleUserError, new_password
+
+    names = [user.name for user in users.list()]
+    if not names and first_admin:
+        password = new_password()
+        try:
+            users.add(FIRST_ADMIN, password)
+        except ConsoleUserError:  # another start made it meanwhile
+            names = [FIRST_ADMIN]
+        else:
+            return f"user {FIRST_ADMIN}, password {password}; shown once"
+    if not names:
+        return "no console user yet: feedgate admin add NAME --password-env VAR"
+    if len(names) == 1:
+        return (
+            f"user {names[0]} exists, made earlier; a new password: feedgate admin "
+            f"set-password {names[0]} --password-env VAR"
+        )
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (
+        f"users {shown} exist; a new password: feedgate admin set-password NAME --password-env VAR"
+    )
+
+
 def register(group: click.Group) -> None:
     """Add ``admin`` to the ``feedgate`` command."""
     group.add_command(admin_group)
