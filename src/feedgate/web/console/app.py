@@ -14,6 +14,7 @@ allows scripts, styles, images and fonts only from this server and no inline scr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -72,14 +73,14 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def console_routes(ctx: ConsoleContext) -> list[BaseRoute]:
-    """Every route of the console: login/logout, the static files, and each page of
-    :data:`PAGES`; ValueError for a page route not made with :func:`~.auth.page_route`."""
+def console_routes(ctx: ConsoleContext, pages: Sequence[Page] = PAGES) -> list[BaseRoute]:
+    """Every route of the console: login/logout, the static files, and each page of ``pages``;
+    ValueError for a page route not made with :func:`~.auth.page_route`."""
     routes: list[BaseRoute] = [
         *auth.routes(ctx),
         Mount("/static", app=StaticFiles(directory=_STATIC), name="static"),
     ]
-    for page in PAGES:
+    for page in pages:
         for route in page.routes(ctx):
             if not (isinstance(route, Route) and auth.is_guarded(route.endpoint)):
                 raise ValueError(
