@@ -19,7 +19,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -51,10 +51,15 @@ _FLASH_MAX: Final = 600
 
 
 def _when(moment: datetime | None) -> str:
-    """A moment as the console shows it: UTC to the second (``-`` for none)."""
+    """A moment as a table shows it: UTC to the minute (``-`` for none); ``iso`` gives the
+    whole of it, for a ``<time datetime=...>`` and its tooltip."""
     if moment is None:
         return "-"
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _iso(moment: datetime | None) -> str:
+    return "" if moment is None else moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _count(value: int | None) -> str:
@@ -63,7 +68,8 @@ def _count(value: int | None) -> str:
 
 def templates() -> jinja2.Environment:
     """The console's Jinja2 environment: the package's ``templates/``, autoescape on for
-    every template, undefined names an error; filters ``when`` (a datetime in UTC), ``count``
+    every template, undefined names an error; filters ``when`` (a datetime in UTC, to the
+    minute), ``iso`` (to the second, for ``<time datetime>``), ``count``
     (thousands separated) and ``q`` (a path segment, every reserved character quoted)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("feedgate.web.console", "templates"),
@@ -73,6 +79,7 @@ def templates() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["when"] = _when
+    env.filters["iso"] = _iso
     env.filters["count"] = _count
     env.filters["q"] = lambda value: quote(str(value), safe="")
     return env
