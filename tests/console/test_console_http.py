@@ -201,3 +201,42 @@ def test_next_poll_is_the_schedulers_rule(console: Console) -> None:
     }
     disabled = console.add_source(enabled=False)
     assert next_poll(disabled, None, now) is None
+
+
+def test_a_scripts_request_carries_the_token_in_a_header_and_its_body_reaches_the_page(
+    console: Console,
+) -> None:
+    """What a page's script (fetch) sends: JSON, the CSRF token in X-CSRF-Token; the handler
+    reads the body the guard read (body()) and the user (user()). Async handlers too."""
+    import json
+
+    from feedgate.asgi_server import serving
+    from feedgate.web.console import console_app
+    from feedgate.web.console.auth import body, user
+    from feedgate.web.console.csrf import HEADER
+
+    def echo(request: Request) -> Response:
+        return PlainTextResponse(f"{user(request).user}:{json.loads(body(request))['n']}")
+
+    async def async_echo(request: Request) -> Response:
+        return PlainTextResponse(f"async {user(request).user}:{body(request).decode()}")
+
+    page = Page(
+        NavItem("Echo", "/echo"),
+        lambda ctx: [
+            page_route("/echo", echo, methods=("POST",)),
+            page_route("/echo-async", async_echo, methods=("POST",)),
+        ],
+    )
+    app = console_app(console.ctx, PlainTextResponse("api"), pages=[page])
+    cookie = console.session_cookie()["value"]
+    csrf = console.users.session(cookie).csrf_token  # type: ignore[union-attr]
+    with serving(app) as url, httpx.Client(base_url=url, cookies={SESSION_COOKIE: cookie}) as http:
+        sent = {"content": b'{"n": 7}', "headers": {"Content-Type": "application/json"}}
+        refused = http.post("/echo", **sent)  # type: ignore[arg-type]
+        assert refused.status_code == 403
+        with_header = {**sent["headers"], HEADER: csrf}  # type: ignore[dict-item]
+        assert http.post("/echo", content=b'{"n": 7}', headers=with_header).text == "admin:7"
+        answer = http.post("/echo-async", content=b"{}", headers=with_header)
+        assert answer.text == "async admin:{}"
+        assert http.get("/sources").text == "api"  # only the pages given: the rest is the API's

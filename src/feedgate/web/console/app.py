@@ -91,11 +91,11 @@ def console_routes(ctx: ConsoleContext, pages: Sequence[Page] = PAGES) -> list[B
     return routes
 
 
-def console_app(ctx: ConsoleContext, api: ASGIApp) -> ASGIApp:
-    """The console's routes first, then ``api`` (the REST API of
+def console_app(ctx: ConsoleContext, api: ASGIApp, pages: Sequence[Page] = PAGES) -> ASGIApp:
+    """The console's routes (with ``pages``) first, then ``api`` (the REST API of
     :func:`feedgate.web.api.create_api`, which keeps its bearer token) for every other path,
     all behind :class:`SecurityHeaders`."""
-    app = Starlette(routes=[*console_routes(ctx), Mount("", app=api)])
-    app.state.console = ConsoleState(templates(), [p.nav for p in PAGES if p.nav is not None])
+    app = Starlette(routes=[*console_routes(ctx, pages), Mount("", app=api)])
+    app.state.console = ConsoleState(templates(), [p.nav for p in pages if p.nav is not None])
     app.state.console_users = ctx.users
     return SecurityHeaders(app)

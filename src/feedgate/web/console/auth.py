@@ -2,10 +2,11 @@
 
 * :func:`require_user` wraps a page's handler: a visitor without a live session is sent to
   ``/login?next=<the page>`` (303), and every method but GET and HEAD must carry the session's
-  CSRF token (:mod:`.csrf`) or is answered 403 before the handler runs, so nothing changes. The
-  handler then finds the session with :func:`user` and the form with :func:`form`. A plain
-  ``def`` handler runs in a worker thread (the stores block), an ``async def`` one on the loop
-  (server-sent events). :func:`page_route` is the one way a page module makes a route.
+  CSRF token (:mod:`.csrf`) or is answered 403 before the handler runs, so nothing changes.
+  The handler then finds the session with :func:`user`, the form with :func:`form` and the raw
+  body (a script's JSON) with :func:`body`. A plain ``def`` handler runs in a worker thread
+  (the stores block), an ``async def`` one on the loop (server-sent events). :func:`page_route`
+  is the one way a page module makes a route.
 * ``/login`` (GET: the form; POST: a login) begins a session: a random token in a cookie that
   scripts cannot read (HttpOnly), that no other site's request carries (SameSite=Strict), sent
   only over HTTPS when the console is served over HTTPS (Secure). A refused login is answered
@@ -40,6 +41,7 @@ __all__ = [
     "HOME",
     "SESSION_COOKIE",
     "Handler",
+    "body",
     "form",
     "is_guarded",
     "page_route",
@@ -78,6 +80,14 @@ def form(request: Request) -> FormData:
     once, against the size limit, before the CSRF check."""
     found = getattr(request.state, "form", None)
     assert isinstance(found, FormData), "form() of a GET, or in a handler without require_user"
+    return found
+
+
+def body(request: Request) -> bytes:
+    """The body of a POST (or other unsafe method) that passed :func:`require_user`, as read
+    for the CSRF check (the stream is spent by then): what a script's JSON request sent."""
+    found = getattr(request.state, "body", None)
+    assert isinstance(found, bytes), "body() of a GET, or in a handler without require_user"
     return found
 
 
@@ -121,7 +131,7 @@ def require_user(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         request.state.session = session
         if request.method not in _SAFE_METHODS:
             try:
-                given = await csrf.read_form(request)
+                submitted = await csrf.read_form(request)
             except csrf.FormTooLarge:
                 return render(
                     request,
@@ -130,10 +140,12 @@ def require_user(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                     title="Too large",
                     message=f"The form is over {csrf.MAX_FORM_BYTES:,} bytes: nothing was done.",
                 )
+            given = submitted.form
             if not csrf.valid(csrf.given_token(request, given), session.csrf_token):
                 await given.close()
                 return _forbidden(request)
             request.state.form = given
+            request.state.body = submitted.body
             try:
                 return await _call(handler, request)
             finally:
@@ -221,7 +233,7 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     async def login_post(request: Request) -> Response:
         arrived = time.monotonic()
         try:
-            given = await csrf.read_form(request)
+            given = (await csrf.read_form(request)).form
         except csrf.FormTooLarge:
             return _login_page(request, 413, error="The form was too large.")
         name = str(given.get("username") or "")

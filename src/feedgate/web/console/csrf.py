@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 from typing import Final
 
 from starlette.datastructures import FormData
@@ -32,6 +33,7 @@ __all__ = [
     "LOGIN_COOKIE",
     "MAX_FORM_BYTES",
     "FormTooLarge",
+    "Submitted",
     "given_token",
     "new_login_token",
     "read_form",
@@ -80,11 +82,20 @@ def new_login_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-async def read_form(request: Request) -> FormData:
-    """The request's form (URL-encoded or multipart), its body read against
-    :data:`MAX_FORM_BYTES` first; :class:`FormTooLarge` beyond it. A body of another type is
-    an empty form (its CSRF token, if any, comes from the header); a malformed multipart body
-    is Starlette's 400."""
+@dataclass(frozen=True)
+class Submitted:
+    """What an unsafe request sent: its ``body`` as read (a script's JSON, say) and its
+    ``form`` (empty unless the body is a form)."""
+
+    body: bytes
+    form: FormData
+
+
+async def read_form(request: Request) -> Submitted:
+    """The request's body, read against :data:`MAX_FORM_BYTES` (:class:`FormTooLarge` beyond
+    it), and its form (URL-encoded or multipart) parsed from it. A body of another type is an
+    empty form (its CSRF token, if any, comes from the header); a malformed multipart body is
+    Starlette's 400."""
     body = await read_limited(request, MAX_FORM_BYTES)
     if body is None:
         raise FormTooLarge
@@ -97,4 +108,5 @@ async def read_form(request: Request) -> FormData:
         sent = True
         return {"type": "http.request", "body": body, "more_body": False}
 
-    return await Request(request.scope, replay).form(max_files=_MAX_FILES, max_fields=_MAX_FIELDS)
+    form = await Request(request.scope, replay).form(max_files=_MAX_FILES, max_fields=_MAX_FIELDS)
+    return Submitted(body, form)
