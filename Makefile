@@ -39,14 +39,17 @@ test-future: venv peers sysdeps $(CLOCK_SHIM)
 	    $(BIN)/pytest -q -n auto -p no:cacheprovider
 
 # System packages the tests need: PostgreSQL (Debian's, for initdb/pg_ctl; tests/pgserver.py
-# starts its own server) and Postfix (Debian's; tests/postfix.py runs its own throw-away
-# instance). Installed with apt only when missing and we are root; a failed install or a missing
+# starts its own server), Postfix (Debian's; tests/postfix.py runs its own throw-away
+# instance) and Chromium (Debian's; the console's browser tests drive it with Playwright, whose
+# own browser download cannot work here: tests/console/conftest.py launches this binary; with
+# fonts-liberation, which chromium only recommends: without a font, text renders as boxes). Installed with apt only when missing and we are root; a failed install or a missing
 # one we may not install warns loudly, and the tests that need it skip (fail under
 # FEEDGATE_REQUIRE_ALL=1). Postfix is preseeded "No configuration": no /etc/postfix/main.cf, no
 # system instance configured or started. It is not installed over another MTA (apt would remove
 # it to make room): that case is a loud skip too.
 PG_INITDB = /usr/lib/postgresql/*/bin/initdb
 POSTFIX   = /usr/sbin/postfix
+CHROMIUM  = /usr/lib/chromium/chromium
 BANNER    = !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 sysdeps:
 	@if ls $(PG_INITDB) >/dev/null 2>&1; then \
@@ -94,6 +97,24 @@ sysdeps:
 	        "!!!     | sudo debconf-set-selections" \
 	        "!!!   sudo apt-get install --no-install-recommends postfix" \
 	        "!!! the Postfix tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	fi
+	@if [ -x $(CHROMIUM) ]; then \
+	    :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "sysdeps: Chromium is missing: apt-get install chromium fonts-liberation"; mkdir -p .cache; \
+	    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	        --no-install-recommends chromium fonts-liberation; } >>.cache/sysdeps.log 2>&1 \
+	    && [ -x $(CHROMIUM) ] \
+	    || printf '%s\n' "$(BANNER)" \
+	        "!!! installing Chromium with apt FAILED (see .cache/sysdeps.log):" \
+	        "!!! the console's browser tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
+	        "$(BANNER)" >&2; \
+	else \
+	    printf '%s\n' "$(BANNER)" \
+	        "!!! Chromium is not installed and we are not root, so it cannot be installed:" \
+	        "!!!   sudo apt-get install --no-install-recommends chromium fonts-liberation" \
+	        "!!! the console's browser tests will be SKIPPED (FAIL under FEEDGATE_REQUIRE_ALL=1)" \
 	        "$(BANNER)" >&2; \
 	fi
 

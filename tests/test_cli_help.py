@@ -19,12 +19,13 @@ def commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Comm
     return found
 
 
-#: The commands of feedgate.cli, cli.stix, cli.serve, cli.db and the policy's (cli.rules,
-#: cli.exceptions, cli.hits).
+#: The commands of feedgate.cli, cli.stix, cli.serve, cli.db, the policy's (cli.rules,
+#: cli.exceptions, cli.hits) and the console's (cli.admin).
 OWN = [
     "feedgate", "stix", "stix extract", "serve", "up", "db", "db upgrade", "db current",
     "rule", "rule list", "rule show", "rule add", "rule edit", "rule delete", "rule enable",
     "rule disable", "exception", "exception list", "exception add", "exception delete", "hits",
+    "admin", "admin add", "admin list", "admin delete", "admin set-password",
 ]  # fmt: skip
 
 

@@ -158,7 +158,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     added (feeds_0002: shared context layers; feeds_0003: secret user names, timeouts;
     feeds_0004: the mail policy's tables, the sources' false-positive gate; feeds_0005:
     observables' changed_version; feeds_0007: the mail index, the retro findings, the sources'
-    mode; feeds_0006's quarantine, with feeds_0008's release claims on it, is left out whole)."""
+    mode; feeds_0006's quarantine, with feeds_0008's release claims on it, is left out whole;
+    feeds_0011: the console's users, sessions and login throttle)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -173,6 +174,9 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
                 "mail_index_messages",
                 "mail_retro",
                 "mail_quarantine",
+                "console_users",
+                "console_sessions",
+                "console_login_failures",
             ):
                 md.remove(md.tables[name])
         md.create_all(e)
@@ -662,3 +666,37 @@ def test_upgrade_from_0008_releases_held_messages_at_may_and_back(eng: sa.Engine
     with eng.connect() as conn:
         ids = {r[0] for r in conn.execute(sa.text("SELECT id FROM mail_quarantine"))}
     assert ids == {row["id"], newer}
+
+
+# --- feeds_0011: the console's users, sessions and login throttle ------------------------------
+
+
+def test_upgrade_from_0010_adds_the_console_tables_and_back(eng: sa.Engine) -> None:
+    """New tables only: a database at feeds_0010 gets them empty (its rows stay), a user
+    added there logs in, and the way back drops exactly them."""
+    from alembic import command
+
+    from feedgate.feeds.console_users import ConsoleUsers
+
+    console = {"console_users", "console_sessions", "console_login_failures"}
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0010")
+    assert not tables(eng) & console
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO feed_log (at, level, message) VALUES (:at, 'info', 'kept')"),
+            {"at": T0.replace(tzinfo=None)},
+        )
+
+    users = ConsoleUsers(eng, now=lambda: T0)
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"]
+    assert migrate.differences(eng, "feeds") == []
+    assert console <= tables(eng)
+    users.add("admin", "a long enough password")
+    assert users.login("admin", "a long enough password", "192.0.2.1").session.user == "admin"
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.downgrade(migrate.config("feeds", conn), "feeds_0010")
+    assert not tables(eng) & console
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT message FROM feed_log")).scalar() == "kept"

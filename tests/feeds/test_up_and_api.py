@@ -103,6 +103,18 @@ def test_up_polls_the_demo_hub_and_serves_the_api(tmp_path: Path) -> None:
         assert any("poll done" in row["line"] for row in log)
         spec = httpx.get(f"{base}/api/v1/openapi.json").json()
         assert "/api/v1/sources/{name}/poll" in spec["paths"]
+        # the console, on the same port: admin's password shown this once, and it logs in
+        console = re.search(
+            r"^console:\s+(\S+)/  \(user admin, password (\S+); shown once\)$", text, re.M
+        )
+        assert console and console.group(1) == base and text.index("console:") < text.index("API:")
+        with httpx.Client(base_url=base) as browser:
+            form = browser.get("/login").text
+            login = re.search(r'name="csrf_token" value="([^"]+)"', form)
+            assert login, form
+            fields = {"username": "admin", "password": console.group(2), "csrf_token": login[1]}
+            assert browser.post("/login", data=fields).status_code == 303
+            assert 'data-source="otx-demo"' in browser.get("/sources").text
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)

@@ -16,6 +16,7 @@ import click
 from feedgate import __version__
 from feedgate.taxii.cli._click import register as register_taxii
 
+from .admin import register as register_admin
 from .db import register as register_db
 from .exceptions import register as register_exceptions
 from .gateway import register as register_gateway
@@ -57,3 +58,4 @@ register_gateway(main)  # feedgate gateway
 register_quarantine(main)  # feedgate quarantine list|show|release|delete
 register_retro(main)  # feedgate retro
 register_milter(main)  # feedgate milter
+register_admin(main)  # feedgate admin add|list|delete|set-password

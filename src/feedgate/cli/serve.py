@@ -69,21 +69,30 @@ def _run_manager(
     quarantine_days: int = 14,
     retention: timedelta | None = None,
     match_log_days: int = 14,
+    first_admin: bool = False,
 ) -> None:
     """The scheduler, the retro-scan (mail index against each poll's new observables,
     expiring the index after ``retention``) and the quarantine's expiry (messages older than
     ``quarantine_days``, match log rows older than ``match_log_days``) in threads, and the API
-    on ``sock`` in the foreground, until interrupted."""
+    on ``sock`` in the foreground, with the web console at ``/``, until interrupted
+    (``first_admin``: make the console's ``admin`` if there is no console user yet)."""
     from feedgate.asgi_server import base_url, serve
+    from feedgate.feeds.console_users import ConsoleUsers
     from feedgate.feeds.scheduler import DEFAULT_LEASE, Scheduler
     from feedgate.mail.mailindex import DEFAULT_RETENTION, MailIndex
     from feedgate.mail.policy_store import PolicyStore
     from feedgate.mail.retro import RetroScanner
     from feedgate.web.api import create_api
+    from feedgate.web.console import ConsoleContext, console_app
+
+    from .admin import console_login
 
     url = base_url(sock)
+    users = ConsoleUsers(store.engine)
+    login = console_login(users, first_admin=first_admin)
 
     def ready() -> None:
+        click.echo(f"console:   {url}/  ({login})")
         click.echo(f"API:       {url}/api/v1/  (OpenAPI: {url}/api/v1/openapi.json)")
         click.echo(f"API token: {token.shown}")
         sys.stdout.flush()
@@ -110,8 +119,9 @@ def _run_manager(
     )
     retro_worker.start()
     try:
-        app = create_api(store, feed_log, token.value, lease=scheduler.lease, policy=policy)
-        serve(app, sock, ready=ready)
+        api = create_api(store, feed_log, token.value, lease=scheduler.lease, policy=policy)
+        console = ConsoleContext(store, feed_log, users, policy, lease=scheduler.lease)
+        serve(console_app(console, api), sock, ready=ready)
     finally:
         stop.set()
         worker.join(timeout=30)
@@ -449,6 +459,7 @@ def up_command(
                 timedelta(seconds=lease),
                 retention=retention,
                 match_log_days=match_log_days,
+                first_admin=True,
             )
 
 

@@ -87,6 +87,22 @@ def _naive_utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
+def next_poll(source: Source, last_start: datetime | None, now: datetime) -> datetime | None:
+    """When the scheduler finds ``source`` due by its interval (the rule of :meth:`Scheduler.due`):
+    ``now`` when it has never been polled or an interval has passed since its last poll's
+    start, else that start plus the interval; None when it is disabled (only Poll Now polls it)
+    or the interval reaches past the calendar. (A poll a dead node left running is taken over
+    sooner, when its lease ends: see the module doc.)"""
+    if not source.enabled:
+        return None
+    if last_start is None or now - last_start >= source.polling_interval:
+        return now
+    try:
+        return last_start + source.polling_interval
+    except OverflowError:
+        return None
+
+
 @dataclass(frozen=True)
 class Holder:
     """Who holds a source's lease, until when, and since when its poll runs (when known)."""

@@ -13,6 +13,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 __all__ = [
+    "console_login_failures",
+    "console_sessions",
+    "console_users",
     "counters",
     "leases",
     "log_table",
@@ -155,4 +158,47 @@ leases = sa.Table(
     sa.Column("source", sa.String(200), primary_key=True),
     sa.Column("node", sa.String(200), nullable=False),
     sa.Column("expires", sa.BigInteger, nullable=False),
+)
+
+# --- the web console's users (feeds.console_users; feeds_0011) --------------------------------
+
+#: Who may log in to the console: a name and an argon2id hash (a PHC string), never a password.
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.Column("password_changed", sa.DateTime, nullable=False),
+    sa.Column("last_login", sa.DateTime, nullable=True),
+)
+
+#: Server-side sessions: the SHA-256 of the cookie's random token (the token itself is only in
+#: the browser), whose it is, when it began and when it was last used (idle expiry).
+console_sessions = sa.Table(
+    "console_sessions",
+    metadata,
+    sa.Column("token_digest", sa.LargeBinary(32), primary_key=True),
+    sa.Column(
+        "user_id",
+        _BigId,
+        sa.ForeignKey("console_users.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("created", sa.DateTime, nullable=False),
+    sa.Column("last_seen", sa.DateTime, nullable=False),
+    sa.Column("address", sa.String(64), nullable=True),  # where it logged in from
+    sa.Index("ix_console_sessions_user", "user_id"),
+)
+
+#: Login attempts not (yet) known to have succeeded, per client address (an IPv6 client by its
+#: /64): what throttling counts. Rows older than the window are deleted as new ones come.
+console_login_failures = sa.Table(
+    "console_login_failures",
+    metadata,
+    sa.Column("id", _BigId, primary_key=True, autoincrement=True),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Index("ix_console_login_failures_address", "address", "at"),
 )

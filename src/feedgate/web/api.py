@@ -108,6 +108,17 @@ def source_from_json(data: Any, base: Source | None = None) -> Source:
     return make_source(data, base)
 
 
+def change_source(store: FeedStore, found: Source, data: Any) -> Source:
+    """``found`` changed by ``data`` (as ``PATCH /api/v1/sources/{name}`` takes it), validated
+    and stored; :class:`SourceError` for a field that cannot be, a rename included. The
+    console's Enable/Disable and Edit write through it too."""
+    if isinstance(data, dict) and data.get("name", found.name) != found.name:
+        raise SourceError("name", "a source cannot be renamed")
+    updated = source_from_json(data, found)
+    store.update_source(updated)
+    return updated
+
+
 def poll_json(result: PollResult) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
@@ -279,12 +290,7 @@ def create_api(
             store.delete_source(found.name)
             return Response(status_code=204)
         if request.method == "PATCH":
-            data = body(request)
-            if isinstance(data, dict) and data.get("name", found.name) != found.name:
-                raise SourceError("name", "a source cannot be renamed")
-            updated = source_from_json(data, found)
-            store.update_source(updated)
-            return JSONResponse(source_json(updated, store))
+            return JSONResponse(source_json(change_source(store, found, body(request)), store))
         return JSONResponse(source_json(found, store))
 
     def poll_now(request: Request) -> Response:
