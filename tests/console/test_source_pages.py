@@ -109,3 +109,60 @@ def test_add_with_an_error_then_edit_and_test_connection(
     assert shown["polling_interval"] == "2h" and shown["password_set"] is True
     assert shown["description"] == "the hub's pulses" and shown["port"] == port
     assert SECRET_PASSWORD not in logged_in.content()
+
+
+def test_poll_now_shows_the_count_and_the_log_line_then_the_log_tails(
+    logged_in: Page, console: Console, hub: tuple[str, int, str, HubStore]
+) -> None:
+    host, port, key, _ = hub
+    source = console.add_source(
+        "polled",
+        hostname=host,
+        port=port,
+        use_https=False,
+        username=key,
+        password="x",
+        age="365d",
+        poll_segment="30d",
+        max_retries=0,
+    )
+    logged_in.goto(console.url + "/sources")
+    row = logged_in.locator(f'tr[data-source="{source.name}"]')
+    row.get_by_role("button", name="Poll Now").click()
+    expect(logged_in.locator("#poll-state")).to_have_text("Done.", timeout=30_000)
+    held = sum(console.store.count_observables(source=source.name).values())
+    assert held > 0
+    result = console.store.status(source.name)
+    last = logged_in.locator("#poll-last")
+    expect(last).to_contain_text("poll done")
+    expect(last).to_contain_text(f"{result.read} observables read")
+    expect(logged_in.locator("#poll-read")).to_have_text(f"{result.read:,}")
+    expect(logged_in.locator("#poll-lines li").first).to_contain_text("poll started")
+
+    # the Sources page and the API agree on what the poll did
+    logged_in.goto(console.url + "/sources")
+    expect(row.locator("td.held")).to_have_text(f"{held:,}")
+    shown = api_source(console, source.name)
+    assert shown["status"]["read"] == result.read  # type: ignore[index]
+    row.get_by_role("button", name="Disable").click()
+    expect(row.locator("td.enabled")).to_have_text("no")
+    assert api_source(console, source.name)["enabled"] is False
+
+    logged_in.goto(f"{console.url}/log?source={source.name}")
+    rows = logged_in.locator("#log-rows tr")
+    expect(rows.first.locator("td.message")).to_contain_text(f"{result.read} observables read")
+    before = rows.count()
+    console.ctx.feed_log.warning(source.name, "a line written after the page was loaded")
+    expect(rows.first.locator("td.message")).to_have_text(
+        "a line written after the page was loaded"
+    )
+    expect(rows).to_have_count(before + 1)
+    logged_in.goto(f"{console.url}/log?source={source.name}&level=warning")
+    expect(rows).to_have_count(1)
+    api = httpx.get(
+        f"{console.url}/api/v1/log",
+        params={"source": source.name, "level": "warning"},
+        headers={"Authorization": f"Bearer {API_TOKEN}"},
+        trust_env=False,
+    ).json()
+    assert [e["message"] for e in api] == ["a line written after the page was loaded"]
