@@ -719,11 +719,15 @@ class FeedStore:
         *,
         before_id: int | None = None,
         newest_first: bool = False,
+        level: str | None = None,
     ) -> list[LogEntry]:
         """Log rows with ``after_id`` < id < ``before_id``, oldest first (newest first with
-        ``newest_first``: the newest ``limit`` rows), at most ``limit``. The one query of the
-        CLI's ``feedgate log`` and the REST API's ``/log``, so they list the same rows."""
+        ``newest_first``: the newest ``limit`` rows), at most ``limit``, only those of
+        ``level`` when given. The one query of the CLI's ``feedgate log``, the REST API's
+        ``/log`` and the console's log page, so they list the same rows."""
         query = sa.select(log_table).where(log_table.c.id > after_id)
+        if level is not None:
+            query = query.where(log_table.c.level == level)
         if before_id is not None:
             query = query.where(log_table.c.id < before_id)
         if source is not None:

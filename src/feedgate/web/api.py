@@ -142,6 +142,8 @@ class ParameterError(ValueError):
 
 #: Offsets and ids are 64-bit integers in both databases.
 _MAX_INT64: Final = 2**63 - 1
+#: The levels of the threat-feed log (``GET /log?level=`` takes one).
+LOG_LEVELS: Final = ("info", "warning", "error")
 #: The most log rows one ``GET /log`` answers (page on with ``after``, or ``before``).
 MAX_LOG_ROWS: Final = 1000
 
@@ -354,12 +356,16 @@ def create_api(
         order = q.get("order") or "asc"
         if order not in ("asc", "desc"):
             raise ParameterError("order", f"{order[:40]!r}: give asc (oldest first) or desc")
+        level = q.get("level") or None
+        if level is not None and level not in LOG_LEVELS:
+            raise ParameterError("level", f"{level[:40]!r}: give info, warning or error")
         entries = store.log_entries(
             q.get("source"),
             after_id=after,
             before_id=before,
             limit=limit,
             newest_first=order == "desc",
+            level=level,
         )
         return JSONResponse(
             [
@@ -886,6 +892,9 @@ OPENAPI: Final[dict[str, Any]] = {
                 schema={"type": "array", "items": _ref("LogEntry")},
                 query=(
                     _param("source", _TEXT, "only this source's"),
+                    _param(
+                        "level", {"type": "string", "enum": list(LOG_LEVELS)}, "only this level's"
+                    ),
                     _param("after", _INT64, "rows after this id"),
                     _param("before", _INT64, "rows before this id (page on with order=desc)"),
                     _param("limit", _INT64, f"at most this many ({MAX_LOG_ROWS} at most)"),
