@@ -133,3 +133,16 @@ def test_a_dead_relay_keeps_it_then_delete_confirmed(console: Console, logged_in
         assert client.get(f"{console.url}/api/v1/quarantine/{ident}").status_code == 404
     logged_in.goto(f"{console.url}/quarantine/{ident}")
     expect(logged_in.get_by_role("heading", name="No such message")).to_be_visible()
+
+
+def test_release_and_delete_without_the_csrf_token_are_refused(console: Console) -> None:
+    ident, _source, _subject = held(console, f"127.0.0.1:{free_port()}")
+    cookie = console.session_cookie()
+    with httpx.Client(
+        base_url=console.url, cookies={cookie["name"]: cookie["value"]}, trust_env=False
+    ) as client:
+        for path in (f"/quarantine/{ident}/release", f"/quarantine/{ident}/delete"):
+            refused = client.post(path, data={"csrf_token": "forged"})
+            assert refused.status_code == 403, path
+    kept = QuarantineStore(console.store.engine).get(ident)
+    assert kept.released_at is None and kept.release_error is None  # nothing was even tried
