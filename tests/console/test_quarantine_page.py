@@ -146,3 +146,31 @@ def test_release_and_delete_without_the_csrf_token_are_refused(console: Console)
             assert refused.status_code == 403, path
     kept = QuarantineStore(console.store.engine).get(ident)
     assert kept.released_at is None and kept.release_error is None  # nothing was even tried
+
+
+def test_the_list_is_paged_newest_first(console: Console, logged_in: Page) -> None:
+    from feedgate.web.console.quarantine import PAGE_SIZE
+
+    first, source, _subject = held(console, "127.0.0.1:25")
+    store = QuarantineStore(console.store.engine)
+    template = store.get(first)
+    raw = store.raw(first)
+    match = Match(Part.URL, "domain", "bad.example", "bad.example", source, 1, {})
+    verdict = Verdict(None, Action.QUARANTINE, rules=("threat-feeds",), matches=(match,))
+    for _ in range(PAGE_SIZE):
+        store.add(raw, template.envelope, verdict, relay="127.0.0.1:25")
+    with api() as client:
+        listed = client.get(console.url + "/api/v1/quarantine", params={"source": source}).json()
+    assert len(listed) == PAGE_SIZE + 1
+    logged_in.goto(f"{console.url}/quarantine?source={source}")
+    ids = logged_in.locator("tr[data-message]")
+    expect(ids).to_have_count(PAGE_SIZE)
+    expect(logged_in.get_by_text(f"page 1 of 2 · {PAGE_SIZE + 1} messages")).to_be_visible()
+    shown = [ids.nth(i).get_attribute("data-message") for i in range(PAGE_SIZE)]
+    logged_in.get_by_role("link", name="Older").click()
+    expect(ids).to_have_count(1)
+    shown.append(ids.first.get_attribute("data-message"))
+    assert shown == [m["id"] for m in listed]  # the API's order: newest first
+    times = [m["time"] for m in listed]
+    assert times == sorted(times, reverse=True) and first in shown
+    expect(logged_in.get_by_role("link", name="Newer")).to_be_visible()
