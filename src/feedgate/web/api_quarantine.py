@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from feedgate.feeds.sources import SourceError
 from feedgate.mail.quarantine import (
+    QuarantinedMessage,
     QuarantineError,
     QuarantineNotFound,
     QuarantineStore,
@@ -34,7 +35,7 @@ from feedgate.mail.relay import TLS_LEVELS, RelayTlsError, relay_tls
 
 from .api_policy import since_moment
 
-__all__ = ["QUARANTINE_PATHS", "RELEASED_BY", "quarantine_routes"]
+__all__ = ["QUARANTINE_PATHS", "RELEASED_BY", "quarantine_routes", "release_message"]
 
 #: Who a release through the API is recorded as.
 RELEASED_BY: Final = "api"
@@ -50,6 +51,31 @@ def _refusal(exc: QuarantineError) -> Response:
     else:
         status = 400
     return JSONResponse({"detail": exc.message}, status)
+
+
+def release_message(
+    quarantine: QuarantineStore, ident: str, by: str, data: Any = None
+) -> QuarantinedMessage:
+    """Release message ``ident`` as ``by`` with the options of a release's body (``None`` or
+    ``{}``: the relay and TLS recorded with it; ``relay``, ``relay_tls``: given, they win):
+    the one release of the REST API and the console. Raises
+    :class:`~feedgate.feeds.sources.SourceError` for a bad body and the store's
+    :class:`~feedgate.mail.quarantine.QuarantineError` for a refused release."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict) or set(data) - {"relay", "relay_tls"}:
+        raise SourceError("body", 'expected {} or {"relay": "HOST:PORT", "relay_tls": "may"}')
+    relay = data.get("relay")
+    if relay is not None and not isinstance(relay, str):
+        raise SourceError("relay", "expected HOST:PORT as a string")
+    level = data.get("relay_tls")
+    if level is not None and not isinstance(level, str):
+        raise SourceError("relay_tls", f"expected one of {', '.join(TLS_LEVELS)}")
+    try:
+        tls = None if level is None else relay_tls(level)  # None: the recorded TLS
+    except RelayTlsError as exc:
+        raise SourceError("relay_tls", str(exc)) from None
+    return quarantine.release(ident, by=by, relay=relay, tls=tls)
 
 
 def quarantine_routes(
@@ -88,23 +114,8 @@ def quarantine_routes(
         return Response(quarantine.raw(request.path_params["id"]), media_type="message/rfc822")
 
     def release(request: Request) -> Response:
-        data = body(request)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict) or set(data) - {"relay", "relay_tls"}:
-            raise SourceError("body", 'expected {} or {"relay": "HOST:PORT", "relay_tls": "may"}')
-        relay = data.get("relay")
-        if relay is not None and not isinstance(relay, str):
-            raise SourceError("relay", "expected HOST:PORT as a string")
-        level = data.get("relay_tls")
-        if level is not None and not isinstance(level, str):
-            raise SourceError("relay_tls", f"expected one of {', '.join(TLS_LEVELS)}")
-        try:
-            tls = None if level is None else relay_tls(level)  # None: the recorded TLS
-        except RelayTlsError as exc:
-            raise SourceError("relay_tls", str(exc)) from None
-        released = quarantine.release(
-            request.path_params["id"], by=RELEASED_BY, relay=relay, tls=tls
+        released = release_message(
+            quarantine, request.path_params["id"], RELEASED_BY, body(request)
         )
         return JSONResponse(released.to_dict())
 
