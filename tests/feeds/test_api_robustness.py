@@ -156,6 +156,7 @@ def test_a_json_body_nested_too_deep_is_400(api: httpx.Client) -> None:
         ("/api/v1/log?after=99999999999999999999999", "after"),
         ("/api/v1/observables?limit=-1", "limit"),
         ("/api/v1/log?after=x", "after"),
+        ("/api/v1/observables?after=x", "after"),
     ],
 )
 def test_a_bad_number_in_the_query_is_400_naming_it(
@@ -195,7 +196,7 @@ def test_the_openapi_document_describes_bodies_parameters_and_answers(
     # every field a source is written with (unreadable_secrets is read from the store only)
     assert set(new) == {f for f in Source.__dataclass_fields__} - {"unreadable_secrets"}
     names = {p["name"] for p in spec["paths"]["/api/v1/observables"]["get"]["parameters"]}
-    assert names == {"source", "kind", "search", "all", "limit", "offset"}
+    assert names == {"source", "kind", "search", "all", "limit", "offset", "after"}
     shown = api.post("/api/v1/sources", json=GOOD).json()
     assert set(shown) == set(spec["components"]["schemas"]["Source"]["properties"])
 
