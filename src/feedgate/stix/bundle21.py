@@ -72,7 +72,7 @@ def _timestamp(moment: dt.datetime) -> str:
 @dataclass(frozen=True, slots=True)
 class Indicator:
     """What an indicator is made of: the observable, where it came from, its times, and the
-    feed's own context (its ``package_title`` or ``title`` names the indicator, its
+    feed's own context (its ``package_title`` or ``indicator_title`` names the indicator, its
     ``description`` describes it)."""
 
     source: str
@@ -105,14 +105,15 @@ def indicator_object(item: Indicator) -> dict[str, Any] | None:
         "id": f"indicator--{ident}",
         "created": valid_from,
         "modified": _timestamp(max(item.last_seen, item.first_seen)),
-        "name": _text(item.context, "package_title", "title") or f"{item.kind} {item.value}",
+        "name": _text(item.context, "package_title", "indicator_title", "title")
+        or f"{item.kind} {item.value}",
         "pattern": found,
         "pattern_type": "stix",
         "pattern_version": "2.1",
         "valid_from": valid_from,
         "labels": [f"feedgate-source:{item.source}"],
     }
-    description = _text(item.context, "description", "package_description")
+    description = _text(item.context, "description", "package_short_description")
     if description is not None:
         obj["description"] = description
     # valid_until must be later than valid_from (2.1, 4.7): an earlier one is left out.

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import auth, sources
+from . import auth, observables, sources
 from .context import ConsoleContext, Page
 from .render import ConsoleState, templates
 
@@ -32,7 +32,10 @@ __all__ = ["CSP", "PAGES", "SECURITY_HEADERS", "SecurityHeaders", "console_app",
 
 #: The console's pages in nav order (Sources, Log, Observables, Policy, Quarantine, Reports):
 #: a page module exports ``PAGE`` (:class:`~.context.Page`) and is added here, one line.
-PAGES: Final[tuple[Page, ...]] = (sources.PAGE,)
+PAGES: Final[tuple[Page, ...]] = (
+    sources.PAGE,
+    observables.PAGE,
+)
 
 #: The Content-Security-Policy of every answer.
 CSP: Final = (
