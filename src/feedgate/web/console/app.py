@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import auth, observables, sources
+from . import auth, observables, policy, sources
 from .context import ConsoleContext, Page
 from .render import ConsoleState, templates
 
@@ -35,6 +35,7 @@ __all__ = ["CSP", "PAGES", "SECURITY_HEADERS", "SecurityHeaders", "console_app",
 PAGES: Final[tuple[Page, ...]] = (
     sources.PAGE,
     observables.PAGE,
+    policy.PAGE,
 )
 
 #: The Content-Security-Policy of every answer.
