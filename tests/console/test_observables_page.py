@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 import httpx
 from console_helpers import API_TOKEN, Console
 
+from feedgate.mail.model import Inspection, Match, Part
+from feedgate.mail.policy import evaluate
 from feedgate.observables import Kind, Observable
 from feedgate.stix import read_observables
 
@@ -72,6 +74,13 @@ def test_search_filter_and_open_an_observable_with_a_hostile_title(
     expect(first.locator("td.title")).to_have_text(HOSTILE)
     expect(first.locator("td.source")).to_have_text(name)
     expect(logged_in.locator("main img")).to_have_count(0)
+    # a message it matched, in the match log as the gateway records it
+    domain = console.store.observables(source=name, kind="domain")[0]
+    assert domain.id is not None
+    hit = Match(Part.FROM, "domain", domain.value, domain.value, name, domain.id)
+    policy = console.ctx.policy
+    verdict = evaluate([hit], Inspection((), message_id="<hit-1@example.net>"), policy.load())
+    policy.record(verdict, "<hit-1@example.net>", datetime.now(UTC))
     first.get_by_role("link", name="evil-login.example").click()
     expect(logged_in.get_by_role("heading", level=1)).to_contain_text("evil-login.example")
     expect(logged_in.locator("dd.title")).to_have_text(HOSTILE)
@@ -79,6 +88,12 @@ def test_search_filter_and_open_an_observable_with_a_hostile_title(
     expect(context.filter(has_text="tlp")).to_contain_text("amber")
     expect(context.filter(has_text="package_title").locator("td")).to_have_text(HOSTILE)
     expect(logged_in.locator("main img")).to_have_count(0)
+    detail = httpx.get(f"{console.url}/api/v1/observables/{domain.id}", headers=AUTH).json()
+    assert detail["context"]["package_title"] == HOSTILE
+    assert [m["message_id"] for m in detail["matches"]] == ["<hit-1@example.net>"]
+    match_row = logged_in.locator("table.matches tbody tr")
+    expect(match_row.locator("td.message-id")).to_have_text("<hit-1@example.net>")
+    expect(match_row.locator("td.action")).to_contain_text(detail["matches"][0]["action"])
     assert dialogs == []
     # a kind that is none is said beside the field, not a server error
     logged_in.goto(console.url + "/observables?kind=mutexes")

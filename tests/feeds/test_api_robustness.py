@@ -173,6 +173,13 @@ def test_numbers_in_range_still_page(api: httpx.Client) -> None:
     assert api.get("/api/v1/log?after=9223372036854775807").json() == []
 
 
+def test_an_observable_that_is_not_there_or_no_id_is_404(api: httpx.Client) -> None:
+    for ident in ("x", "999999999", "1" * 40, "%C2%B2"):
+        answer = api.get(f"/api/v1/observables/{ident}")
+        assert answer.status_code == 404, (ident, answer.text)
+        assert answer.json() == {"detail": "no such observable"}
+
+
 def test_405_names_every_method_of_the_path(api: httpx.Client) -> None:
     """GET and POST /sources were two routes: a 405 said ``Allow: GET, HEAD``."""
     answer = api.put("/api/v1/sources")

@@ -218,6 +218,25 @@ def observable_json(r: StoredObservable) -> dict[str, Any]:
     }
 
 
+#: The most messages an observable's page lists (newest first).
+MAX_OBSERVABLE_MATCHES: Final = 50
+
+
+def observable_detail(
+    store: FeedStore, policy: PolicyStore, ident: str, matches: int = MAX_OBSERVABLE_MATCHES
+) -> dict[str, Any] | None:
+    """One observable as ``GET /api/v1/observables/{id}`` answers it (None: no such id, or
+    ``ident`` is none): :func:`observable_json` and ``matches``, the messages it matched,
+    newest first, from the match log (:meth:`PolicyStore.matches_of`)."""
+    if not (ident.isascii() and ident.isdigit() and len(ident) <= 18):
+        return None
+    found = store.observable(int(ident))
+    if found is None or found.id is None:
+        return None
+    logged = policy.matches_of(found.source, found.id, matches)
+    return {**observable_json(found), "matches": [m.to_dict() for m in logged]}
+
+
 #: What a client must send; said by a 401, the API root and the OpenAPI document.
 AUTH_HEADER: Final = "Authorization"
 AUTH_SCHEME: Final = "Bearer"
@@ -376,6 +395,12 @@ def create_api(
     def observables(request: Request) -> Response:
         return JSONResponse([observable_json(r) for r in browse_observables(store, request)])
 
+    def one_observable(request: Request) -> Response:
+        found = observable_detail(store, policy, str(request.path_params["id"]))
+        if found is None:
+            return JSONResponse({"detail": "no such observable"}, 404)
+        return JSONResponse(found)
+
     def log_rows(request: Request) -> Response:
         q = request.query_params
         after = count_parameter(request, "after", 0)
@@ -437,6 +462,7 @@ def create_api(
             Route("/api/v1/sources/{name}", guard(one_source), methods=["GET", "PATCH", "DELETE"]),
             Route("/api/v1/sources/{name}/poll", guard(poll_now), methods=["POST"]),
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
+            Route("/api/v1/observables/{id}", guard(one_observable), methods=["GET"]),
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
             *policy_routes(policy, guard, body, **({"now": now} if now else {})),
             *quarantine_routes(QuarantineStore(store.engine), guard, body),
@@ -915,6 +941,16 @@ OPENAPI: Final[dict[str, Any]] = {
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
             )
+        },
+        "/api/v1/observables/{id}": {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": _INT64}],
+            "get": _op(
+                "One observable (expired or not) and the messages it matched, newest first"
+                f" ({MAX_OBSERVABLE_MATCHES} at most)",
+                schema={"type": "object"},
+                _404="no such observable",
+            )
+            | {"operationId": "getObservable"},
         },
         "/api/v1/log": {
             "get": _op(

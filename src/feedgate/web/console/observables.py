@@ -4,7 +4,9 @@ exported as CSV, JSON lines or a STIX 2.1 bundle, streamed.
 
 One rule, one place: a page is :func:`feedgate.web.api.browse_observables` of the request's
 query (what ``GET /api/v1/observables`` answers for the same query), each row
-:func:`~feedgate.web.api.observable_json`. Paging is by key: "Next page" asks for the rows
+:func:`~feedgate.web.api.observable_json`; an observable's page is
+:func:`~feedgate.web.api.observable_detail` (``GET /api/v1/observables/{id}``: its context and
+the messages it matched, from the match log). Paging is by key: "Next page" asks for the rows
 ``after`` the last row's id, so no page costs a ``count(*)`` or skips rows with ``OFFSET``.
 An export reads the filters with :func:`~feedgate.web.api.observable_filters` and streams the
 store's ``export_rows`` (one read transaction, flat memory) through the CLI's own writers
@@ -29,10 +31,12 @@ from feedgate.feeds.store import ExportRow, FeedStore
 from feedgate.observables import Kind
 from feedgate.stix.bundle21 import Indicator, bundle_chunks
 from feedgate.web.api import (
+    MAX_OBSERVABLE_MATCHES,
     MAX_OBSERVABLES,
     ParameterError,
     browse_observables,
     count_parameter,
+    observable_detail,
     observable_filters,
     observable_json,
 )
@@ -164,14 +168,9 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         )
 
     def one(request: Request) -> Response:
-        # A plain segment, not {id:int}: a path that is no id is this page's 404, behind the login
-        # like every other, not the router's.
-        ident = str(request.path_params["id"])
-        found = (
-            ctx.store.observable(int(ident))
-            if ident.isascii() and ident.isdigit() and len(ident) <= 18
-            else None
-        )
+        # A plain segment, not {id:int}: a path that is no id is this page's 404, behind the
+        # login like every other, not the router's.
+        found = observable_detail(ctx.store, ctx.policy, str(request.path_params["id"]))
         if found is None:
             return render(
                 request,
@@ -181,13 +180,15 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
                 message="There is no observable of that id (its source may have been deleted).",
                 back=PATH,
             )
-        shown = _row(observable_json(found))
+        matches = [{**m, "at": _moment(m["at"])} for m in found.pop("matches")]
         return render(
             request,
             "observable.html",
-            title=f"{found.kind} {found.value}",
-            o=shown,
-            context_rows=_context_rows(found.context),
+            title=f"{found['kind']} {found['value']}",
+            o=_row(found),
+            context_rows=_context_rows(found["context"]),
+            matches=matches,
+            most=MAX_OBSERVABLE_MATCHES,
         )
 
     def export(request: Request) -> Response:
