@@ -14,11 +14,14 @@ gives the same id, as STIX asks of a producer that describes the same thing agai
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+
+import orjson
 
 from feedgate.observables import Kind
 
@@ -62,9 +65,10 @@ def pattern(kind: str, value: str) -> str | None:
     return f"[{path} = {_literal(value)}]"
 
 
+@functools.lru_cache(maxsize=4096)
 def _timestamp(moment: dt.datetime) -> str:
     """A STIX timestamp: UTC, ``Z``, milliseconds (2.1 asks for at least that precision on
-    created/modified)."""
+    created/modified). Kept for the times seen last: a poll stamps its rows alike."""
     utc = moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
@@ -132,6 +136,6 @@ def bundle_chunks(items: Iterable[Indicator], *, bundle_id: str | None = None) -
         obj = indicator_object(item)
         if obj is None:
             continue
-        yield ("\n" if first else ",\n") + json.dumps(obj, ensure_ascii=False)
+        yield ("\n" if first else ",\n") + orjson.dumps(obj).decode()
         first = False
     yield "\n]}\n"

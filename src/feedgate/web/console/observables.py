@@ -99,7 +99,7 @@ def _stream(store: FeedStore, fmt: str, filters: dict[str, Any]) -> Iterator[str
     rows = store.export_rows(**filters)
     try:
         if fmt == "stix":
-            yield from bundle_chunks(_indicator(row) for row in rows)
+            yield from _joined(bundle_chunks(_indicators(rows)))
             return
         out = io.StringIO()
         write = row_writer(fmt, out)
@@ -114,13 +114,33 @@ def _stream(store: FeedStore, fmt: str, filters: dict[str, Any]) -> Iterator[str
         rows.close()
 
 
-def _indicator(row: ExportRow) -> Indicator:
-    context = json.loads(row.own_context)
-    if row.shared_context is not None:
-        context = {**json.loads(row.shared_context), **context}
-    return Indicator(
-        row.source, row.kind, row.value, row.first_seen, row.last_seen, row.valid_until, context
-    )
+def _joined(pieces: Iterator[str]) -> Iterator[str]:
+    """``pieces`` gathered into sends of about :data:`_FLUSH` characters."""
+    gathered: list[str] = []
+    size = 0
+    for piece in pieces:
+        gathered.append(piece)
+        size += len(piece)
+        if size >= _FLUSH:
+            yield "".join(gathered)
+            gathered, size = [], 0
+    yield "".join(gathered)
+
+
+def _indicators(rows: Iterator[ExportRow]) -> Iterator[Indicator]:
+    """Each row as an :class:`Indicator`, its context merged; a shared layer (the same text
+    for the many indicators of a pulse) is decoded once while its rows come."""
+    layer_text: str | None = None
+    layer: dict[str, Any] = {}
+    for row in rows:
+        context = json.loads(row.own_context)
+        if row.shared_context is not None:
+            if row.shared_context is not layer_text:
+                layer_text, layer = row.shared_context, json.loads(row.shared_context)
+            context = {**layer, **context}
+        yield Indicator(
+            row.source, row.kind, row.value, row.first_seen, row.last_seen, row.valid_until, context
+        )
 
 
 def _context_rows(context: dict[str, Any]) -> list[tuple[str, str]]:
