@@ -156,6 +156,7 @@ def test_a_json_body_nested_too_deep_is_400(api: httpx.Client) -> None:
         ("/api/v1/log?after=99999999999999999999999", "after"),
         ("/api/v1/observables?limit=-1", "limit"),
         ("/api/v1/log?after=x", "after"),
+        ("/api/v1/observables?after=x", "after"),
     ],
 )
 def test_a_bad_number_in_the_query_is_400_naming_it(
@@ -170,6 +171,13 @@ def test_numbers_in_range_still_page(api: httpx.Client) -> None:
     assert api.get("/api/v1/observables?limit=5&offset=9223372036854775807").json() == []
     assert api.get("/api/v1/observables?limit=99999").status_code == 200  # capped at 10000
     assert api.get("/api/v1/log?after=9223372036854775807").json() == []
+
+
+def test_an_observable_that_is_not_there_or_no_id_is_404(api: httpx.Client) -> None:
+    for ident in ("x", "999999999", "1" * 40, "%C2%B2"):
+        answer = api.get(f"/api/v1/observables/{ident}")
+        assert answer.status_code == 404, (ident, answer.text)
+        assert answer.json() == {"detail": "no such observable"}
 
 
 def test_405_names_every_method_of_the_path(api: httpx.Client) -> None:
@@ -195,7 +203,7 @@ def test_the_openapi_document_describes_bodies_parameters_and_answers(
     # every field a source is written with (unreadable_secrets is read from the store only)
     assert set(new) == {f for f in Source.__dataclass_fields__} - {"unreadable_secrets"}
     names = {p["name"] for p in spec["paths"]["/api/v1/observables"]["get"]["parameters"]}
-    assert names == {"source", "kind", "search", "all", "limit", "offset"}
+    assert names == {"source", "kind", "search", "all", "limit", "offset", "after"}
     shown = api.post("/api/v1/sources", json=GOOD).json()
     assert set(shown) == set(spec["components"]["schemas"]["Source"]["properties"])
 

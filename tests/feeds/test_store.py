@@ -334,6 +334,26 @@ def test_browse_filters_and_paging(store: FeedStore) -> None:
     assert obs == Observable(Kind.OTHER, "Global\\mutex", "MutexObjectType", {"tlp": "amber"})
 
 
+def test_keyset_pages_follow_the_last_rows_id_and_one_is_read_by_id(store: FeedStore) -> None:
+    store.add_source(make_source())
+    store.add_source(make_source("other"))
+    with store.segment("otx") as seg:
+        seg.upsert([ip(n) for n in range(7)], T0)
+    with store.segment("other") as seg:
+        seg.upsert([ip(100)], T0)
+    whole = store.observables(source="otx")
+    ids = [o.id for o in whole]
+    assert None not in ids and ids == sorted(ids)
+    first = store.observables(source="otx", limit=3)
+    second = store.observables(source="otx", limit=3, after_id=first[-1].id)
+    third = store.observables(source="otx", limit=3, after_id=second[-1].id)
+    assert [*first, *second, *third] == whole and len(third) == 1
+    assert store.observables(source="otx", after_id=third[-1].id) == []
+    found = store.observable(whole[2].id or 0)
+    assert found == whole[2] and found is not None and found.id == whole[2].id
+    assert store.observable(max(ids) + 1000) is None
+
+
 def _layer_rows(store: FeedStore) -> list[tuple[str, str]]:
     """(source name, JSON) of every stored shared context layer."""
     with store.engine.connect() as conn:

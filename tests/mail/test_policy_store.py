@@ -582,6 +582,24 @@ def test_the_whole_policy_on_both_databases(any_db: Database) -> None:
     feeds.close()
 
 
+def test_the_messages_an_observable_matched_newest_first(store: PolicyStore) -> None:
+    now = datetime.now(UTC)
+    policy = store.load()
+    evil = Match(Part.FROM, "domain", "evil.example", "evil.example", "otx", 7)
+    in_url = Match(Part.URL, "domain", "evil.example", "evil.example", "otx", 7)
+    other = Match(Part.URL, "domain", "other.example", "other.example", "otx", 9)
+    for n, matches in enumerate(([evil], [evil, in_url, other], [other])):
+        message = f"<m{n}@example.net>"
+        verdict = evaluate(matches, Inspection((), message_id=message), policy)
+        store.record(verdict, message, now - timedelta(hours=3 - n))
+    found = store.matches_of("otx", 7)
+    assert [m.message_id for m in found] == ["<m1@example.net>", "<m0@example.net>"]
+    assert found[0].parts == ("from", "url") and found[0].rule == "threat-feeds"
+    assert found[0].action == "quarantine" and found[0].at == now - timedelta(hours=2)
+    assert [m.message_id for m in store.matches_of("otx", 7, limit=1)] == ["<m1@example.net>"]
+    assert store.matches_of("other-source", 7) == []
+
+
 def test_matches_no_rule_decides_are_logged_as_delivered(store: PolicyStore) -> None:
     """All rules off: the feed still hit, and feedgate hits shows it (rule NULL, deliver)."""
     store.set_enabled("threat-feeds", False)

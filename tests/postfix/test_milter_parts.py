@@ -77,7 +77,7 @@ def test_the_cli_says_when_its_port_is_taken(
             main,
             ["milter", "--listen", f"inet:127.0.0.1:{port}", "--db", str(tmp_path / "feeds.db")],
         )
-    assert result.exit_code == 1
+    assert result.exit_code == 1, repr(result.exception)
     assert result.output.strip() == (
         f"feedgate: error: cannot listen on inet:127.0.0.1:{port}: Address already in use"
         " (choose another with --listen, or stop what is using it)"

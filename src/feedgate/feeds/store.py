@@ -37,7 +37,7 @@ import dataclasses
 import json
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
@@ -123,6 +123,9 @@ class StoredObservable:
     valid_until: datetime | None
     expired: bool
     context: dict[str, Any]
+    #: The row's id (the key a browse pages on with ``after_id``); None where a read does not
+    #: say it (exports). Not compared: the same observable read two ways is equal.
+    id: int | None = field(default=None, compare=False)
 
     def to_observable(self) -> Observable:
         """The :class:`Observable` (kind, value, type, context) this row was made from."""
@@ -826,6 +829,7 @@ class FeedStore:
             valid_until=_from_db(row.valid_until),
             expired=bool(row.expired),
             context=_context(row.shared_context, row.context),
+            id=int(row.id),
         )
 
     def observables(
@@ -836,14 +840,26 @@ class FeedStore:
         live_only: bool = True,
         limit: int = 100,
         offset: int = 0,
+        after_id: int | None = None,
     ) -> list[StoredObservable]:
-        """A page of stored observables in storage order. ``search`` looks for text in the
-        value and the context (case-insensitive for ASCII)."""
+        """A page of stored observables in storage (id) order. ``search`` looks for text in the
+        value and the context (case-insensitive for ASCII). ``after_id``: only rows after that
+        id, the keyset page that follows a page whose last row had it (no rows are skipped
+        over to get there, as ``offset`` does: the next page of millions costs the first's)."""
         query = self._filtered(self._browse_query(), source, kind, search, live_only, by_id=True)
+        if after_id is not None:
+            query = query.where(observables_table.c.id > after_id)
         query = query.order_by(observables_table.c.id).limit(max(0, limit)).offset(max(0, offset))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [self._stored(row) for row in rows]
+
+    def observable(self, observable_id: int) -> StoredObservable | None:
+        """The stored observable of that id (expired or not), or None."""
+        query = self._browse_query().where(observables_table.c.id == observable_id)
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else self._stored(row)
 
     def iter_observables(
         self,

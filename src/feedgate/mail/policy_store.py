@@ -56,6 +56,7 @@ __all__ = [
     "EXPIRE_BATCH",
     "MAX_TOP",
     "Hits",
+    "LoggedMatch",
     "ObservableHits",
     "PolicyStore",
     "SourceHits",
@@ -127,6 +128,30 @@ class ObservableHits:
             "value": self.value,
             "hits": self.hits,
             "last": self.last.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedMatch:
+    """One message an observable matched, as the match log keeps it (:meth:`PolicyStore.
+    matches_of`): when, the message's id, the parts it was in, the rule that decided and the
+    action (``mode`` monitor: what that rule would have done)."""
+
+    at: datetime
+    message_id: str | None
+    parts: tuple[str, ...]
+    rule: str | None
+    action: str
+    mode: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "message_id": self.message_id,
+            "parts": list(self.parts),
+            "rule": self.rule,
+            "action": self.action,
+            "mode": self.mode,
         }
 
 
@@ -578,6 +603,32 @@ class PolicyStore:
         for applied in verdict.monitored_rules:
             order.extend(r for r in applied if r not in order)
         return ACTION_SEVERITY[action], -order.index(rule)
+
+    def matches_of(self, source: str, observable_id: int, limit: int = 50) -> list[LoggedMatch]:
+        """The messages the observable ``observable_id`` of ``source`` matched, newest first,
+        ``limit`` at most. The log has no index on the observable: the query walks the
+        source's rows newest first (``ix_mail_match_log_source_at``) and stops at ``limit``,
+        so an observable hit often costs little and a rare one a scan of its source's
+        retained rows (14 days by default), never of the whole log."""
+        m = match_log
+        query = (
+            sa.select(m.c.at, m.c.message_id, m.c.parts, m.c.rule, m.c.action, m.c.mode)
+            .where(m.c.source == source, m.c.observable_id == observable_id)
+            .order_by(m.c.at.desc(), m.c.id.desc())
+            .limit(max(0, limit))
+        )
+        with self._read() as conn:
+            return [
+                LoggedMatch(
+                    _from_db(at),
+                    message_id,
+                    tuple(p for p in parts.split(",") if p),
+                    rule,
+                    action,
+                    mode,
+                )
+                for at, message_id, parts, rule, action, mode in conn.execute(query)
+            ]
 
     def hits(
         self,

@@ -46,7 +46,13 @@ from feedgate.feeds.sources import (
     make_source,
     shown_username,
 )
-from feedgate.feeds.store import FeedStore, FeedStoreError, SourceStatus, kind_filter
+from feedgate.feeds.store import (
+    FeedStore,
+    FeedStoreError,
+    SourceStatus,
+    StoredObservable,
+    kind_filter,
+)
 from feedgate.mail.exceptions import MAX_EXCEPTION_LENGTH, MAX_NOTE_LENGTH
 from feedgate.mail.model import PARTS
 from feedgate.mail.policy_store import PolicyStore
@@ -156,6 +162,81 @@ def count_parameter(request: Request, name: str, default: int, maximum: int = _M
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > _MAX_INT64:
         raise ParameterError(name, f"{raw[:40]!r} is not a whole number from 0 to {_MAX_INT64}")
     return min(int(raw), maximum)
+
+
+#: The most observables one ``GET /observables`` answers.
+MAX_OBSERVABLES: Final = 10_000
+
+
+def observable_filters(request: Request) -> dict[str, Any]:
+    """The filters of a browse from the query string (``source``, ``kind``, ``search``,
+    ``all``), as :meth:`FeedStore.observables` and ``export_rows`` take them; ParameterError
+    for a kind that is none (the CLI's rule and message, ``feedgate observables``)."""
+    q = request.query_params
+    kind = q.get("kind") or None  # empty: any kind, as the other parameters
+    if kind is not None:
+        try:
+            kind = kind_filter(kind)
+        except ValueError as exc:
+            raise ParameterError("kind", str(exc)) from None
+    return {
+        "source": q.get("source") or None,
+        "kind": kind,
+        "search": q.get("search") or None,
+        "live_only": q.get("all") not in ("1", "true"),
+    }
+
+
+def browse_observables(
+    store: FeedStore, request: Request, default_limit: int = 100
+) -> list[StoredObservable]:
+    """The page of observables ``GET /api/v1/observables`` answers for ``request``'s query
+    (filters of :func:`observable_filters`; ``limit``, ``offset``, and ``after``: the keyset
+    page after the row of that id), for the API and the console alike."""
+    limit = count_parameter(request, "limit", default_limit, maximum=MAX_OBSERVABLES)
+    offset = count_parameter(request, "offset", 0)
+    after = request.query_params.get("after")
+    return store.observables(
+        **observable_filters(request),
+        limit=limit,
+        offset=offset,
+        after_id=None if after in (None, "") else count_parameter(request, "after", 0),
+    )
+
+
+def observable_json(r: StoredObservable) -> dict[str, Any]:
+    """A stored observable as the API shows it."""
+    return {
+        "id": r.id,
+        "source": r.source,
+        "kind": r.kind,
+        "value": r.value,
+        "type": r.original_type,
+        "first_seen": _iso(r.first_seen),
+        "last_seen": _iso(r.last_seen),
+        "valid_until": _iso(r.valid_until),
+        "expired": r.expired,
+        "context": r.context,
+    }
+
+
+#: The most messages an observable's page lists (newest first).
+MAX_OBSERVABLE_MATCHES: Final = 50
+
+
+def observable_detail(
+    store: FeedStore, policy: PolicyStore, ident: str, matches: int = MAX_OBSERVABLE_MATCHES
+) -> dict[str, Any] | None:
+    """One observable as ``GET /api/v1/observables/{id}`` answers it (None: no such id, or
+    ``ident`` is none): :func:`observable_json` and ``matches``, the messages it matched,
+    newest first, from the match log (:meth:`PolicyStore.matches_of`)."""
+    if not (ident.isascii() and ident.isdigit() and len(ident) <= 18):
+        return None
+    found = store.observable(int(ident))
+    if found is None or found.id is None:
+        return None
+    logged = policy.matches_of(found.source, found.id, matches)
+    return {**observable_json(found), "matches": [m.to_dict() for m in logged]}
 
 
 #: What a client must send; said by a 401, the API root and the OpenAPI document.
@@ -314,39 +395,13 @@ def create_api(
         return JSONResponse(poll_json(result))
 
     def observables(request: Request) -> Response:
-        q = request.query_params
-        limit = count_parameter(request, "limit", 100, maximum=10_000)
-        offset = count_parameter(request, "offset", 0)
-        kind = q.get("kind") or None  # empty: any kind, as the other parameters
-        if kind is not None:
-            try:
-                kind = kind_filter(kind)  # the CLI's rule and message (feedgate observables)
-            except ValueError as exc:
-                raise ParameterError("kind", str(exc)) from None
-        rows = store.observables(
-            source=q.get("source"),
-            kind=kind,
-            search=q.get("search"),
-            live_only=q.get("all") not in ("1", "true"),
-            limit=limit,
-            offset=offset,
-        )
-        return JSONResponse(
-            [
-                {
-                    "source": r.source,
-                    "kind": r.kind,
-                    "value": r.value,
-                    "type": r.original_type,
-                    "first_seen": _iso(r.first_seen),
-                    "last_seen": _iso(r.last_seen),
-                    "valid_until": _iso(r.valid_until),
-                    "expired": r.expired,
-                    "context": r.context,
-                }
-                for r in rows
-            ]
-        )
+        return JSONResponse([observable_json(r) for r in browse_observables(store, request)])
+
+    def one_observable(request: Request) -> Response:
+        found = observable_detail(store, policy, str(request.path_params["id"]))
+        if found is None:
+            return JSONResponse({"detail": "no such observable"}, 404)
+        return JSONResponse(found)
 
     def log_rows(request: Request) -> Response:
         q = request.query_params
@@ -413,6 +468,7 @@ def create_api(
             Route("/api/v1/sources/{name}", guard(one_source), methods=["GET", "PATCH", "DELETE"]),
             Route("/api/v1/sources/{name}/poll", guard(poll_now), methods=["POST"]),
             Route("/api/v1/observables", guard(observables), methods=["GET"]),
+            Route("/api/v1/observables/{id}", guard(one_observable), methods=["GET"]),
             Route("/api/v1/log", guard(log_rows), methods=["GET"]),
             *policy_routes(policy, guard, body, **({"now": now} if now else {})),
             *quarantine_routes(QuarantineStore(store.engine), guard, body),
@@ -715,6 +771,7 @@ OPENAPI: Final[dict[str, Any]] = {
                 "type": "object",
                 "required": ["source", "kind", "value", "first_seen", "last_seen", "expired"],
                 "properties": {
+                    "id": _INT64 | {"description": "the key to page on (after=)"},
                     "source": _TEXT,
                     "kind": _TEXT,
                     "value": _TEXT,
@@ -882,9 +939,24 @@ OPENAPI: Final[dict[str, Any]] = {
                     _param("all", _TEXT, "1 or true: expired ones too"),
                     _param("limit", _INT64, "at most this many (10000 at most)"),
                     _param("offset", _INT64, "skip this many"),
+                    _param(
+                        "after",
+                        _INT64,
+                        "rows after the one of this id (the next page: the last row's id)",
+                    ),
                 ),
                 _400='a parameter that cannot be used: {"detail", "field"}',
             )
+        },
+        "/api/v1/observables/{id}": {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": _INT64}],
+            "get": _op(
+                "One observable (expired or not) and the messages it matched, newest first"
+                f" ({MAX_OBSERVABLE_MATCHES} at most)",
+                schema={"type": "object"},
+                _404="no such observable",
+            )
+            | {"operationId": "getObservable"},
         },
         "/api/v1/log": {
             "get": _op(

@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import auth, log, poll_now, quarantine, reports, source_form, sources
+from . import auth, log, observables, policy, poll_now, quarantine, reports, source_form, sources
 from .context import ConsoleContext, Page
 from .render import ConsoleState, templates
 
@@ -37,6 +37,8 @@ PAGES: Final[tuple[Page, ...]] = (
     source_form.PAGE,
     poll_now.PAGE,
     log.PAGE,
+    observables.PAGE,
+    policy.PAGE,
     quarantine.PAGE,
     reports.PAGE,
 )
