@@ -79,9 +79,15 @@ def test_add_with_an_error_then_edit_and_test_connection(
     expect(logged_in.get_by_label("Description", exact=True)).to_have_value("the hub's pulses")
     expect(logged_in.get_by_label("Port", exact=True)).to_have_value(str(port))
     assert SECRET_PASSWORD not in logged_in.content()
+    assert key not in logged_in.content()  # the user name is the API key: not sent back either
+    for secret in ("password", "username"):  # and the admin is told to type them again
+        expect(logged_in.locator(f'[data-field="{secret}"] .field-error')).to_contain_text(
+            "type it again"
+        )
     assert console.store.get_source(name) is None  # nothing saved
 
     fill(logged_in, "Hostname", host)
+    fill(logged_in, "Username", key)
     fill(logged_in, "Password", SECRET_PASSWORD)  # not sent back: typed again
     logged_in.get_by_role("button", name="Submit").click()
     expect(logged_in).to_have_url(console.url + "/sources")

@@ -299,8 +299,8 @@ def _check_hostname(hostname: str) -> str:
         raise SourceError(
             what,
             f"{_show(text)} looks like a URL: give the host name only, e.g. "
-            "otx.alienvault.com; the path goes in --poll-path, the port in --port "
-            "and http/https in --https/--no-https",
+            "otx.alienvault.com; the path goes in the polling path (--poll-path), the port in"
+            " the port (--port) and http/https in Use HTTPS (--https/--no-https)",
         )
     if "@" in text:
         raise SourceError(

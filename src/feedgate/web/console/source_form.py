@@ -160,13 +160,29 @@ def _values(source: Source | None) -> dict[str, Any]:
     return values
 
 
+#: Beside a secret typed into a form that was refused: it is not sent back, so it must be typed
+#: again (the walkthrough lost a password by saving the corrected form without it).
+RETYPE: Final = "not kept after an error (a secret is never sent back): type it again"
+
+
+def _retype(data: FormData) -> dict[str, str]:
+    """The secrets (and the user name, which may be an API key) typed into a refused form."""
+    found = {}
+    for item in FIELDS:
+        raw = data.get(item.name)
+        if item.kind in ("secret", "username") and isinstance(raw, str) and raw:
+            found[item.name] = RETYPE
+    return found
+
+
 def _typed(data: FormData) -> dict[str, Any]:
-    """What was typed, to show again after an error: secrets never."""
+    """What was typed, to show again after an error: secrets never, nor the user name (it is
+    the credential itself where it is an API key, as OTX's)."""
     values: dict[str, Any] = {}
     for item in FIELDS:
         raw = data.get(item.name)
         text = raw if isinstance(raw, str) else ""
-        if item.kind == "secret":
+        if item.kind in ("secret", "username"):
             values[item.name] = ""
         elif item.kind == "check":
             values[item.name] = text == "on"
@@ -242,10 +258,11 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             source = source_from_json(form_changes(data, None))
             ctx.store.add_source(source)
         except SourceError as exc:
-            return show(request, None, _typed(data), {_field_of(exc): exc.message}, 400)
+            errors = _retype(data) | {_field_of(exc): exc.message}
+            return show(request, None, _typed(data), errors, 400)
         except FeedStoreError as exc:
             message = f"{exc}: choose another name, or edit that source"
-            return show(request, None, _typed(data), {"name": message}, 409)
+            return show(request, None, _typed(data), _retype(data) | {"name": message}, 409)
         text = f"Added source {source.name}: it is polled every " + (
             format_duration(source.polling_interval) if source.enabled else "(disabled)"
         )
@@ -269,7 +286,8 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             change_source(ctx.store, found, form_changes(data, found))
         except SourceError as exc:
             typed = _typed(data) | {"name": found.name}
-            return show(request, found, typed, {_field_of(exc): exc.message}, 400)
+            errors = _retype(data) | {_field_of(exc): exc.message}
+            return show(request, found, typed, errors, 400)
         except FeedStoreError as exc:
             return render(request, "error.html", 409, title="Not saved", message=str(exc))
         text = f"Saved source {name}."
