@@ -159,7 +159,8 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
     feeds_0004: the mail policy's tables, the sources' false-positive gate; feeds_0005:
     observables' changed_version; feeds_0007: the mail index, the retro findings, the sources'
     mode; feeds_0006's quarantine, with feeds_0008's release claims on it, is left out whole;
-    feeds_0011: the console's users, sessions and login throttle)."""
+    feeds_0011: the console's users, sessions and login throttle; feeds_0012: the held
+    counts' history)."""
 
     def create_all(e: sa.Engine, which: Schema) -> None:
         md = migrate.target_metadata(which)
@@ -177,6 +178,7 @@ def _old_open(monkeypatch: pytest.MonkeyPatch, with_leases: bool) -> None:
                 "console_users",
                 "console_sessions",
                 "console_login_failures",
+                "feed_held_counts",
             ):
                 md.remove(md.tables[name])
         md.create_all(e)
@@ -700,3 +702,37 @@ def test_upgrade_from_0010_adds_the_console_tables_and_back(eng: sa.Engine) -> N
     assert not tables(eng) & console
     with eng.connect() as conn:
         assert conn.execute(sa.text("SELECT message FROM feed_log")).scalar() == "kept"
+
+
+# --- feeds_0012: the history of what each source holds ----------------------------------------
+
+
+def test_upgrade_from_0011_adds_the_held_counts_and_back(eng: sa.Engine) -> None:
+    """A new table only: a database at feeds_0011 gets it empty (its sources stay), a snapshot
+    is written there, and the way back drops exactly it."""
+    from alembic import command
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.upgrade(migrate.config("feeds", conn), "feeds_0011")
+    assert "feed_held_counts" not in tables(eng)
+    with eng.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO feed_log (at, level, message) VALUES (:at, 'info', 'kept')"),
+            {"at": T0.replace(tzinfo=None)},
+        )
+
+    store = FeedStore(eng)
+    assert migrate.current(eng, "feeds") == migrate.HEADS["feeds"] == "feeds_0012"
+    assert migrate.differences(eng, "feeds") == []
+    store.add_source(Source(name="otx", hostname="otx.example", collection="c"))
+    with store.segment("otx") as seg:
+        seg.upsert([Observable(Kind.IPV4, "192.0.2.1", None, {})], T0)
+    assert store.record_held("otx", T0) == {"ipv4": 1}
+    assert [(h.source, h.held) for h in store.held_history()] == [("otx", 1)]
+
+    with migrate._locked(eng, "feeds") as conn:
+        command.downgrade(migrate.config("feeds", conn), "feeds_0011")
+    assert "feed_held_counts" not in tables(eng)
+    with eng.connect() as conn:
+        assert conn.execute(sa.text("SELECT message FROM feed_log")).scalar() == "kept"
+        assert conn.execute(sa.text("SELECT name FROM feed_sources")).scalar() == "otx"

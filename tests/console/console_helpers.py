@@ -12,8 +12,9 @@ Pages build on it like this (see tests/console/conftest.py)::
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,9 +100,12 @@ class Console:
 
 
 @contextmanager
-def running_console(directory: Path, **users_options: Any) -> Iterator[Console]:
-    """A console on a new database in ``directory`` with user :data:`ADMIN`; ``users_options``
-    go to ConsoleUsers (limits of the throttle, say)."""
+def running_console(
+    directory: Path, now: Callable[[], datetime] | None = None, **users_options: Any
+) -> Iterator[Console]:
+    """A console on a new database in ``directory`` with user :data:`ADMIN`; ``now`` is its
+    pages' clock (default: the real one); ``users_options`` go to ConsoleUsers (limits of the
+    throttle, say)."""
     eng = engine(str(directory / "feeds.db"))
     store = FeedStore(eng)
     feed_log = ThreatFeedLog(store, write_file=False)
@@ -109,6 +113,8 @@ def running_console(directory: Path, **users_options: Any) -> Iterator[Console]:
     users.add(ADMIN, PASSWORD)
     policy = PolicyStore(eng, store.source_names)
     ctx = ConsoleContext(store, feed_log, users, policy, login_delay=LOGIN_DELAY)
+    if now is not None:
+        ctx = dataclasses.replace(ctx, now=now)
     app = console_app(ctx, create_api(store, feed_log, API_TOKEN, policy=policy))
     with serving(app) as url:
         yield Console(url, store, users, ctx)

@@ -7,7 +7,7 @@ GET /api/v1/hits's; a message delivered, then caught by a later poll's retro-sca
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,9 +26,11 @@ with contextlib.suppress(ImportError):
 
 
 @contextlib.contextmanager
-def fresh(browser: Browser, tmp_path: Path) -> Iterator[tuple[Console, Page]]:
-    """A console on a new database, and a page logged in to it."""
-    with running_console(tmp_path) as own:
+def fresh(
+    browser: Browser, tmp_path: Path, now: Callable[[], datetime] | None = None
+) -> Iterator[tuple[Console, Page]]:
+    """A console on a new database (its pages' clock ``now``), and a page logged in to it."""
+    with running_console(tmp_path, now) as own:
         context = browser.new_context(viewport={"width": 1440, "height": 900})
         context.add_cookies([own.session_cookie()])  # type: ignore[list-item]
         page = context.new_page()
@@ -125,12 +127,61 @@ def test_reports_draw_the_match_log_as_the_hits_api_counts_it(
         assert top_bars[0] == f"ipv4 198.18.0.1: {a} 2"
         held = cells(page, "table.held")
         assert [a, "3", "3"] in held and [b, "0", "0"] in held
-        assert page.locator("svg.chart").count() == 4
+        assert page.locator("svg.chart").count() == 5
 
         page.goto(own.url + "/reports?since=all")
         assert cells(page, "table.per-source")[0][0] == d1  # "all": from the first day logged
         page.goto(own.url + "/reports?since=soon")
         expect(page.get_by_role("alert")).to_contain_text("since")
+
+
+def test_reports_chart_the_held_counts_polls_wrote(
+    browser: Browser, console: Console, tmp_path: Path
+) -> None:
+    """The held counts' history as FeedStore.record_held (what every poll ends with) wrote
+    it: per day the day's last count, summed over kinds per source in the chart, per kind in
+    the table; the days run to the console's clock (injected, frozen: no midnight race)."""
+    moment = datetime.now(UTC)
+    with fresh(browser, tmp_path, now=lambda: moment) as (own, page):
+        a = own.add_source("held-a").name
+        b = own.add_source("held-b").name
+        store = own.store
+        own.seed(a, 2)
+        two_days_ago, yesterday = moment - timedelta(days=2), moment - timedelta(days=1)
+        store.record_held(a, two_days_ago)  # 2 ipv4
+        store.record_held(a, yesterday - timedelta(minutes=1))
+        with store.segment(b) as seg:
+            seg.upsert([Observable(Kind.DOMAIN, "evil.example", None, {})], moment)
+        own.seed(a, 5)
+        store.record_held(a, yesterday)  # the day's last: 5, not the 2 a minute before
+        store.record_held(b, moment)
+        store.record_held(a, moment)
+        seen = store.held_history()
+        assert len(seen) == 4  # one snapshot a source and day: yesterday's first was replaced
+
+        page.goto(own.url + "/reports")
+        d0, d1, d2 = (m.date().isoformat() for m in (two_days_ago, yesterday, moment))
+        assert page.locator("table.held-over-time thead th").all_text_contents() == [
+            "Day",
+            "Source",
+            "domain",
+            "ipv4",
+            "Total",
+        ]
+        assert cells(page, "table.held-over-time") == [
+            [d0, a, "0", "2", "2"],
+            [d1, a, "0", "5", "5"],
+            [d2, a, "0", "5", "5"],
+            [d2, b, "1", "0", "1"],
+        ]
+        bars = page.locator("svg.held-over-time > rect title").all_text_contents()
+        assert sorted(bars) == sorted(
+            [f"{d0}: {a} 2", f"{d1}: {a} 5", f"{d2}: {a} 5", f"{d2}: {b} 1"]
+        )
+        ticks = page.locator("svg.held-over-time > text").all_text_contents()
+        assert d2[5:] in ticks and len([t for t in ticks if "-" in t]) == 8  # 7d back: 8 days
+        legend = page.locator("#held-over-time ul.legend li").all_text_contents()
+        assert [t.strip() for t in legend] == sorted([a, b])
 
 
 def test_retro_findings_are_listed_as_the_api_lists_them(

@@ -84,6 +84,24 @@ def test_first_poll_reads_everything_in_segments_then_nothing_new(setup: Setup) 
     assert any(line.startswith("poll done:") for line in lines)
 
 
+def test_a_poll_writes_what_the_source_holds_to_the_history(setup: Setup) -> None:
+    """At its end, after its expiry: the live counts per kind, as count_observables has them;
+    a later poll the same UTC day replaces them, one a day later adds the next day's."""
+    poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
+    live = setup.feeds.count_observables("otx")
+    assert sum(live.values()) > 0
+    first = setup.feeds.held_history()
+    assert {(h.source, h.kind, h.held) for h in first} == {("otx", k, n) for k, n in live.items()}
+    assert {h.at for h in first} == {NOW}
+    day = datetime.combine(NOW.date(), datetime.min.time(), UTC)
+    same_day = day + timedelta(hours=23, minutes=59)  # later than NOW, the same UTC day
+    poll_source(setup.feeds, setup.source, setup.log, now=lambda: same_day)
+    assert {h.at for h in setup.feeds.held_history()} == {same_day}
+    tomorrow = same_day + timedelta(minutes=2)
+    poll_source(setup.feeds, setup.source, setup.log, now=lambda: tomorrow)
+    assert sorted({h.at for h in setup.feeds.held_history()}) == [same_day, tomorrow]
+
+
 def test_new_pulses_arrive_with_the_next_poll(setup: Setup) -> None:
     poll_source(setup.feeds, setup.source, setup.log, now=lambda: NOW)
     before = sum(setup.feeds.count_observables("otx").values())

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from feedgate.db import engine
-from feedgate.feeds import secrets
+from feedgate.feeds import held, secrets
 from feedgate.feeds.schema import observables_table, shared_contexts
 from feedgate.feeds.schema import sources as sources_table
 from feedgate.feeds.sources import Source
@@ -297,6 +297,49 @@ def test_expiry_by_valid_until(store: FeedStore) -> None:
 def test_expire_unknown_source(store: FeedStore) -> None:
     with pytest.raises(FeedStoreError):
         store.expire("x", T0)
+
+
+# --- the history of what a source holds (feeds.held) ---------------------------------------
+
+
+def test_held_history_keeps_each_days_last_live_counts_per_kind(store: FeedStore) -> None:
+    store.add_source(make_source(age=timedelta(days=30)))
+    store.add_source(make_source("other"))
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1), ip(2), Observable(Kind.DOMAIN, "evil.example", None, {})], T0)
+    assert store.record_held("otx", T0) == {"ipv4": 2, "domain": 1}
+    assert store.record_held("other", T0) == {}  # holds nothing: no rows
+    with store.segment("otx") as seg:
+        seg.upsert([ip(3)], T0 + timedelta(hours=5))
+    late = T0 + timedelta(hours=6)
+    store.record_held("otx", late)  # the same UTC day: replaces the earlier snapshot
+    next_day = T0 + timedelta(days=30, hours=3)
+    assert store.expire("otx", next_day) == 3  # not seen for longer than 30 days: all but 3
+    store.record_held("otx", next_day)
+    assert [(h.source, h.kind, h.at, h.held) for h in store.held_history()] == [
+        ("otx", "domain", late, 1),
+        ("otx", "ipv4", late, 3),
+        ("otx", "ipv4", next_day, 1),
+    ]
+    assert [h.at for h in store.held_history(since=T0 + timedelta(days=1))] == [next_day]
+    with pytest.raises(FeedStoreError, match="no source named gone"):
+        store.record_held("gone", T0)
+
+
+def test_held_history_is_pruned_when_written_and_goes_with_its_source(store: FeedStore) -> None:
+    store.add_source(make_source())
+    with store.segment("otx") as seg:
+        seg.upsert([ip(1)], T0)
+    store.record_held("otx", T0)
+    store.record_held("otx", T0 + held.KEEP - timedelta(days=1))
+    assert len(store.held_history()) == 2  # within KEEP of the newest: kept
+    store.record_held("otx", T0 + held.KEEP + timedelta(days=1))
+    assert [h.at for h in store.held_history()] == [
+        T0 + held.KEEP - timedelta(days=1),
+        T0 + held.KEEP + timedelta(days=1),
+    ]
+    assert store.delete_source("otx")
+    assert store.held_history() == []
 
 
 # --- browse and log ------------------------------------------------------------------------

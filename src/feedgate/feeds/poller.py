@@ -239,7 +239,10 @@ def poll_source(
             " the next poll goes on from there"
         )
     if not interrupted:
-        result.expired = store.expire(name, now())
+        finished = now()
+        result.expired = store.expire(name, finished)
+        # The history of what the source holds (feeds.held), here where every poll ends.
+        store.record_held(name, finished)
     result.seconds = clock() - started
     summary = (
         f"{result.segments} segment(s), {result.blocks} blocks,"

@@ -17,6 +17,7 @@ __all__ = [
     "console_sessions",
     "console_users",
     "counters",
+    "held_counts",
     "leases",
     "log_table",
     "metadata",
@@ -158,6 +159,26 @@ leases = sa.Table(
     sa.Column("source", sa.String(200), primary_key=True),
     sa.Column("node", sa.String(200), nullable=False),
     sa.Column("expires", sa.BigInteger, nullable=False),
+)
+
+#: How many live observables each source held, per kind, at the end of a poll (feeds_0012):
+#: the history the Reports page charts, which the observables table cannot give (an expired
+#: row keeps no time of expiry). One snapshot per source and UTC day, the day's last: a poll
+#: replaces that day's earlier one; rows older than :data:`feedgate.feeds.store.HELD_KEEP`
+#: are deleted as new ones are written (:meth:`feedgate.feeds.store.FeedStore.record_held`).
+held_counts = sa.Table(
+    "feed_held_counts",
+    metadata,
+    sa.Column(
+        "source_id",
+        _BigId,
+        sa.ForeignKey("feed_sources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("at", sa.DateTime, primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("held", sa.BigInteger, nullable=False),
+    sa.Index("ix_feed_held_counts_at", "at"),
 )
 
 # --- the web console's users (feeds.console_users; feeds_0011) --------------------------------

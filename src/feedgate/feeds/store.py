@@ -47,7 +47,9 @@ from feedgate import migrate
 from feedgate.db import read_transaction, write_transaction
 from feedgate.observables import Kind, Observable
 
+from . import held
 from ._ingest import BATCH_SIZE, MEMORY_BUDGET, Segment, layers_lock
+from .held import HeldCount
 from .schema import (
     counters,
     log_table,
@@ -63,6 +65,7 @@ __all__ = [
     "ExportRow",
     "FeedStore",
     "FeedStoreError",
+    "HeldCount",
     "LogEntry",
     "Segment",
     "SourceStatus",
@@ -958,6 +961,19 @@ class FeedStore:
         query = self._filtered(query, source, kind, None, live_only).group_by(o.c.kind)
         with self._read() as conn:
             return {str(k): int(n) for k, n in conn.execute(query)}
+
+    def record_held(self, name: str, at: datetime) -> dict[str, int]:
+        """Write how many live observables ``name`` holds per kind, as of ``at``, to the
+        history the Reports page charts (:mod:`feedgate.feeds.held`: the day's last snapshot
+        is kept, :data:`~feedgate.feeds.held.KEEP` long); the counts."""
+        try:
+            return held.record(self.engine, name, at)
+        except held.UnknownSource as exc:
+            raise FeedStoreError(str(exc)) from None
+
+    def held_history(self, since: datetime | None = None) -> list[HeldCount]:
+        """The snapshots :meth:`record_held` wrote from ``since`` (None: all kept) on."""
+        return held.history(self.engine, since)
 
     def version(self) -> int:
         """The change counter (see the module doc)."""

@@ -7,24 +7,23 @@ observables are :meth:`~feedgate.mail.policy_store.PolicyStore.hits` (``GET /api
 ``feedgate hits``) over the window :func:`~feedgate.web.api_policy.since_moment` reads (default
 :data:`~feedgate.web.api_policy.DEFAULT_SINCE`, as the API's); the days are
 :func:`feedgate.mail.match_days.match_days` over the same rows and window; the observables held
-are :meth:`~feedgate.feeds.store.FeedStore.count_observables` (``GET /api/v1/sources`` counts).
-Days run to the console's clock (``ConsoleContext.now``).
-
-The store keeps the observables a source holds *now* and no history of those counts (an expired
-row keeps no time of expiry), so "held" is today's picture, and the page says so rather than
-draw a history it does not have.
+are :meth:`~feedgate.feeds.store.FeedStore.count_observables` (``GET /api/v1/sources`` counts)
+now, and over time :meth:`~feedgate.feeds.store.FeedStore.held_history`, the counts every poll
+writes at its end (:mod:`feedgate.feeds.held`): per day the day's last count, summed over
+kinds, per source. Days run to the console's clock (``ConsoleContext.now``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 
+from feedgate.feeds.held import KEEP, HeldCount
 from feedgate.feeds.sources import SourceError
 from feedgate.mail.match_days import MatchDays, days, match_days
 from feedgate.mail.policy_store import DEFAULT_TOP
@@ -68,6 +67,31 @@ def _per_day(found: MatchDays) -> tuple[dict[str, dict[date, int]], dict[str, di
     return dict(sorted(sources.items())), dict(sorted(actions.items()))
 
 
+def _held_days(
+    now: datetime, since: datetime | None, history: Sequence[HeldCount]
+) -> tuple[list[date], dict[str, dict[date, dict[str, int]]]]:
+    """The UTC days of the held-over-time chart (from ``since``'s, None: the first day with a
+    count, to ``now``'s) and, per source and day, the day's last counts by kind."""
+    last = now.astimezone(UTC).date()
+    per: dict[str, dict[date, tuple[datetime, dict[str, int]]]] = {}
+    for h in history:  # in time order per source
+        day = h.at.astimezone(UTC).date()
+        days_of = per.setdefault(h.source, {})
+        at, counts = days_of.get(day, (h.at, {}))
+        if h.at > at:  # a later snapshot that day: it is the day's count
+            at, counts = h.at, {}
+        counts[h.kind] = h.held
+        days_of[day] = (at, counts)
+    seen = [d for days_of in per.values() for d in days_of]
+    first = since.astimezone(UTC).date() if since is not None else min(seen, default=last)
+    first = min(first, last)
+    day_list = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return day_list, {
+        name: {d: counts for d, (_at, counts) in days_of.items() if first <= d <= last}
+        for name, days_of in sorted(per.items())
+    }
+
+
 def routes(ctx: ConsoleContext) -> list[BaseRoute]:
     def reports(request: Request) -> Response:
         since = (request.query_params.get("since") or "").strip() or DEFAULT_SINCE
@@ -88,7 +112,15 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
         top_rows = [
             (f"{t.kind} {t.value}", {_series_name(t.source, t.mode): t.hits}) for t in hits.top
         ]
-        named = {*by_source, *(_series_name(t.source, t.mode) for t in hits.top)}
+        held_day_list, held_per_day = _held_days(now, start, ctx.store.held_history(start))
+        held_kinds = sorted({k for ds in held_per_day.values() for c in ds.values() for k in c})
+        held_over_time_rows = [
+            {"day": d.isoformat(), "source": name, "counts": [c.get(k, 0) for k in held_kinds]}
+            for d in held_day_list
+            for name, ds in held_per_day.items()
+            if (c := ds.get(d)) is not None
+        ]
+        named = {*by_source, *held_per_day, *(_series_name(t.source, t.mode) for t in hits.top)}
         by_name = colours_for(sorted(named))  # a source has one colour on every chart
         held = {name: ctx.store.count_observables(source=name) for name in ctx.store.source_names()}
         kinds = sorted({k for counts in held.values() for k in counts})
@@ -122,6 +154,18 @@ def routes(ctx: ConsoleContext) -> list[BaseRoute]:
             held_chart=hbars("Observables held per source and kind", held_rows),
             kinds=kinds,
             held_rows=held_rows,
+            held_over_time_chart=stacked(
+                "Observables held per source over time",
+                [d.isoformat() for d in held_day_list],
+                {
+                    name: [sum(ds.get(d, {}).values()) for d in held_day_list]
+                    for name, ds in held_per_day.items()
+                },
+                colours=by_name,
+            ),
+            held_kinds=held_kinds,
+            held_over_time_rows=held_over_time_rows,
+            held_keep_days=KEEP.days,
         )
 
     return [page_route(PATH, reports)]
