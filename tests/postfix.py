@@ -463,13 +463,13 @@ class Postfix:
             self.run(POSTFIX, "stop", timeout=STOP_TIMEOUT)
         pids = sorted({master, *before, *_instance_pids(self.conf)})
         deadline = time.monotonic() + STOP_TIMEOUT
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
         for pid in pids:
-            if _alive(pid):
+            if alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        wait_for("Postfix's processes to end", lambda: not any(_alive(p) for p in pids), 10.0)
+        wait_for("Postfix's processes to end", lambda: not any(alive(p) for p in pids), 10.0)
         self._master_pid = None
 
     # --- the queue ----------------------------------------------------------------------
@@ -506,7 +506,7 @@ class Postfix:
         return [line for line in self.log_tail(10**8).splitlines() if text in line]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether ``pid`` is a process that has not ended (a zombie counts as ended)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

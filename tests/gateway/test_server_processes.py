@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from clean_env import clean_env
-from postfix import free_port
+from postfix import alive, free_port
 
 
 def _children(pid: int) -> set[int]:
@@ -33,21 +33,13 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 def _gone_within(pids: set[int], seconds: float) -> set[int]:
     """The pids still alive after ``seconds`` of waiting for them to go (an exit, not an
     ordering: the loop ends as soon as they are gone)."""
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(map(_alive, pids)):
+    while time.monotonic() < deadline and any(map(alive, pids)):
         time.sleep(0.05)
-    return {pid for pid in pids if _alive(pid)}
+    return {pid for pid in pids if alive(pid)}
 
 
 #: Each server's command line after ``feedgate``, and the last line it prints once it serves.

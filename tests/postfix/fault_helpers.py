@@ -35,7 +35,7 @@ from milter_helpers import ROOT, message
 
 from feedgate.db import engine
 from feedgate.mail.quarantine import QuarantineStore
-from postfix import Postfix, Sink, wait_for
+from postfix import Postfix, Sink, alive, wait_for
 
 #: Postfix settings for the fault tests: a deferred message waits in the queue until the test
 #: flushes it (``postqueue -f``), so "it stays queued" is a state a test can look at, and a
@@ -306,7 +306,7 @@ class GatewayProcess:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        wait_for("the killed workers to end", lambda: not any(_alive(p) for p in pids))
+        wait_for("the killed workers to end", lambda: not any(alive(p) for p in pids))
         return pids
 
     def kill(self) -> None:
@@ -319,7 +319,7 @@ class GatewayProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait(30)
-        wait_for("the killed gateway's processes to end", lambda: not any(_alive(p) for p in pids))
+        wait_for("the killed gateway's processes to end", lambda: not any(alive(p) for p in pids))
         self._close()
 
     def stop(self) -> None:
@@ -347,14 +347,6 @@ class GatewayProcess:
         except FileNotFoundError:
             return []
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 # --- a TCP proxy the test controls --------------------------------------------------------
